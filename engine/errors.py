@@ -1,0 +1,28 @@
+"""Errors the engine raises for the user to read.
+
+Every :class:`TunerError` carries a one-line message that says what went wrong and how
+to fix it. Front ends print ``str(error)`` and exit non-zero; they never show a traceback
+for these.
+"""
+
+from __future__ import annotations
+
+
+class TunerError(Exception):
+    """Base class: a problem the user can fix (bad input, missing model, ...)."""
+
+
+class ConfigError(TunerError):
+    """An invalid option, parameter range or candidate specification."""
+
+
+class DatasetError(TunerError):
+    """A dataset file that cannot be read, or a row that is malformed."""
+
+
+class ModelLoadError(TunerError):
+    """A model path or id that does not resolve to a loadable model."""
+
+
+class StoreError(TunerError):
+    """The sample store cannot be opened, is corrupted, or the run is unknown."""

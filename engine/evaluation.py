@@ -1,0 +1,228 @@
+"""Evaluators: turn (candidate, decoding parameters) into a scored sample.
+
+:class:`ObjectiveEvaluator` wraps a user's callable. :class:`TaskEvaluator` is the real
+thing: prompts a model on a task split, generates (through the completion cache),
+scores the completions in the sandbox and aggregates the task's metrics.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.backends import Backend
+from engine.candidates import Candidate
+from engine.errors import ConfigError, TunerError
+from engine.space import generation_kwargs
+from engine.store import Store
+from engine.tasks import Problem, Task
+
+Objective = Callable[[str, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation produced: the objective value, all metrics, and its cost."""
+
+    score: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    cached: int = 0  # problems whose completion came from the cache
+    seconds: float = 0.0
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Evaluator(abc.ABC):
+    """Evaluates candidates; ``split`` is ``"tune"`` or ``"holdout"``."""
+
+    candidates: tuple[str, ...]
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Validate everything cheap to validate before the run starts."""
+
+    def attach(self, store: Store) -> None:  # noqa: B027 - optional hook
+        """Use ``store`` (opened after :meth:`prepare` succeeded) for caching."""
+
+    @property
+    def has_holdout(self) -> bool:
+        return False
+
+    @abc.abstractmethod
+    def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
+        """Evaluate ``candidate`` at ``params``."""
+
+
+class ObjectiveEvaluator(Evaluator):
+    """Calls ``objective(candidate, params)``; it returns a score or ``(score, cost)``."""
+
+    def __init__(self, objective: Objective, candidates: Sequence[str]) -> None:
+        if not callable(objective):
+            raise ConfigError("objective must be callable as objective(candidate, params)")
+        self.objective = objective
+        self.candidates = tuple(candidates)
+
+    def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
+        start = time.perf_counter()
+        value = self.objective(candidate, dict(params))
+        seconds = time.perf_counter() - start
+        cost = None
+        if isinstance(value, tuple):
+            value, cost = value
+        try:
+            score = float(value)
+        except (TypeError, ValueError):
+            raise TunerError(f"objective returned {value!r} for {candidate}; expected a number")
+        if not math.isfinite(score):
+            raise TunerError(f"objective returned {score} for {candidate} at {params}")
+        metrics = {"score": score} if cost is None else {"score": score, "cost": float(cost)}
+        return Evaluation(score=score, metrics=metrics, seconds=seconds)
+
+
+class TaskEvaluator(Evaluator):
+    """Generates with real models and scores on a task.
+
+    Models load once per source and are shared by the candidates that use them (e.g. one
+    model under several prompt styles). Completions are cached in the store by
+    (model fingerprint, rendered prompt, generation arguments, stop sequences, seed), so a
+    deterministic configuration is never generated twice.
+
+    Args:
+        task: the task.
+        candidates: the candidates to evaluate.
+        load_backend: ``source -> Backend``; called once per distinct model source.
+        metric: the task metric to maximise (default: the task's first).
+        seed: seeds sampling (greedy decoding ignores it).
+        tune_size / holdout_size: use the first N problems of each split (None: all).
+        on_warning: receives one-line warnings (e.g. out-of-memory back-off).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        candidates: Sequence[Candidate],
+        *,
+        load_backend: Callable[[str], Backend],
+        metric: str | None = None,
+        seed: int = 0,
+        tune_size: int | None = None,
+        holdout_size: int | None = None,
+    ) -> None:
+        self.task = task
+        self.specs = {c.name: c for c in candidates}
+        self.candidates = tuple(self.specs)
+        self.store: Store | None = None
+        self.load_backend = load_backend
+        self.metric = metric or task.metrics[0]
+        if self.metric not in task.metrics:
+            raise ConfigError(
+                f"task {task.name} has no metric {self.metric!r}; choose one of "
+                f"{', '.join(task.metrics)}"
+            )
+        self.seed = seed
+        self.sizes = {"tune": tune_size, "holdout": holdout_size}
+        for split, size in self.sizes.items():
+            if size is not None and size < 1:
+                raise ConfigError(f"{split} size must be at least 1, got {size}")
+        self._backends: dict[str, Backend] = {}
+        self._prompts: dict[tuple[str, str], list[str]] = {}
+
+    @property
+    def has_holdout(self) -> bool:
+        return True
+
+    def attach(self, store: Store) -> None:
+        self.store = store
+
+    def prepare(self) -> None:
+        from engine.models import resolve_model
+        from engine.prompting import parse_style
+
+        for spec in self.specs.values():
+            resolve_model(spec.model)
+            parse_style(spec.style)
+        for split in self.sizes:
+            if not self.problems(split):
+                raise ConfigError(f"task {self.task.name} has no {split} problems")
+
+    def problems(self, split: str) -> list[Problem]:
+        size = self.sizes[split]
+        problems = self.task.problems(split)  # type: ignore[arg-type]
+        return problems if size is None else problems[:size]
+
+    def backend(self, source: str) -> Backend:
+        if source not in self._backends:
+            self._backends[source] = self.load_backend(source)
+        return self._backends[source]
+
+    def _rendered(self, spec: Candidate, split: str, backend: Backend) -> list[str]:
+        from engine.prompting import build_prompts, parse_style
+
+        key = (spec.name, split)
+        if key not in self._prompts:
+            style = parse_style(spec.style)
+            self._prompts[key] = build_prompts(
+                self.task, self.problems(split), style, backend.tokenizer, seed=self.seed
+            )
+        return self._prompts[key]
+
+    def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
+        from engine.prompting import parse_style
+
+        start = time.perf_counter()
+        spec = self.specs[candidate]
+        continuation = parse_style(spec.style).continuation
+        backend = self.backend(spec.model)
+        problems = self.problems(split)
+        prompts = self._rendered(spec, split, backend)
+        kwargs = generation_kwargs(params)
+        stop = list(self.task.stop_sequences(continuation=continuation))
+        seed = self.seed if kwargs.get("do_sample") else 0
+        keys = [_cache_key(backend.fingerprint, p, kwargs, stop, seed) for p in prompts]
+
+        assert self.store is not None, "attach(store) before evaluate()"
+        cached = self.store.cached_generations(keys)
+        missing = [i for i, k in enumerate(keys) if k not in cached]
+        new_rows = []
+        if missing:
+            outputs = backend.generate([prompts[i] for i in missing], kwargs, seed=seed, stop=stop)
+            for i, out in zip(missing, outputs, strict=True):
+                row = {
+                    "key": keys[i], "model": backend.fingerprint, "problem_id": problems[i].id,
+                    "text": out.text, "prompt_tokens": out.prompt_tokens,
+                    "generated_tokens": out.generated_tokens,
+                }  # fmt: skip
+                new_rows.append(row)
+                cached[keys[i]] = row
+            # Committed before scoring so a run killed while scoring never regenerates.
+            self.store.add_generations(new_rows)
+
+        texts = [cached[k]["text"] for k in keys]
+        outcomes = self.task.score(problems, texts, continuation=continuation)
+        metrics = self.task.aggregate(outcomes)
+        rows = [
+            {**asdict(o), "passed": int(o.passed), "generation": k}
+            for o, k in zip(outcomes, keys, strict=True)
+        ]
+        return Evaluation(
+            score=float(metrics[self.metric]),
+            metrics={k: float(v) for k, v in metrics.items()},
+            prompt_tokens=sum(r["prompt_tokens"] for r in new_rows),
+            generated_tokens=sum(r["generated_tokens"] for r in new_rows),
+            cached=len(keys) - len(missing),
+            seconds=time.perf_counter() - start,
+            outcomes=rows,
+        )
+
+
+def _cache_key(
+    fingerprint: str, prompt: str, kwargs: Mapping[str, Any], stop: Sequence[str], seed: int
+) -> str:
+    blob = json.dumps([fingerprint, prompt, dict(kwargs), list(stop), seed], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,285 @@
+"""The decoding-parameter space shared by every candidate.
+
+A point of the space is a plain dict of decoding parameters::
+
+    {"temperature": 0.0, "repetition_penalty": 1.05, "max_new_tokens": 256}   # greedy
+    {"temperature": 0.7, "top_p": 0.95, "top_k": 40,
+     "repetition_penalty": 1.0, "max_new_tokens": 256}                       # sampling
+
+``temperature == 0`` means greedy decoding; ``top_p`` and ``top_k`` only exist when
+sampling, because they mean nothing under greedy decoding. Optuna sees this as a
+conditional space (a ``sampling`` switch, then the sampling parameters under it).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from engine.errors import ConfigError
+
+#: Sampling temperatures below this are indistinguishable from greedy decoding and
+#: make some kernels produce inf/nan, so the sampled range starts here.
+MIN_SAMPLING_TEMPERATURE = 0.05
+
+SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
+
+
+@dataclass(frozen=True)
+class Range:
+    """An inclusive range ``[low, high]``; ``low == high`` fixes the parameter."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        return self.low == self.high
+
+    def distribution(self) -> BaseDistribution:
+        if self.integer:
+            return IntDistribution(int(self.low), int(self.high), log=self.log)
+        return FloatDistribution(self.low, self.high, log=self.log)
+
+
+# name -> (default range, smallest allowed low, largest allowed high, integer)
+_BOUNDS: dict[str, tuple[Range, float, float]] = {
+    "temperature": (Range(0.0, 1.5), 0.0, 5.0),
+    "top_p": (Range(0.5, 1.0), 1e-3, 1.0),
+    "top_k": (Range(1, 100, log=True, integer=True), 1, 1000),
+    "repetition_penalty": (Range(1.0, 1.3), 0.5, 3.0),
+    "max_new_tokens": (Range(64, 384, log=True, integer=True), 1, 32768),
+}
+
+PARAM_NAMES = tuple(_BOUNDS)
+
+
+def _validated(name: str, value: Any) -> Range:
+    """Turn a user value (number, [low, high] or table) into a checked :class:`Range`."""
+    default, lo_bound, hi_bound = _BOUNDS[name]
+    log = default.log
+    if isinstance(value, Range):
+        low, high, log = value.low, value.high, value.log
+    elif isinstance(value, Mapping):
+        unknown = set(value) - {"low", "high", "log"}
+        if unknown or not {"low", "high"} <= set(value):
+            raise ConfigError(f"{name}: expected a table with 'low', 'high' and optional 'log'")
+        low, high, log = value["low"], value["high"], bool(value.get("log", log))
+    elif isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ConfigError(f"{name}: expected [low, high], got {list(value)!r}")
+        low, high = value
+    else:
+        low = high = value
+    for bound in (low, high):
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound):
+            raise ConfigError(f"{name}: {bound!r} is not a number")
+    if low > high:
+        raise ConfigError(f"{name}: low {low} is greater than high {high}")
+    if low < lo_bound or high > hi_bound:
+        raise ConfigError(f"{name}: range [{low}, {high}] must lie within [{lo_bound}, {hi_bound}]")
+    if default.integer and (low != int(low) or high != int(high)):
+        raise ConfigError(f"{name}: must be whole numbers, got [{low}, {high}]")
+    if name == "temperature" and 0 < low < MIN_SAMPLING_TEMPERATURE:
+        raise ConfigError(
+            f"temperature: low {low} is too close to 0; use 0 for greedy or at least "
+            f"{MIN_SAMPLING_TEMPERATURE} for sampling"
+        )
+    integer = default.integer
+    cast = int if integer else float
+    return Range(cast(low), cast(high), log=log and low > 0, integer=integer)
+
+
+class SearchSpace:
+    """Validated ranges for the decoding parameters.
+
+    Args:
+        ranges: per-parameter overrides of the defaults. A value is a number (fixed), a
+            ``[low, high]`` pair, or ``{"low": .., "high": .., "log": ..}``. A temperature
+            range that includes 0 lets the optimizer choose greedy decoding; its sampled
+            part then starts at :data:`MIN_SAMPLING_TEMPERATURE`.
+
+    Raises:
+        ConfigError: an unknown parameter or an impossible range.
+    """
+
+    def __init__(self, ranges: Mapping[str, Any] | None = None) -> None:
+        ranges = dict(ranges or {})
+        unknown = sorted(set(ranges) - set(PARAM_NAMES))
+        if unknown:
+            raise ConfigError(
+                f"unknown decoding parameter {unknown[0]!r}; known: {', '.join(PARAM_NAMES)}"
+            )
+        self.ranges: dict[str, Range] = {
+            name: _validated(name, ranges.get(name, _BOUNDS[name][0])) for name in PARAM_NAMES
+        }
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> SearchSpace:
+        """Read ranges from the ``[space]`` table of a TOML file (or its top level)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"space file {path} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"space file {path} is not valid TOML: {error}") from None
+        table = data.get("space", data)
+        if not isinstance(table, dict):
+            raise ConfigError(f"space file {path}: [space] must be a table")
+        return cls(table)
+
+    @classmethod
+    def from_overrides(cls, overrides: list[str], base: SearchSpace | None = None) -> SearchSpace:
+        """Apply ``NAME=LOW:HIGH`` or ``NAME=VALUE`` overrides (command-line flags)."""
+        ranges: dict[str, Any] = dict(base.ranges) if base else {}
+        for item in overrides:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--param {item!r}: expected NAME=LOW:HIGH or NAME=VALUE")
+            try:
+                parts = [float(part) for part in value.split(":")]
+            except ValueError:
+                raise ConfigError(f"--param {item!r}: {value!r} is not a number") from None
+            ranges[name.strip()] = parts if len(parts) > 1 else parts[0]
+        return cls(ranges)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A JSON-able form; ``SearchSpace(space.to_dict())`` rebuilds it."""
+        return {n: {"low": r.low, "high": r.high, "log": r.log} for n, r in self.ranges.items()}
+
+    # -- the optimizer's view -------------------------------------------------------------
+
+    @property
+    def allows_greedy(self) -> bool:
+        return self.ranges["temperature"].low == 0
+
+    @property
+    def allows_sampling(self) -> bool:
+        return self.ranges["temperature"].high > 0
+
+    def _sampled_temperature(self) -> Range:
+        r = self.ranges["temperature"]
+        return replace(r, low=max(r.low, MIN_SAMPLING_TEMPERATURE))
+
+    def _searched(self, sampling: bool) -> dict[str, Range]:
+        """The non-fixed ranges the optimizer searches in one branch of the space."""
+        ranges = dict(self.ranges)
+        if sampling:
+            ranges["temperature"] = self._sampled_temperature()
+        return {
+            name: r
+            for name, r in ranges.items()
+            if (sampling or name not in SAMPLING_PARAMS) and not r.fixed
+        }
+
+    def distributions(self, sampling: bool) -> dict[str, BaseDistribution]:
+        """Optuna distributions of one branch, including the ``sampling`` switch."""
+        dists: dict[str, BaseDistribution] = {}
+        if self.allows_greedy and self.allows_sampling:
+            dists["sampling"] = CategoricalDistribution([False, True])
+        dists.update({name: r.distribution() for name, r in self._searched(sampling).items()})
+        return dists
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Ask ``trial`` for a point; returns decoding parameters (see module docstring)."""
+        if self.allows_greedy and self.allows_sampling:
+            sampling = trial.suggest_categorical("sampling", [False, True])
+        else:
+            sampling = self.allows_sampling
+        values = {}
+        for name, r in self._searched(sampling).items():
+            if r.integer:
+                values[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log)
+            else:
+                values[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
+        return self._decode(values, sampling)
+
+    def _decode(self, values: Mapping[str, Any], sampling: bool) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for name, r in self.ranges.items():
+            if name in SAMPLING_PARAMS and not sampling:
+                continue
+            if name == "temperature" and sampling:
+                r = self._sampled_temperature()
+            params[name] = values.get(name, r.low)
+        if not sampling:
+            params["temperature"] = 0.0
+        return {name: params[name] for name in PARAM_NAMES if name in params}
+
+    def trial_values(self, params: Mapping[str, Any]) -> tuple[dict, dict[str, BaseDistribution]]:
+        """The inverse of :meth:`suggest`: Optuna params and distributions for ``params``.
+
+        Used to replay stored samples into a fresh study (``study.add_trial``).
+        """
+        sampling = float(params["temperature"]) > 0
+        dists = self.distributions(sampling)
+        values = {name: params[name] for name in dists if name != "sampling"}
+        if "sampling" in dists:
+            values["sampling"] = sampling
+        return values, dists
+
+    def default_params(self) -> dict[str, Any]:
+        """A neutral first point every candidate is evaluated at, so all candidates share
+        one point: greedy where allowed, no repetition penalty, the largest token budget
+        (each clamped into its range)."""
+        typical = {"temperature": 0.7, "top_p": 0.95, "top_k": 50, "repetition_penalty": 1.0}
+        sampling = not self.allows_greedy
+        values = {}
+        for name, r in self._searched(sampling).items():
+            values[name] = min(max(typical.get(name, r.high), r.low), r.high)
+        return self._decode(values, sampling)
+
+    # -- what the rest of the engine needs ---------------------------------------------------
+
+    def covariates(self, params: Mapping[str, Any]) -> list[float]:
+        """A fixed-length numeric vector of ``params`` for the propensity model.
+
+        Greedy decoding is imputed as temperature 0 with no truncation (top_p 1, top_k at
+        the top of its range); counts enter on a log scale.
+        """
+        sampling = float(params["temperature"]) > 0
+        top_k = params["top_k"] if sampling else self.ranges["top_k"].high
+        return [
+            float(params["temperature"]),
+            float(params["top_p"]) if sampling else 1.0,
+            math.log(float(top_k)),
+            float(params["repetition_penalty"]),
+            math.log(float(params["max_new_tokens"])),
+        ]
+
+
+def generation_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Map decoding parameters to Hugging Face ``generate`` / ``GenerationConfig`` kwargs."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": int(params["max_new_tokens"]),
+        "repetition_penalty": float(params.get("repetition_penalty", 1.0)),
+    }
+    if float(params["temperature"]) > 0:
+        kwargs.update(
+            do_sample=True,
+            temperature=float(params["temperature"]),
+            top_p=float(params.get("top_p", 1.0)),
+            top_k=int(params.get("top_k", 0)),
+        )
+    else:
+        # Explicit neutral values: a model's own generation_config may set sampling ones,
+        # which transformers would otherwise warn about (and keep) under greedy decoding.
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kwargs

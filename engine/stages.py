@@ -1,0 +1,87 @@
+"""The pieces of the three stages that are pure decisions, kept apart to be tested alone.
+
+Stage 1 (sampling) gives every candidate the same number of samples, interleaved so each
+candidate has evidence early. Stage 2 (selection) ranks candidates with
+:func:`engine.psm.rank` on those samples. Stage 3 (tuning) spends the rest of the budget
+on the winner's own study.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import ConfigError
+
+#: Fewest stage-1 samples per candidate: the first is a shared default point, the rest
+#: give the propensity model something to balance.
+MIN_STAGE1_SAMPLES = 2
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a budget of samples is split: ``per_candidate`` each in stage 1, the rest
+    (``tuning``) on the winner."""
+
+    budget: int
+    n_candidates: int
+    per_candidate: int
+
+    @property
+    def sampling(self) -> int:
+        return self.per_candidate * self.n_candidates
+
+    @property
+    def tuning(self) -> int:
+        return self.budget - self.sampling
+
+
+def plan_budget(budget: int, n_candidates: int, stage1_fraction: float = 0.5) -> BudgetPlan:
+    """Split ``budget`` samples: about ``stage1_fraction`` of it on stage 1.
+
+    >>> plan_budget(30, 3)
+    BudgetPlan(budget=30, n_candidates=3, per_candidate=5)
+    """
+    if n_candidates < 1:
+        raise ConfigError("at least one candidate is needed")
+    if not 0 < stage1_fraction <= 1:
+        raise ConfigError(f"stage-1 fraction must be in (0, 1], got {stage1_fraction}")
+    least = MIN_STAGE1_SAMPLES * n_candidates
+    if budget < least:
+        raise ConfigError(
+            f"budget {budget} is too small for {n_candidates} candidates: stage 1 needs "
+            f"{MIN_STAGE1_SAMPLES} samples each, so use --budget {least} or more"
+        )
+    per = max(MIN_STAGE1_SAMPLES, math.floor(stage1_fraction * budget / n_candidates))
+    return BudgetPlan(budget, n_candidates, min(per, budget // n_candidates))
+
+
+def next_stage1_candidate(
+    candidates: Sequence[str], counts: Mapping[str, int], per_candidate: int
+) -> str | None:
+    """Round-robin: the first candidate with the fewest samples, or None when all have
+    ``per_candidate``. Deterministic, so a resumed run continues the same order."""
+    pending = [c for c in candidates if counts.get(c, 0) < per_candidate]
+    if not pending:
+        return None
+    return min(pending, key=lambda c: counts.get(c, 0))
+
+
+def sampler_seed(run_seed: int, candidate_index: int, trial: int) -> int:
+    """A seed for one ask of one candidate's optimizer.
+
+    Reseeding every ask (instead of carrying one RNG through the run) makes a resumed
+    run propose exactly what the uninterrupted run would have.
+    """
+    state = np.random.SeedSequence([run_seed, candidate_index, trial]).generate_state(1)
+    return int(state[0])
+
+
+def best_sample_index(scores: Sequence[float]) -> int:
+    """Index of the highest score; ties go to the earliest sample."""
+    if not scores:
+        raise ValueError("no scores")
+    return int(np.argmax(np.asarray(scores, dtype=float)))

@@ -1,0 +1,304 @@
+"""The sample store: one SQLite file (WAL) that is the truth about every run.
+
+Tables:
+
+``runs``         one row per run: its settings (enough to resume it), status, stage, result
+``samples``      one row per evaluation of (candidate, params): score, metrics and cost
+``outcomes``     per-problem results of a sample (status, passed, fraction of tests)
+``generations``  the completion cache, keyed by (model, prompt, decoding, seed)
+``rankings``     the PSM ranking after each sample, to replay how it evolved
+
+A sample, its outcomes and its stage bookkeeping are written in one transaction, so a
+process killed at any instant leaves either the whole sample or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from engine.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation of a candidate at a point of the decoding space.
+
+    ``stage`` is ``"sampling"`` (stage 1), ``"tuning"`` (stage 3) or ``"holdout"`` (the
+    final score on the held-out split, outside the budget). ``trial`` numbers a
+    candidate's samples 0, 1, 2, ... within the run.
+    """
+
+    run_id: str
+    candidate: str
+    stage: str
+    trial: int
+    params: dict[str, Any]
+    score: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    id: int | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's row: ``config`` holds everything needed to resume it."""
+
+    id: str
+    created_at: float
+    status: str
+    stage: str
+    budget: int
+    seed: int
+    config: dict[str, Any]
+    winner: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def new_run_id() -> str:
+    """A sortable, readable id such as ``20261123-110501-3fa2``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+class Store:
+    """Access to a ``samples.db`` file (``":memory:"`` for a throwaway store).
+
+    One ``Store`` per thread: SQLite connections must not cross threads. Several
+    processes may use one file at once (WAL, with a busy timeout).
+    """
+
+    def __init__(self, path: str | Path = "samples.db", *, timeout: float = 60.0) -> None:
+        self.path = str(path)
+        try:
+            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            if self.path != ":memory:":
+                self.db.enable_wal()
+            self._create_tables()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(_explain(self.path, error)) from None
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _create_tables(self) -> None:
+        db = self.db
+        with db.conn:
+            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)}, ignore=True)
+            db["runs"].create(
+                {
+                    "id": str, "created_at": float, "updated_at": float, "status": str,
+                    "stage": str, "budget": int, "seed": int, "config": str,
+                    "winner": str, "result": str, "error": str,
+                },
+                pk="id", if_not_exists=True,
+            )  # fmt: skip
+            db["samples"].create(
+                {
+                    "id": int, "run_id": str, "candidate": str, "stage": str, "trial": int,
+                    "params": str, "score": float, "metrics": str, "prompt_tokens": int,
+                    "generated_tokens": int, "cached": int, "seconds": float,
+                    "created_at": float,
+                },
+                pk="id", if_not_exists=True,
+            )  # fmt: skip
+            db["outcomes"].create(
+                {
+                    "sample_id": int, "problem_id": str, "status": str, "passed": int,
+                    "fraction": float, "generation": str, "output": str, "seconds": float,
+                },
+                pk=("sample_id", "problem_id"), if_not_exists=True,
+            )  # fmt: skip
+            db["generations"].create(
+                {
+                    "key": str, "model": str, "problem_id": str, "text": str,
+                    "prompt_tokens": int, "generated_tokens": int, "created_at": float,
+                },
+                pk="key", if_not_exists=True,
+            )  # fmt: skip
+            db["rankings"].create(
+                {"id": int, "run_id": str, "n_samples": int, "stage": str,
+                 "created_at": float, "entries": str},
+                pk="id", if_not_exists=True,
+            )  # fmt: skip
+            db["samples"].create_index(
+                ["run_id", "candidate", "stage", "trial"], unique=True, if_not_exists=True
+            )
+            db["rankings"].create_index(["run_id", "n_samples"], if_not_exists=True)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def create_run(self, run_id: str, *, budget: int, seed: int, config: Mapping) -> Run:
+        now = time.time()
+        row = {
+            "id": run_id, "created_at": now, "updated_at": now, "status": "running",
+            "stage": "sampling", "budget": budget, "seed": seed,
+            "config": json.dumps(config, sort_keys=True),
+        }  # fmt: skip
+        try:
+            with self.db.conn:
+                self.db["runs"].insert(row)
+        except sqlite3.IntegrityError:
+            raise StoreError(f"a run named {run_id!r} already exists in {self.path}") from None
+        return self.get_run(run_id)
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run (``result`` and ``config`` are stored as JSON)."""
+        for key in ("result", "config"):
+            if key in fields and fields[key] is not None:
+                fields[key] = json.dumps(fields[key], sort_keys=True)
+        with self.db.conn:
+            self.db["runs"].update(run_id, {**fields, "updated_at": time.time()})
+
+    def get_run(self, run_id: str) -> Run:
+        """The run ``run_id``, or the unique run whose id starts with it, or ``"latest"``."""
+        rows = list(self._match_runs(run_id))
+        if not rows:
+            raise StoreError(f"no run {run_id!r} in {self.path}; `codellmtuner runs` lists them")
+        if len(rows) > 1:
+            ids = ", ".join(r["id"] for r in rows[:5])
+            raise StoreError(f"{run_id!r} matches several runs ({ids}); give more of the id")
+        return _run_from_row(rows[0])
+
+    def _match_runs(self, run_id: str) -> Iterable[dict]:
+        if run_id == "latest":
+            return self.db.query("select * from runs order by created_at desc limit 1")
+        exact = list(self.db.query("select * from runs where id = ?", [run_id]))
+        if exact:
+            return exact
+        return self.db.query(
+            "select * from runs where id like ? order by created_at", [run_id + "%"]
+        )
+
+    def runs(self) -> list[Run]:
+        return [
+            _run_from_row(r) for r in self.db.query("select * from runs order by created_at")
+        ]
+
+    # -- samples -----------------------------------------------------------------------------
+
+    def add_sample(
+        self, sample: Sample, outcomes: Sequence[Mapping[str, Any]] = (), **run_fields: Any
+    ) -> Sample:
+        """Commit a sample with its per-problem outcomes (and run fields) atomically.
+
+        Raises :class:`StoreError` if the run already has this (candidate, stage, trial):
+        a resumed run must never record a sample twice.
+        """
+        row = asdict(sample)
+        row.pop("id")
+        row.update(
+            created_at=time.time(),
+            params=json.dumps(sample.params, sort_keys=True),
+            metrics=json.dumps(sample.metrics, sort_keys=True),
+        )
+        try:
+            with self.db.conn:
+                sample_id = self.db["samples"].insert(row).last_pk
+                self.db["outcomes"].insert_all(
+                    ({**dict(o), "sample_id": sample_id} for o in outcomes)
+                )
+                if run_fields:
+                    self.db["runs"].update(sample.run_id, {**run_fields, "updated_at": time.time()})
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"run {sample.run_id} already has {sample.candidate} {sample.stage} "
+                f"trial {sample.trial}"
+            ) from None
+        return Sample(**{**asdict(sample), "id": sample_id, "created_at": row["created_at"]})
+
+    def samples(self, run_id: str, *, stage: str | None = None) -> list[Sample]:
+        """A run's samples in the order they were committed."""
+        sql = "select * from samples where run_id = ?"
+        args: list[Any] = [run_id]
+        if stage is not None:
+            sql += " and stage = ?"
+            args.append(stage)
+        return [_sample_from_row(r) for r in self.db.query(sql + " order by id", args)]
+
+    def outcomes(self, sample_id: int) -> list[dict[str, Any]]:
+        return list(
+            self.db.query("select * from outcomes where sample_id = ? order by rowid", [sample_id])
+        )
+
+    # -- completion cache --------------------------------------------------------------------
+
+    def cached_generations(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):  # SQLite caps the number of parameters
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(f"select * from generations where key in ({marks})", chunk):
+                found[row["key"]] = row
+        return found
+
+    def add_generations(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        now = time.time()
+        with self.db.conn:
+            self.db["generations"].insert_all(
+                ({**dict(r), "created_at": now} for r in rows), ignore=True
+            )
+
+    # -- rankings ----------------------------------------------------------------------------
+
+    def add_ranking(self, run_id: str, n_samples: int, stage: str, entries: list[dict]) -> None:
+        with self.db.conn:
+            self.db["rankings"].insert(
+                {
+                    "run_id": run_id, "n_samples": n_samples, "stage": stage,
+                    "created_at": time.time(), "entries": json.dumps(entries),
+                }
+            )  # fmt: skip
+
+    def rankings(self, run_id: str) -> list[dict[str, Any]]:
+        """The ranking history of a run, oldest first (``entries`` decoded)."""
+        rows = self.db.query("select * from rankings where run_id = ? order by id", [run_id])
+        return [{**r, "entries": json.loads(r["entries"])} for r in rows]
+
+
+def _run_from_row(row: Mapping[str, Any]) -> Run:
+    return Run(
+        id=row["id"], created_at=row["created_at"], status=row["status"], stage=row["stage"],
+        budget=row["budget"], seed=row["seed"], config=json.loads(row["config"]),
+        winner=row["winner"], result=json.loads(row["result"]) if row["result"] else None,
+        error=row["error"],
+    )  # fmt: skip
+
+
+def _sample_from_row(row: Mapping[str, Any]) -> Sample:
+    return Sample(
+        **{
+            **row,
+            "params": json.loads(row["params"]),
+            "metrics": json.loads(row["metrics"]),
+        }
+    )
+
+
+def _explain(path: str, error: sqlite3.DatabaseError) -> str:
+    message = str(error)
+    if "not a database" in message or "malformed" in message:
+        return f"{path} is not a usable SQLite store ({message}); move it aside or pick --store"
+    if "locked" in message:
+        return f"{path} is locked by another process; wait for it or pick another --store"
+    if "unable to open" in message:
+        return f"cannot open store {path}: check the folder exists and is writable"
+    return f"store {path}: {message}"

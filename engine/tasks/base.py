@@ -1,0 +1,93 @@
+"""The task contract: a dataset split into problems, prompt pieces, and a scorer.
+
+A task knows nothing about models or tokenizers. The prompt builder
+(:mod:`engine.prompting`) asks it for text pieces and the chat template does the rest.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Split = Literal["train", "tune", "holdout"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a task.
+
+    ``prompt`` is the task's input (for HumanEval: signature and docstring);
+    ``reference`` a known-good answer (canonical solution), used for few-shot examples.
+    ``tests`` and ``entry_point`` are what the scorer needs.
+    """
+
+    id: str
+    prompt: str
+    reference: str = ""
+    tests: str = ""
+    entry_point: str = ""
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class ProblemOutcome:
+    """How one completion did on one problem.
+
+    ``status`` is the sandbox status of the test run (``passed``/``failed``/``timeout``/
+    ``crashed``); ``passed`` is true only when every test ran to the end and passed;
+    ``fraction`` is the fraction of test assertions that passed (0..1).
+    """
+
+    problem_id: str
+    status: str
+    passed: bool
+    fraction: float
+    output: str = ""
+    seconds: float = 0.0
+
+
+class Task(abc.ABC):
+    """A dataset with splits, prompt pieces and a scorer.
+
+    Subclasses set :attr:`name`, :attr:`metrics` (names of the per-sample objectives it
+    can compute, first = default) and implement the abstract methods.
+    """
+
+    name: str = ""
+    metrics: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def problems(self, split: Split) -> list[Problem]:
+        """The problems of ``split``, in a deterministic order."""
+
+    @abc.abstractmethod
+    def instruction(self, problem: Problem) -> str:
+        """The user message for chat-style prompts."""
+
+    @abc.abstractmethod
+    def completion_prefix(self, problem: Problem) -> str:
+        """The text a raw-completion model continues (the model's output is appended)."""
+
+    @abc.abstractmethod
+    def example_response(self, problem: Problem) -> str:
+        """The ideal assistant answer to ``instruction(problem)``, for few-shot examples."""
+
+    @abc.abstractmethod
+    def score(
+        self,
+        problems: Sequence[Problem],
+        completions: Sequence[str],
+        *,
+        continuation: bool,
+    ) -> list[ProblemOutcome]:
+        """Score one completion per problem (in parallel where it can).
+
+        ``continuation`` is true when each completion continues ``completion_prefix``
+        (raw style) rather than being a full chat answer.
+        """
+
+    @abc.abstractmethod
+    def aggregate(self, outcomes: Sequence[ProblemOutcome]) -> dict[str, float]:
+        """Per-sample metrics from the outcomes: one value for each name in ``metrics``."""

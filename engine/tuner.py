@@ -1,0 +1,487 @@
+"""The :class:`Tuner`: runs the three stages over a store and reports events."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from engine import psm
+from engine.candidates import Candidate, parse_candidate, unique_names
+from engine.errors import ConfigError, TunerError
+from engine.evaluation import Evaluation, Evaluator, Objective, ObjectiveEvaluator, TaskEvaluator
+from engine.events import (
+    Event,
+    Message,
+    RankingUpdated,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    SampleRecorded,
+    StageChanged,
+    Subscriber,
+)
+from engine.space import SearchSpace
+from engine.stages import (
+    BudgetPlan,
+    best_sample_index,
+    next_stage1_candidate,
+    plan_budget,
+    sampler_seed,
+)
+from engine.store import Run, Sample, Store, new_run_id
+from engine.tasks import Task, get_task
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SAMPLERS = ("tpe", "gp", "random")
+BUDGET_STAGES = ("sampling", "tuning")
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The answer of a run.
+
+    ``best_params`` are the winner's best decoding parameters seen while tuning and
+    ``best_score`` their tuning score; ``holdout`` holds the metrics of those parameters
+    on the held-out split (task runs only), the unbiased figure to report.
+    """
+
+    run_id: str
+    best_candidate: str
+    best_params: dict[str, Any]
+    best_score: float
+    ranking: tuple[psm.CandidateEstimate, ...]
+    holdout: dict[str, float] | None
+    n_samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ranking"] = [asdict(e) for e in self.ranking]
+        return data
+
+
+class _Stop(Exception):
+    """Raised between samples when :meth:`Tuner.stop` was called."""
+
+
+class Tuner:
+    """Find the best candidate and its decoding parameters within a budget of samples.
+
+    Give either a ``task`` with ``candidates`` (model specs such as ``"smollm2@raw"``),
+    or an ``objective(candidate, params) -> score`` (or ``(score, cost)``) with candidate
+    names. Higher scores are better; noise is fine.
+
+    Args:
+        budget: total samples over stages 1 and 3 (the held-out score is extra).
+        seed: seeds the optimizers, the matching bootstrap and sampled generation.
+        store: SQLite file path; ``None`` keeps the samples in memory.
+        space: a :class:`SearchSpace` or a mapping of parameter ranges.
+        criterion: ``"peak"`` (default; targets the tuned best) or ``"mean"`` for stage 2.
+        stage1_fraction: roughly the share of the budget spent on stage 1.
+        sampler: ``"tpe"``, ``"gp"`` or ``"random"``.
+        metric, dataset, tune_size, holdout_size, batch_size, device: task runs only.
+        run_id: name of the run; an existing id continues that run (see :meth:`resume`).
+
+    Call :meth:`subscribe` to receive :mod:`engine.events`, then :meth:`run`.
+    """
+
+    def __init__(
+        self,
+        *,
+        candidates: Sequence[str | Candidate],
+        task: str | Task | None = None,
+        objective: Objective | None = None,
+        budget: int = 30,
+        seed: int = 0,
+        store: str | Path | None = None,
+        space: SearchSpace | Mapping[str, Any] | None = None,
+        criterion: str = "peak",
+        stage1_fraction: float = 0.5,
+        sampler: str = "tpe",
+        metric: str | None = None,
+        dataset: str | Path | None = None,
+        tune_size: int | None = None,
+        holdout_size: int | None = None,
+        batch_size: int = 8,
+        device: str = "auto",
+        run_id: str | None = None,
+    ) -> None:
+        if (task is None) == (objective is None):
+            raise ConfigError("give either a task or an objective")
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if criterion not in ("peak", "mean"):
+            raise ConfigError(f"unknown criterion {criterion!r}; choose 'peak' or 'mean'")
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            raise ConfigError(f"budget must be a whole number of samples, got {budget!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+        if objective is not None:
+            self.candidates = unique_names(
+                Candidate(name=str(c), model="") if not isinstance(c, Candidate) else c
+                for c in candidates
+            )
+        else:
+            self.candidates = unique_names(
+                c if isinstance(c, Candidate) else parse_candidate(c) for c in candidates
+            )
+        self.names = [c.name for c in self.candidates]
+        self.plan: BudgetPlan = plan_budget(budget, len(self.names), stage1_fraction)
+        self.objective = objective
+        self.task = task
+        self.store_path = ":memory:" if store is None else str(store)
+        self.seed = seed
+        self.run_id = run_id or new_run_id()
+        self.settings = {
+            "criterion": criterion,
+            "stage1_fraction": stage1_fraction,
+            "sampler": sampler,
+            "metric": metric,
+            "dataset": str(dataset) if dataset else None,
+            "tune_size": tune_size,
+            "holdout_size": holdout_size,
+            "batch_size": batch_size,
+            "device": device,
+        }
+        self._subscribers: list[Subscriber] = []
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    # -- construction from the store --------------------------------------------------------
+
+    @classmethod
+    def resume(
+        cls, run_id: str, *, store: str | Path = "samples.db", objective: Objective | None = None
+    ) -> Tuner:
+        """A tuner that continues run ``run_id`` from ``store`` with its saved settings.
+
+        Objective runs need the same ``objective`` again (a callable is not stored).
+        """
+        with _opened(store) as s:
+            run = s.get_run(run_id)
+        config = dict(run.config)
+        if config.get("objective") and objective is None:
+            raise ConfigError(f"run {run.id} tuned a Python objective; pass objective= to resume")
+        candidates = [Candidate(**c) for c in config.pop("candidates")]
+        task = config.pop("task")
+        config.pop("objective", None)
+        space = SearchSpace(config.pop("space"))
+        return cls(
+            candidates=candidates, task=None if objective else task, objective=objective,
+            budget=run.budget, seed=run.seed, store=store, space=space, run_id=run.id, **config,
+        )  # fmt: skip
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this tuner (stored with the run)."""
+        task_name = self.task.name if isinstance(self.task, Task) else self.task
+        return {
+            **self.settings,
+            "task": task_name,
+            "objective": self.objective is not None,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "space": self.space.to_dict(),
+        }
+
+    # -- control ----------------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def stop(self) -> None:
+        """Finish after the sample in progress; the run stays resumable."""
+        self._stop.set()
+        self._running.set()
+
+    def pause(self) -> None:
+        """Hold before the next sample until :meth:`unpause` (or :meth:`stop`)."""
+        self._running.clear()
+
+    def unpause(self) -> None:
+        self._running.set()
+
+    def _emit(self, event: Event) -> None:
+        for callback in list(self._subscribers):
+            callback(event)
+
+    def _checkpoint(self) -> None:
+        self._running.wait()
+        if self._stop.is_set():
+            raise _Stop
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self) -> TuneResult:
+        """Run (or continue) the three stages; returns the result.
+
+        Raises :class:`TunerError` for problems the user can fix; the run is then marked
+        failed in the store, and every committed sample is kept.
+        """
+        evaluator = self._evaluator()
+        try:
+            evaluator.prepare()  # bad input fails here, before the store is touched
+        except TunerError as error:
+            self._emit(RunFailed(self.run_id, str(error)))
+            raise
+        store = Store(self.store_path)
+        try:
+            return _Run(self, store, evaluator).execute()
+        finally:
+            store.close()
+
+    def _evaluator(self) -> Evaluator:
+        if self.objective is not None:
+            return ObjectiveEvaluator(self.objective, self.names)
+        from engine.backends.transformers import TransformersBackend
+        from engine.models import resolve_model
+
+        s = self.settings
+        task = self.task if isinstance(self.task, Task) else get_task(self.task, dataset=s["dataset"])
+
+        def load_backend(source: str) -> TransformersBackend:
+            return TransformersBackend(
+                resolve_model(source), device=s["device"], batch_size=s["batch_size"],
+                on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),
+            )  # fmt: skip
+
+        return TaskEvaluator(
+            task, self.candidates, load_backend=load_backend, metric=s["metric"],
+            seed=self.seed, tune_size=s["tune_size"], holdout_size=s["holdout_size"],
+        )  # fmt: skip
+
+
+class _Run:
+    """The state of one execution of a :class:`Tuner` against an open store."""
+
+    def __init__(self, tuner: Tuner, store: Store, evaluator: Evaluator) -> None:
+        self.tuner = tuner
+        self.store = store
+        self.run_id = tuner.run_id
+        self.evaluator = evaluator
+        self.evaluator.attach(store)
+        self.studies: dict[str, optuna.Study] = {}
+        self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
+        self.ranking: tuple[psm.CandidateEstimate, ...] = ()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def execute(self) -> TuneResult:
+        t = self.tuner
+        try:
+            run = self._open_run()
+            self._replay(run)
+            t._emit(
+                RunStarted(self.run_id, tuple(t.names), t.plan.budget, self.used(),
+                           t.plan.per_candidate)
+            )  # fmt: skip
+            winner = run.winner or self._stage1()
+            result = self._stage3(winner)
+        except _Stop:
+            self.store.update_run(self.run_id, status="stopped")
+            result = self._result(self._current_leader(), holdout=None)
+            t._emit(RunFinished(self.run_id, result, stopped=True))
+            return result
+        except KeyboardInterrupt:
+            self.store.update_run(self.run_id, status="stopped")
+            raise
+        except TunerError as error:
+            self._fail(str(error))
+            raise
+        except Exception as error:
+            self._fail(f"{type(error).__name__}: {error}")
+            raise
+        self.store.update_run(self.run_id, status="finished", result=result.to_dict())
+        t._emit(RunFinished(self.run_id, result))
+        return result
+
+    def _fail(self, message: str) -> None:
+        if self.store.db["runs"].count_where("id = ?", [self.run_id]):
+            self.store.update_run(self.run_id, status="failed", error=message)
+        self.tuner._emit(RunFailed(self.run_id, message))
+
+    def _open_run(self) -> Run:
+        t = self.tuner
+        existing = self.store.db["runs"].count_where("id = ?", [self.run_id])
+        if not existing:
+            return self.store.create_run(
+                self.run_id, budget=t.plan.budget, seed=t.seed, config=t.config()
+            )
+        self.store.update_run(self.run_id, status="running", error=None)
+        return self.store.get_run(self.run_id)
+
+    def _replay(self, run: Run) -> None:
+        """Rebuild each candidate's study from the store: nothing is re-evaluated."""
+        for name in self.tuner.names:
+            self.studies[name] = optuna.create_study(
+                direction="maximize", study_name=f"{self.run_id}/{name}"
+            )
+        for sample in self.store.samples(self.run_id):
+            if sample.stage in BUDGET_STAGES:
+                self._add_to_study(sample)
+                self.samples[sample.candidate].append(sample)
+
+    def _add_to_study(self, sample: Sample) -> None:
+        values, dists = self.tuner.space.trial_values(sample.params)
+        trial = optuna.trial.create_trial(params=values, distributions=dists, value=sample.score)
+        self.studies[sample.candidate].add_trial(trial)
+
+    def used(self) -> int:
+        return sum(len(s) for s in self.samples.values())
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _stage1(self) -> str:
+        t = self.tuner
+        t._emit(StageChanged(self.run_id, "sampling", f"{t.plan.per_candidate} per candidate"))
+        while True:
+            counts = {name: len(s) for name, s in self.samples.items()}
+            name = next_stage1_candidate(t.names, counts, t.plan.per_candidate)
+            if name is None:
+                break
+            self._sample(name, "sampling")
+        ranking = self._rank(stage="selection")
+        winner = ranking[0].candidate
+        self.store.update_run(self.run_id, winner=winner, stage="tuning")
+        t._emit(StageChanged(self.run_id, "selection", f"{winner} selected"))
+        return winner
+
+    def _stage3(self, winner: str) -> TuneResult:
+        t = self.tuner
+        t._emit(StageChanged(self.run_id, "tuning", f"tuning {winner}"))
+        while self.used() < t.plan.budget:
+            self._sample(winner, "tuning")
+        if not self.ranking:
+            self._rank(stage="tuning")
+        holdout = None
+        if self.evaluator.has_holdout:
+            t._emit(StageChanged(self.run_id, "holdout", f"scoring {winner} on held-out"))
+            holdout = self._holdout(winner)
+        return self._result(winner, holdout)
+
+    def _sample(self, name: str, stage: str) -> Sample:
+        self.tuner._checkpoint()
+        study = self.studies[name]
+        trial_number = len(self.samples[name])
+        index = self.tuner.names.index(name)
+        study.sampler = _make_sampler(
+            self.tuner.settings["sampler"], sampler_seed(self.tuner.seed, index, trial_number)
+        )
+        trial = None
+        if trial_number == 0:
+            params = self.tuner.space.default_params()
+        else:
+            trial = study.ask()
+            params = self.tuner.space.suggest(trial)
+        evaluation = self.evaluator.evaluate(name, params, split="tune")
+        sample = self._commit(name, stage, trial_number, params, evaluation)
+        if trial is None:
+            self._add_to_study(sample)
+        else:
+            study.tell(trial, sample.score)
+        self._rank(stage=stage)
+        return sample
+
+    def _commit(
+        self, name: str, stage: str, trial: int, params: dict, evaluation: Evaluation
+    ) -> Sample:
+        sample = Sample(
+            run_id=self.run_id, candidate=name, stage=stage, trial=trial, params=params,
+            score=evaluation.score, metrics=evaluation.metrics,
+            prompt_tokens=evaluation.prompt_tokens, generated_tokens=evaluation.generated_tokens,
+            cached=evaluation.cached, seconds=evaluation.seconds,
+        )  # fmt: skip
+        sample = self.store.add_sample(sample, evaluation.outcomes, stage=stage)
+        if stage in BUDGET_STAGES:
+            self.samples[name].append(sample)
+        self.tuner._emit(
+            SampleRecorded(self.run_id, sample, self.used(), self.tuner.plan.budget)
+        )
+        return sample
+
+    def _rank(self, stage: str) -> tuple[psm.CandidateEstimate, ...]:
+        pooled = [s for name in self.tuner.names for s in self.samples[name]]
+        if not pooled:
+            return ()
+        self.ranking = tuple(
+            psm.rank(
+                self.tuner.names,
+                [self.tuner.space.covariates(s.params) for s in pooled],
+                [s.candidate for s in pooled],
+                [s.score for s in pooled],
+                criterion=self.tuner.settings["criterion"],
+                random_state=self.tuner.seed,
+            )
+        )
+        entries = [asdict(e) for e in self.ranking]
+        self.store.add_ranking(self.run_id, len(pooled), stage, entries)
+        self.tuner._emit(RankingUpdated(self.run_id, self.ranking, len(pooled)))
+        return self.ranking
+
+    def _holdout(self, winner: str) -> dict[str, float]:
+        done = self.store.samples(self.run_id, stage="holdout")
+        if done:
+            return done[0].metrics
+        params = self._best_sample(winner).params
+        evaluation = self.evaluator.evaluate(winner, params, split="holdout")
+        return self._commit(winner, "holdout", 0, params, evaluation).metrics
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def _best_sample(self, name: str) -> Sample:
+        samples = self.samples[name]
+        return samples[best_sample_index([s.score for s in samples])]
+
+    def _current_leader(self) -> str:
+        if self.ranking:
+            return self.ranking[0].candidate
+        names = [n for n in self.tuner.names if self.samples[n]]
+        return names[0] if names else self.tuner.names[0]
+
+    def _result(self, winner: str, holdout: dict[str, float] | None) -> TuneResult:
+        best = self._best_sample(winner) if self.samples[winner] else None
+        return TuneResult(
+            run_id=self.run_id,
+            best_candidate=winner,
+            best_params=dict(best.params) if best else {},
+            best_score=best.score if best else float("nan"),
+            ranking=self.ranking,
+            holdout=holdout,
+            n_samples=self.used(),
+        )
+
+
+def _make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        # multivariate/group TPE is flagged experimental; it is what handles the
+        # conditional (greedy vs sampling) space well.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if kind == "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4)
+        if kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=4, multivariate=True, group=True
+        )
+
+
+class _opened:
+    """``with _opened(path) as store:`` — a store closed on exit."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.store = Store(path)
+
+    def __enter__(self) -> Store:
+        return self.store
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
