@@ -24,7 +24,7 @@ from engine.events import (
 from engine.psm import CandidateEstimate
 from engine.space import SearchSpace, generation_kwargs
 from engine.store import Run, Sample, Store
-from engine.tuner import TuneResult, Tuner
+from engine.tuner import Tuner, TuneResult
 
 __all__ = [
     "Candidate",

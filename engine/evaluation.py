@@ -78,7 +78,8 @@ class ObjectiveEvaluator(Evaluator):
         try:
             score = float(value)
         except (TypeError, ValueError):
-            raise TunerError(f"objective returned {value!r} for {candidate}; expected a number")
+            message = f"objective returned {value!r} for {candidate}; expected a number"
+            raise TunerError(message) from None
         if not math.isfinite(score):
             raise TunerError(f"objective returned {score} for {candidate} at {params}")
         metrics = {"score": score} if cost is None else {"score": score, "cost": float(cost)}

@@ -14,13 +14,13 @@ conditional space (a ``sampling`` switch, then the sampling parameters under it)
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
+import tomllib
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,

@@ -189,9 +189,7 @@ class Store:
         )
 
     def runs(self) -> list[Run]:
-        return [
-            _run_from_row(r) for r in self.db.query("select * from runs order by created_at")
-        ]
+        return [_run_from_row(r) for r in self.db.query("select * from runs order by created_at")]
 
     # -- samples -----------------------------------------------------------------------------
 
@@ -214,7 +212,7 @@ class Store:
             with self.db.conn:
                 sample_id = self.db["samples"].insert(row).last_pk
                 self.db["outcomes"].insert_all(
-                    ({**dict(o), "sample_id": sample_id} for o in outcomes)
+                    {**dict(o), "sample_id": sample_id} for o in outcomes
                 )
                 if run_fields:
                     self.db["runs"].update(sample.run_id, {**run_fields, "updated_at": time.time()})

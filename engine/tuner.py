@@ -245,7 +245,9 @@ class Tuner:
         from engine.models import resolve_model
 
         s = self.settings
-        task = self.task if isinstance(self.task, Task) else get_task(self.task, dataset=s["dataset"])
+        task = (
+            self.task if isinstance(self.task, Task) else get_task(self.task, dataset=s["dataset"])
+        )
 
         def load_backend(source: str) -> TransformersBackend:
             return TransformersBackend(
@@ -348,7 +350,9 @@ class _Run:
             if name is None:
                 break
             self._sample(name, "sampling")
-        ranking = self._rank(stage="selection")
+        # The ranking after the last stage-1 sample is the selection; a run resumed right
+        # after stage 1 has none yet.
+        ranking = self.ranking or self._rank(stage="sampling")
         winner = ranking[0].candidate
         self.store.update_run(self.run_id, winner=winner, stage="tuning")
         t._emit(StageChanged(self.run_id, "selection", f"{winner} selected"))
@@ -402,9 +406,7 @@ class _Run:
         sample = self.store.add_sample(sample, evaluation.outcomes, stage=stage)
         if stage in BUDGET_STAGES:
             self.samples[name].append(sample)
-        self.tuner._emit(
-            SampleRecorded(self.run_id, sample, self.used(), self.tuner.plan.budget)
-        )
+        self.tuner._emit(SampleRecorded(self.run_id, sample, self.used(), self.tuner.plan.budget))
         return sample
 
     def _rank(self, stage: str) -> tuple[psm.CandidateEstimate, ...]:
@@ -484,4 +486,3 @@ class _opened:
 
     def __exit__(self, *exc: object) -> None:
         self.store.close()
-

@@ -74,6 +74,14 @@ class Task(abc.ABC):
     def example_response(self, problem: Problem) -> str:
         """The ideal assistant answer to ``instruction(problem)``, for few-shot examples."""
 
+    def stop_sequences(self, *, continuation: bool) -> list[str]:
+        """Strings that end a generation early (the text is cut before them).
+
+        ``continuation`` as in :meth:`score`. Default: none, generation ends at the
+        model's end-of-sequence token or the token limit.
+        """
+        return []
+
     @abc.abstractmethod
     def score(
         self,

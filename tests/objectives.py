@@ -1,0 +1,33 @@
+"""Synthetic objectives with known answers, shared by tests (and usable by subprocesses)."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+
+#: Candidate quality at its own optimum; "b" is the best, with its peak at T = 0.6.
+PEAKS = {"a": 0.60, "b": 0.80, "c": 0.50}
+OPTIMA = {"a": 1.2, "b": 0.6, "c": 0.2}
+
+
+def landscape(candidate: str, params: dict) -> float:
+    """Deterministic: a smooth bump in temperature and top_p around each candidate's optimum."""
+    t = params["temperature"]
+    top_p = params.get("top_p", 1.0)
+    return PEAKS[candidate] - 0.4 * (t - OPTIMA[candidate]) ** 2 - 0.2 * (top_p - 0.9) ** 2
+
+
+def noisy_landscape(candidate: str, params: dict) -> float:
+    rng = random.Random(hash((candidate, round(params["temperature"], 6))))
+    return landscape(candidate, params) + rng.gauss(0, 0.01)
+
+
+def slow_landscape(candidate: str, params: dict) -> float:
+    """Slow enough that a test can kill the process between samples, or during one."""
+    time.sleep(0.15)
+    return landscape(candidate, params)
+
+
+def cost_landscape(candidate: str, params: dict) -> tuple[float, float]:
+    return landscape(candidate, params), math.log(params["max_new_tokens"])

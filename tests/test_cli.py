@@ -1,0 +1,88 @@
+"""The ``codellmtuner`` command end to end on a tiny model built by the test."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import GenerationConfig
+
+from engine import Store
+from tui.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, tmp_path_factory):
+    db = tmp_path_factory.mktemp("cli") / "samples.db"
+    code = main([
+        "run", "--headless", "--candidate", f"tiny={tiny_model_dir}",
+        "--candidate", f"{tiny_model_dir}@raw", "--budget", "5", "--problems", "2",
+        "--holdout-problems", "2", "--param", "max_new_tokens=8:16", "--store", str(db),
+        "--run-id", "cli-run",
+    ])  # fmt: skip
+    assert code == 0
+    return db
+
+
+def test_run_records_the_budget_and_a_holdout_score(finished_run):
+    store = Store(finished_run)
+    run = store.get_run("cli-run")
+    assert run.status == "finished"
+    samples = store.samples("cli-run")
+    assert sum(s.stage != "holdout" for s in samples) == 5
+    assert [s.stage for s in samples].count("holdout") == 1
+    assert set(run.result["holdout"]) == {"avg_tests", "pass@1"}
+    # every tuning sample scored its 2 problems, each outcome stored
+    assert all(len(store.outcomes(s.id)) == 2 for s in samples if s.stage != "holdout")
+
+
+def test_runs_show_and_export(finished_run, tmp_path, capsys):
+    assert main(["runs", "--store", str(finished_run)]) == 0
+    assert "cli-run" in capsys.readouterr().out
+    assert main(["show", "cli", "--store", str(finished_run)]) == 0
+    out = capsys.readouterr().out
+    assert "ranking" in out and "best:" in out and "held-out" in out
+
+    out_dir = tmp_path / "export"
+    assert main(["export", "cli-run", "--format", "generation-config", "-o", str(out_dir),
+                 "--store", str(finished_run)]) == 0  # fmt: skip
+    config = GenerationConfig.from_pretrained(out_dir)
+    best = Store(finished_run).get_run("cli-run").result["best_params"]
+    assert config.max_new_tokens == best["max_new_tokens"]
+    assert config.do_sample == (best["temperature"] > 0)
+
+    assert main(["export", "cli-run", "--format", "json", "-o", str(out_dir),
+                 "--store", str(finished_run)]) == 0  # fmt: skip
+    summary = json.loads((out_dir / "codellmtuner.json").read_text())
+    assert summary["params"] == best
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--candidate", "/no/such/model", "--budget", "4"], "no/such/model"),
+        (["run", "--candidate", "smollm2@sideways"], "sideways"),
+        (["run", "--param", "top_p=2:3"], "top_p"),
+        (["run", "--task", "poetry"], "poetry"),
+        (["run", "--dataset", "/no/such.jsonl"], "such.jsonl"),
+        (["show", "nope"], "no store"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_no_store(tmp_path, args, message):
+    db = tmp_path / "samples.db"
+    result = _cli(*args, "--store", str(db))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not db.exists()

@@ -1,0 +1,259 @@
+"""The ``codellmtuner`` command: run, resume, list, show and export runs."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-2", "smollm2@raw")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codellmtuner",
+        description="Pick the code LLM and decoding parameters for one code task.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start a tuning run")
+    run.add_argument("--task", default="humaneval", help="task name (default: humaneval)")
+    run.add_argument(
+        "--candidate", "-c", action="append", metavar="[NAME=]MODEL[@STYLE]",
+        help="a candidate; repeat for several. MODEL: smollm2 (bundled), a folder or a "
+        "cached hub id; STYLE: chat, raw, fewshot-K. Default: "
+        + ", ".join(DEFAULT_CANDIDATES),
+    )  # fmt: skip
+    run.add_argument("--budget", type=int, default=12, help="samples in all (default: 12)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--dataset", help="a JSONL file of problems in the task's format")
+    run.add_argument("--metric", help="objective to maximise (default: the task's first)")
+    run.add_argument(
+        "--problems", type=int, default=8, metavar="N",
+        help="tuning problems per sample (default: 8; 0 = the whole tuning split)",
+    )  # fmt: skip
+    run.add_argument(
+        "--holdout-problems", type=int, default=20, metavar="N",
+        help="held-out problems for the final score (default: 20; 0 = all)",
+    )  # fmt: skip
+    run.add_argument("--space", metavar="FILE.toml", help="decoding ranges ([space] table)")
+    run.add_argument(
+        "--param", action="append", default=[], metavar="NAME=LOW:HIGH",
+        help="override one range (or NAME=VALUE to fix it); repeatable",
+    )  # fmt: skip
+    run.add_argument("--criterion", choices=("peak", "mean"), default="peak")
+    run.add_argument("--sampler", choices=("tpe", "gp", "random"), default="tpe")
+    run.add_argument("--stage1-fraction", type=float, default=0.5)
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    run.add_argument("--run-id", help="name the run (default: a timestamp)")
+    run.add_argument("--headless", action="store_true", help="print progress to the terminal")
+    _store_flag(run)
+
+    resume = sub.add_parser("resume", help="continue a stopped or killed run")
+    resume.add_argument("run", metavar="RUN")
+    _store_flag(resume)
+
+    runs = sub.add_parser("runs", help="list the runs in the store")
+    _store_flag(runs)
+
+    show = sub.add_parser("show", help="a run's ranking, best parameters and held-out score")
+    show.add_argument("run", metavar="RUN", help="run id, a unique prefix, or 'latest'")
+    _store_flag(show)
+
+    export = sub.add_parser("export", help="write a run's best parameters")
+    export.add_argument("run", metavar="RUN")
+    export.add_argument(
+        "--format", choices=("generation-config", "json"), default="generation-config"
+    )
+    export.add_argument("-o", "--output", required=True, metavar="DIR")
+    _store_flag(export)
+    return parser
+
+
+def _store_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default="samples.db", help="SQLite store (default: samples.db)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    err = Console(stderr=True, soft_wrap=True)
+    # SIGTERM (kill, a scheduler's time limit) stops like Ctrl-C: committed samples stay.
+    signal.signal(signal.SIGTERM, _interrupt)
+    from engine.errors import TunerError
+
+    try:
+        return COMMANDS[args.command](args, console)
+    except TunerError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        return 130
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    from engine import SearchSpace, Tuner
+
+    space = SearchSpace.from_toml(args.space) if args.space else None
+    if args.param:
+        space = SearchSpace.from_overrides(args.param, base=space)
+    tuner = Tuner(
+        task=args.task,
+        candidates=args.candidate or list(DEFAULT_CANDIDATES),
+        budget=args.budget, seed=args.seed, store=args.store, space=space,
+        criterion=args.criterion, stage1_fraction=args.stage1_fraction, sampler=args.sampler,
+        metric=args.metric, dataset=args.dataset, tune_size=args.problems or None,
+        holdout_size=args.holdout_problems or None, batch_size=args.batch_size,
+        device=args.device, run_id=args.run_id,
+    )  # fmt: skip
+    return _execute(tuner, args, console)
+
+
+def _resume(args: argparse.Namespace, console: Console) -> int:
+    from engine import Tuner
+
+    return _execute(Tuner.resume(args.run, store=args.store), args, console)
+
+
+def _execute(tuner: Any, args: argparse.Namespace, console: Console) -> int:
+    from tui.headless import HeadlessView
+
+    tuner.subscribe(HeadlessView(console))
+    try:
+        tuner.run()
+    except KeyboardInterrupt:
+        Console(stderr=True, soft_wrap=True).print(
+            "stopped; every committed sample is kept. Resume with: "
+            f"codellmtuner resume {tuner.run_id}" + _store_hint(args.store),
+            highlight=False,
+        )
+        return 130
+    return 0
+
+
+def _store_hint(store: str) -> str:
+    return "" if store == "samples.db" else f" --store {store}"
+
+
+def _runs(args: argparse.Namespace, console: Console) -> int:
+
+    store = _existing_store(args.store)
+    table = Table(title=f"runs in {args.store}", title_justify="left")
+    for column in ("run", "status", "stage", "task", "candidates", "samples", "winner"):
+        table.add_column(column)
+    for run in store.runs():
+        n = store.db["samples"].count_where("run_id = ? and stage != 'holdout'", [run.id])
+        names = ", ".join(c["name"] for c in run.config.get("candidates", []))
+        table.add_row(
+            run.id, run.status, run.stage, str(run.config.get("task") or "objective"), names,
+            f"{n}/{run.budget}", run.winner or "",
+        )  # fmt: skip
+    console.print(table)
+    return 0
+
+
+def _show(args: argparse.Namespace, console: Console) -> int:
+    from engine import CandidateEstimate
+    from tui.headless import format_params, ranking_table
+
+    store = _existing_store(args.store)
+    run = store.get_run(args.run)
+    samples = store.samples(run.id)
+    used = sum(s.stage != "holdout" for s in samples)
+    console.print(f"[bold]run {run.id}[/] {run.status}, stage {run.stage}, "
+                  f"{used}/{run.budget} samples, seed {run.seed}")  # fmt: skip
+    if run.error:
+        console.print(f"[red]error:[/] {run.error}")
+    history = store.rankings(run.id)
+    if history:
+        ranking = [CandidateEstimate(**e) for e in history[-1]["entries"]]
+        console.print(ranking_table(ranking, title=f"ranking after {history[-1]['n_samples']}"))
+    summary = run_summary(store, run.id)
+    if summary:
+        console.print(f"best: [bold]{summary['candidate']}[/] {format_params(summary['params'])}"
+                      f" (tuning score {summary['score']:.3f})")  # fmt: skip
+        if summary.get("holdout"):
+            held = ", ".join(f"{k} {v:.3f}" for k, v in summary["holdout"].items())
+            console.print(f"held-out: {held}")
+    return 0
+
+
+def run_summary(store: Any, run_id: str) -> dict[str, Any] | None:
+    """The best (candidate, params) of a run: its result if finished, else the best
+    sample of its selected winner (or of any candidate before selection)."""
+    run = store.get_run(run_id)
+    if run.result:
+        r = run.result
+        return {
+            "run": run.id, "candidate": r["best_candidate"], "params": r["best_params"],
+            "score": r["best_score"], "holdout": r["holdout"], "model": _model_of(run),
+        }  # fmt: skip
+    samples = [s for s in store.samples(run.id) if s.stage != "holdout"]
+    if run.winner:
+        samples = [s for s in samples if s.candidate == run.winner]
+    if not samples:
+        return None
+    best = max(samples, key=lambda s: s.score)
+    return {
+        "run": run.id, "candidate": best.candidate, "params": best.params,
+        "score": best.score, "holdout": None, "model": _model_of(run, best.candidate),
+    }  # fmt: skip
+
+
+def _model_of(run: Any, name: str | None = None) -> dict[str, str] | None:
+    name = name or (run.result or {}).get("best_candidate")
+    for c in run.config.get("candidates", []):
+        if c["name"] == name:
+            return c
+    return None
+
+
+def _export(args: argparse.Namespace, console: Console) -> int:
+    from engine.errors import StoreError
+    from engine.export import write_generation_config, write_json
+
+    store = _existing_store(args.store)
+    summary = run_summary(store, args.run)
+    if summary is None:
+        raise StoreError(f"run {args.run} has no samples yet; nothing to export")
+    if args.format == "generation-config":
+        path = write_generation_config(summary["params"], args.output)
+    else:
+        path = write_json(summary, args.output)
+    console.print(f"wrote {path} ({summary['candidate']}: {summary['params']})")
+    return 0
+
+
+def _existing_store(path: str) -> Any:
+    from pathlib import Path
+
+    from engine import Store
+    from engine.errors import StoreError
+
+    if not Path(path).exists():
+        raise StoreError(f"no store at {path}; run `codellmtuner run` first or pass --store")
+    return Store(path)
+
+
+COMMANDS = {
+    "run": _run,
+    "resume": _resume,
+    "runs": _runs,
+    "show": _show,
+    "export": _export,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
