@@ -67,9 +67,7 @@ def test_trial_values_inverts_suggest_so_samples_replay_into_a_study():
     study = optuna.create_study()
     for params in _points(space, 20):
         values, dists = space.trial_values(params)
-        study.add_trial(
-            optuna.trial.create_trial(params=values, distributions=dists, value=1.0)
-        )
+        study.add_trial(optuna.trial.create_trial(params=values, distributions=dists, value=1.0))
         replayed = space._decode(
             {k: v for k, v in values.items() if k != "sampling"}, params["temperature"] > 0
         )
@@ -110,7 +108,9 @@ def test_bad_space_files(tmp_path, text, message):
 
 
 def test_generation_kwargs_for_greedy_and_sampling():
-    greedy = generation_kwargs({"temperature": 0.0, "repetition_penalty": 1.1, "max_new_tokens": 99})
+    greedy = generation_kwargs(
+        {"temperature": 0.0, "repetition_penalty": 1.1, "max_new_tokens": 99}
+    )
     assert greedy["do_sample"] is False and greedy["max_new_tokens"] == 99
     assert greedy["top_p"] is None
     sampled = generation_kwargs(
@@ -125,7 +125,9 @@ def test_generation_kwargs_for_greedy_and_sampling():
 
 def test_covariates_impute_greedy_as_untruncated_zero_temperature():
     space = SearchSpace()
-    greedy = space.covariates({"temperature": 0.0, "repetition_penalty": 1.0, "max_new_tokens": 128})
+    greedy = space.covariates(
+        {"temperature": 0.0, "repetition_penalty": 1.0, "max_new_tokens": 128}
+    )
     assert greedy == [0.0, 1.0, math.log(100), 1.0, math.log(128)]
     assert space.default_params() == {
         "temperature": 0.0, "repetition_penalty": 1.0, "max_new_tokens": 384,

@@ -155,7 +155,9 @@ Tuner(objective=slow_landscape, candidates=["a", "b", "c"], budget=24, seed=1,
 def _count(db: Path, run_id: str) -> int:
     try:
         with sqlite3.connect(db, timeout=10) as conn:
-            return conn.execute("select count(*) from samples where run_id = ?", [run_id]).fetchone()[0]
+            return conn.execute(
+                "select count(*) from samples where run_id = ?", [run_id]
+            ).fetchone()[0]
     except sqlite3.OperationalError:
         return 0
 
