@@ -62,7 +62,7 @@ _BOUNDS: dict[str, tuple[Range, float, float]] = {
     "top_p": (Range(0.5, 1.0), 1e-3, 1.0),
     "top_k": (Range(1, 100, log=True, integer=True), 1, 1000),
     "repetition_penalty": (Range(1.0, 1.3), 0.5, 3.0),
-    "max_new_tokens": (Range(64, 384, log=True, integer=True), 1, 32768),
+    "max_new_tokens": (Range(64, 256, log=True, integer=True), 1, 32768),
 }
 
 PARAM_NAMES = tuple(_BOUNDS)

@@ -29,7 +29,7 @@ def test_default_space_mixes_greedy_and_sampling_with_conditional_params():
         assert 0.5 <= p["top_p"] <= 1.0
         assert 1 <= p["top_k"] <= 100 and isinstance(p["top_k"], int)
     for p in points:
-        assert 64 <= p["max_new_tokens"] <= 384
+        assert 64 <= p["max_new_tokens"] <= 256
         assert 1.0 <= p["repetition_penalty"] <= 1.3
 
 
@@ -130,7 +130,7 @@ def test_covariates_impute_greedy_as_untruncated_zero_temperature():
     )
     assert greedy == [0.0, 1.0, math.log(100), 1.0, math.log(128)]
     assert space.default_params() == {
-        "temperature": 0.0, "repetition_penalty": 1.0, "max_new_tokens": 384,
+        "temperature": 0.0, "repetition_penalty": 1.0, "max_new_tokens": 256,
     }  # fmt: skip
     sampling_only = SearchSpace({"temperature": [0.2, 1.0]}).default_params()
     assert sampling_only["temperature"] == 0.7 and sampling_only["top_p"] == 0.95

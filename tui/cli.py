@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-2", "smollm2@raw")
+DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,17 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
         "cached hub id; STYLE: chat, raw, fewshot-K. Default: "
         + ", ".join(DEFAULT_CANDIDATES),
     )  # fmt: skip
-    run.add_argument("--budget", type=int, default=12, help="samples in all (default: 12)")
+    run.add_argument("--budget", type=int, default=9, help="samples in all (default: 9)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--dataset", help="a JSONL file of problems in the task's format")
     run.add_argument("--metric", help="objective to maximise (default: the task's first)")
     run.add_argument(
-        "--problems", type=int, default=8, metavar="N",
-        help="tuning problems per sample (default: 8; 0 = the whole tuning split)",
+        "--problems", type=int, default=6, metavar="N",
+        help="tuning problems per sample (default: 6; 0 = the whole tuning split)",
     )  # fmt: skip
     run.add_argument(
-        "--holdout-problems", type=int, default=20, metavar="N",
-        help="held-out problems for the final score (default: 20; 0 = all)",
+        "--holdout-problems", type=int, default=10, metavar="N",
+        help="held-out problems for the final score (default: 10; 0 = all)",
     )  # fmt: skip
     run.add_argument("--space", metavar="FILE.toml", help="decoding ranges ([space] table)")
     run.add_argument(
