@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.psm import CandidateEstimate
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,6 +19,7 @@ from engine.events import (
     SampleRecorded,
     StageChanged,
 )
+from engine.psm import CandidateEstimate
 from engine.store import Sample
 
 
