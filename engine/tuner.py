@@ -280,7 +280,7 @@ class _Run:
         t = self.tuner
         try:
             run = self._open_run()
-            self._replay(run)
+            self._replay()
             t._emit(
                 RunStarted(self.run_id, tuple(t.names), t.plan.budget, self.used(),
                            t.plan.per_candidate)
@@ -320,7 +320,7 @@ class _Run:
         self.store.update_run(self.run_id, status="running", error=None)
         return self.store.get_run(self.run_id)
 
-    def _replay(self, run: Run) -> None:
+    def _replay(self) -> None:
         """Rebuild each candidate's study from the store: nothing is re-evaluated."""
         for name in self.tuner.names:
             self.studies[name] = optuna.create_study(
