@@ -73,7 +73,7 @@ def resolve_model(source: str) -> ModelRef:
         path = bundled_model_path()
     elif Path(source).expanduser().exists():
         path = Path(source).expanduser().resolve()
-    elif _HUB_ID.match(source):
+    elif _HUB_ID.match(source) and not source.startswith((".", "/", "~")):
         path = _cached_hub_snapshot(source)
     else:
         raise ModelLoadError(

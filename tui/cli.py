@@ -150,7 +150,8 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
 
     store = _existing_store(args.store)
     table = Table(title=f"runs in {args.store}", title_justify="left")
-    for column in ("run", "status", "stage", "task", "candidates", "samples", "winner"):
+    table.add_column("run", no_wrap=True)  # the id is what the user copies
+    for column in ("status", "stage", "task", "candidates", "samples", "winner"):
         table.add_column(column)
     for run in store.runs():
         n = store.db["samples"].count_where("run_id = ? and stage != 'holdout'", [run.id])
