@@ -19,6 +19,8 @@ from typing import Any
 from engine.backends import Backend
 from engine.candidates import Candidate
 from engine.errors import ConfigError, TunerError
+from engine.models import resolve_model
+from engine.prompting import PromptStyle, build_prompts, parse_style
 from engine.space import generation_kwargs
 from engine.store import Store
 from engine.tasks import Problem, Task
@@ -117,6 +119,7 @@ class TaskEvaluator(Evaluator):
     ) -> None:
         self.task = task
         self.specs = {c.name: c for c in candidates}
+        self.styles: dict[str, PromptStyle] = {c.name: parse_style(c.style) for c in candidates}
         self.candidates = tuple(self.specs)
         self.store: Store | None = None
         self.load_backend = load_backend
@@ -142,12 +145,8 @@ class TaskEvaluator(Evaluator):
         self.store = store
 
     def prepare(self) -> None:
-        from engine.models import resolve_model
-        from engine.prompting import parse_style
-
         for spec in self.specs.values():
             resolve_model(spec.model)
-            parse_style(spec.style)
         for split in self.sizes:
             if not self.problems(split):
                 raise ConfigError(f"task {self.task.name} has no {split} problems")
@@ -163,22 +162,18 @@ class TaskEvaluator(Evaluator):
         return self._backends[source]
 
     def _rendered(self, spec: Candidate, split: str, backend: Backend) -> list[str]:
-        from engine.prompting import build_prompts, parse_style
-
         key = (spec.name, split)
         if key not in self._prompts:
-            style = parse_style(spec.style)
             self._prompts[key] = build_prompts(
-                self.task, self.problems(split), style, backend.tokenizer, seed=self.seed
-            )
+                self.task, self.problems(split), self.styles[spec.name], backend.tokenizer,
+                seed=self.seed,
+            )  # fmt: skip
         return self._prompts[key]
 
     def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
-        from engine.prompting import parse_style
-
         start = time.perf_counter()
         spec = self.specs[candidate]
-        continuation = parse_style(spec.style).continuation
+        continuation = self.styles[candidate].continuation
         backend = self.backend(spec.model)
         problems = self.problems(split)
         prompts = self._rendered(spec, split, backend)

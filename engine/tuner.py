@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -165,7 +166,7 @@ class Tuner:
 
         Objective runs need the same ``objective`` again (a callable is not stored).
         """
-        with _opened(store) as s:
+        with contextlib.closing(Store(store)) as s:
             run = s.get_run(run_id)
         config = dict(run.config)
         if config.get("objective") and objective is None:
@@ -473,16 +474,3 @@ def _make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=4, multivariate=True, group=True
         )
-
-
-class _opened:
-    """``with _opened(path) as store:`` — a store closed on exit."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.store = Store(path)
-
-    def __enter__(self) -> Store:
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
