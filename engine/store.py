@@ -7,6 +7,7 @@ Tables:
 ``outcomes``     per-problem results of a sample (status, passed, fraction of tests)
 ``generations``  the completion cache, keyed by (model, prompt, decoding, seed)
 ``rankings``     the PSM ranking after each sample, to replay how it evolved
+``messages``     warnings and notices of a run (OOM back-off, sandbox timeouts), for viewers
 
 A sample, its outcomes and its stage bookkeeping are written in one transaction, so a
 process killed at any instant leaves either the whole sample or none of it.
@@ -137,6 +138,10 @@ class Store:
             db["rankings"].create(
                 {"id": int, "run_id": str, "n_samples": int, "stage": str,
                  "created_at": float, "entries": str},
+                pk="id", if_not_exists=True,
+            )  # fmt: skip
+            db["messages"].create(
+                {"id": int, "run_id": str, "created_at": float, "level": str, "text": str},
                 pk="id", if_not_exists=True,
             )  # fmt: skip
             db["samples"].create_index(
@@ -270,6 +275,23 @@ class Store:
         """The ranking history of a run, oldest first (``entries`` decoded)."""
         rows = self.db.query("select * from rankings where run_id = ? order by id", [run_id])
         return [{**r, "entries": json.loads(r["entries"])} for r in rows]
+
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def add_message(self, run_id: str, level: str, text: str) -> None:
+        with self.db.conn:
+            self.db["messages"].insert(
+                {"run_id": run_id, "created_at": time.time(), "level": level, "text": text}
+            )
+
+    def messages(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+        """A run's messages with an id greater than ``after``, oldest first."""
+        return list(
+            self.db.query(
+                "select * from messages where run_id = ? and id > ? order by id", [run_id, after]
+            )
+        )
 
 
 def _run_from_row(row: Mapping[str, Any]) -> Run:

@@ -279,6 +279,19 @@ class _Run:
 
     def execute(self) -> TuneResult:
         t = self.tuner
+        # Warnings go to the store too, so a viewer attached from elsewhere sees them.
+        unsubscribe = t.subscribe(self._keep_message)
+        try:
+            return self._execute()
+        finally:
+            unsubscribe()
+
+    def _keep_message(self, event: Event) -> None:
+        if isinstance(event, Message):
+            self.store.add_message(self.run_id, event.level, event.text)
+
+    def _execute(self) -> TuneResult:
+        t = self.tuner
         try:
             run = self._open_run()
             self._replay()

@@ -63,3 +63,13 @@ def test_a_file_that_is_not_a_database_is_explained(tmp_path):
     path.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(StoreError, match="not a usable SQLite store"):
         Store(path)
+
+
+def test_messages_are_kept_per_run_in_order(tmp_path):
+    store = Store(tmp_path / "s.db")
+    store.add_message("a", "warning", "out of memory at batch 8; retrying with 4")
+    store.add_message("b", "info", "other run")
+    store.add_message("a", "info", "second")
+    got = store.messages("a")
+    assert [m["text"] for m in got] == ["out of memory at batch 8; retrying with 4", "second"]
+    assert store.messages("a", after=got[0]["id"])[0]["text"] == "second"
