@@ -276,7 +276,6 @@ class Store:
         rows = self.db.query("select * from rankings where run_id = ? order by id", [run_id])
         return [{**r, "entries": json.loads(r["entries"])} for r in rows]
 
-
     # -- messages ----------------------------------------------------------------------------
 
     def add_message(self, run_id: str, level: str, text: str) -> None:
