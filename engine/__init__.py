@@ -3,12 +3,13 @@
 The public surface::
 
     from engine import Tuner
-    result = Tuner(objective=f, candidates=["a", "b"], budget=40).run()
+    result = Tuner(objective=f, candidates=["a", "b"], budget=40).run()  # or "20000 tokens", "30m"
     result.best_candidate, result.best_params, result.ranking
 
 Everything here works without the terminal app.
 """
 
+from engine.budget import Budget
 from engine.candidates import Candidate, parse_candidate
 from engine.errors import ConfigError, DatasetError, ModelLoadError, StoreError, TunerError
 from engine.events import (
@@ -27,6 +28,7 @@ from engine.store import Run, Sample, Store
 from engine.tuner import Tuner, TuneResult
 
 __all__ = [
+    "Budget",
     "Candidate",
     "CandidateEstimate",
     "ConfigError",

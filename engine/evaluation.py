@@ -62,13 +62,23 @@ class Evaluator(abc.ABC):
 
 
 class ObjectiveEvaluator(Evaluator):
-    """Calls ``objective(candidate, params)``; it returns a score or ``(score, cost)``."""
+    """Calls ``objective(candidate, params)``; it returns a score or ``(score, cost)``.
 
-    def __init__(self, objective: Objective, candidates: Sequence[str]) -> None:
+    The cost is the number of tokens the evaluation generated (rounded to a whole number):
+    it is recorded as the sample's ``generated_tokens`` (and as the ``cost`` metric), which
+    is what a tokens budget counts. A minutes budget counts the call's measured wall-clock
+    time. With ``require_cost`` (a tokens budget), a score without a cost is an error,
+    since such samples would never spend the budget.
+    """
+
+    def __init__(
+        self, objective: Objective, candidates: Sequence[str], *, require_cost: bool = False
+    ) -> None:
         if not callable(objective):
             raise ConfigError("objective must be callable as objective(candidate, params)")
         self.objective = objective
         self.candidates = tuple(candidates)
+        self.require_cost = require_cost
 
     def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
         start = time.perf_counter()
@@ -84,8 +94,24 @@ class ObjectiveEvaluator(Evaluator):
             raise TunerError(message) from None
         if not math.isfinite(score):
             raise TunerError(f"objective returned {score} for {candidate} at {params}")
-        metrics = {"score": score} if cost is None else {"score": score, "cost": float(cost)}
-        return Evaluation(score=score, metrics=metrics, seconds=seconds)
+        if cost is None:
+            if self.require_cost:
+                raise TunerError(
+                    f"objective returned a score without a cost for {candidate}; a tokens "
+                    "budget needs the objective to return (score, generated_tokens)"
+                )
+            return Evaluation(score=score, metrics={"score": score}, seconds=seconds)
+        try:
+            cost = float(cost)
+        except (TypeError, ValueError):
+            message = f"objective returned cost {cost!r} for {candidate}; expected a number"
+            raise TunerError(message) from None
+        if not math.isfinite(cost) or cost < 0:
+            raise TunerError(f"objective returned cost {cost} for {candidate}; expected >= 0")
+        return Evaluation(
+            score=score, metrics={"score": score, "cost": cost},
+            generated_tokens=round(cost), seconds=seconds,
+        )  # fmt: skip
 
 
 class TaskEvaluator(Evaluator):

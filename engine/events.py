@@ -27,10 +27,21 @@ class Event:
 
 @dataclass(frozen=True)
 class RunStarted(Event):
+    """A run starts or resumes.
+
+    ``budget`` is the amount in ``budget_unit`` (``"samples"``, ``"tokens"`` or
+    ``"minutes"``; a float for minutes) and ``budget_used`` what the store's samples have
+    already spent of it. ``resumed_samples`` counts those samples (0 for a new run).
+    ``stage1_per_candidate`` is the stage-1 samples each candidate gets, or 0 where that is
+    not known in advance (tokens and minutes budgets stop stage 1 by cost).
+    """
+
     candidates: tuple[str, ...]
-    budget: int
-    resumed_samples: int  # samples already in the store (0 for a new run)
+    budget: float
+    resumed_samples: int
     stage1_per_candidate: int
+    budget_unit: str = "samples"
+    budget_used: float = 0
 
 
 @dataclass(frozen=True)
@@ -41,9 +52,16 @@ class StageChanged(Event):
 
 @dataclass(frozen=True)
 class SampleRecorded(Event):
+    """A sample was committed to the store.
+
+    ``budget_used`` and ``budget`` are amounts in ``budget_unit`` (whole numbers for
+    samples and tokens, floats for minutes); a held-out sample does not count.
+    """
+
     sample: Sample
-    budget_used: int
-    budget: int
+    budget_used: float
+    budget: float
+    budget_unit: str = "samples"
 
 
 @dataclass(frozen=True)

@@ -371,6 +371,29 @@ def rank(
     return [estimates[i] for i in order]
 
 
+def propensity(
+    candidates: Sequence[str], covariates: ArrayLike, treatment: Sequence[str]
+) -> np.ndarray:
+    """P(candidate | decoding parameters) of every sample: an (n, k) array, rows sum to 1.
+
+    The propensity model :func:`rank` matches on, exposed so a viewer can show whether
+    the candidates' samples overlap (where they do not, matching has no support).
+    Candidates without samples get probability 0.
+    """
+    names = _check_candidates(candidates)
+    x, labels, _ = _check_samples(names, covariates, treatment, np.zeros(len(list(treatment))))
+    probs = np.zeros((len(labels), len(names)))
+    active = np.flatnonzero(np.bincount(labels, minlength=len(names)))
+    if active.size:
+        compact = np.searchsorted(active, labels)
+        logits = propensity_logits(x, compact, active.size)
+        # logits are log(p / (1 - p)) per class: the sigmoid gives each p back
+        probs[:, active] = 1.0 / (1.0 + np.exp(-logits))
+        if active.size == 1:
+            probs[:, active] = 1.0
+    return probs
+
+
 def _bootstrap(x, points, labels, y, k, q, caliper, criterion, n_draws, rng) -> np.ndarray:
     """(n_draws, k) criterion values, resampling each candidate's own samples."""
     groups = [np.flatnonzero(labels == c) for c in range(k)]

@@ -4,6 +4,11 @@ Stage 1 (sampling) gives every candidate the same number of samples, interleaved
 candidate has evidence early. Stage 2 (selection) ranks candidates with
 :func:`engine.psm.rank` on those samples. Stage 3 (tuning) spends the rest of the budget
 on the winner's own study.
+
+A budget of samples is split in advance (:func:`plan_budget`). A budget of tokens or
+minutes (:class:`engine.budget.Budget`) cannot be: stage 1 goes round-robin until its
+share of the cost is spent and the round is finished (:func:`next_cost_stage1_candidate`,
+:func:`stage1_complete`), and stage 3 until the whole budget is (:func:`budget_spent`).
 """
 
 from __future__ import annotations
@@ -39,16 +44,21 @@ class BudgetPlan:
         return self.budget - self.sampling
 
 
+def check_split(n_candidates: int, stage1_fraction: float) -> None:
+    """Raise :class:`ConfigError` unless the budget can be split at all."""
+    if n_candidates < 1:
+        raise ConfigError("at least one candidate is needed")
+    if not 0 < stage1_fraction <= 1:
+        raise ConfigError(f"stage-1 fraction must be in (0, 1], got {stage1_fraction}")
+
+
 def plan_budget(budget: int, n_candidates: int, stage1_fraction: float = 0.5) -> BudgetPlan:
     """Split ``budget`` samples: about ``stage1_fraction`` of it on stage 1.
 
     >>> plan_budget(30, 3)
     BudgetPlan(budget=30, n_candidates=3, per_candidate=5)
     """
-    if n_candidates < 1:
-        raise ConfigError("at least one candidate is needed")
-    if not 0 < stage1_fraction <= 1:
-        raise ConfigError(f"stage-1 fraction must be in (0, 1], got {stage1_fraction}")
+    check_split(n_candidates, stage1_fraction)
     least = MIN_STAGE1_SAMPLES * n_candidates
     if budget < least:
         raise ConfigError(
@@ -68,6 +78,37 @@ def next_stage1_candidate(
     if not pending:
         return None
     return min(pending, key=lambda c: counts.get(c, 0))
+
+
+def stage1_complete(counts: Sequence[int], spent: float, target: float) -> bool:
+    """Whether stage 1 of a cost (tokens or minutes) budget is over: every candidate has
+    at least :data:`MIN_STAGE1_SAMPLES`, all have the same number (the round is finished)
+    and ``spent`` (the cost of the committed budget samples) has reached ``target``."""
+    if not counts:
+        return True
+    least = min(counts)
+    return least >= MIN_STAGE1_SAMPLES and least == max(counts) and spent >= target
+
+
+def next_cost_stage1_candidate(
+    candidates: Sequence[str], counts: Mapping[str, int], spent: float, target: float
+) -> str | None:
+    """The next stage-1 candidate under a cost budget, or None when stage 1 is complete.
+
+    The same round-robin as :func:`next_stage1_candidate`: a lagging candidate catches up
+    first, and a new round starts only while ``spent < target``.
+    """
+    numbers = [counts.get(c, 0) for c in candidates]
+    if stage1_complete(numbers, spent, target):
+        return None
+    top = max(numbers)
+    rounds = top + 1 if min(numbers) == top else top
+    return next_stage1_candidate(candidates, counts, max(MIN_STAGE1_SAMPLES, rounds))
+
+
+def budget_spent(spent: float, amount: float) -> bool:
+    """Whether a budget of ``amount`` is used up after spending ``spent`` (same unit)."""
+    return spent >= amount
 
 
 def sampler_seed(run_seed: int, candidate_index: int, trial: int) -> int:

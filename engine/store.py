@@ -63,7 +63,7 @@ class Run:
     created_at: float
     status: str
     stage: str
-    budget: int
+    budget: int | float  # the amount; its unit is config["budget"] (engine.budget.Budget.of_run)
     seed: int
     config: dict[str, Any]
     winner: str | None = None
@@ -151,7 +151,7 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def create_run(self, run_id: str, *, budget: int, seed: int, config: Mapping) -> Run:
+    def create_run(self, run_id: str, *, budget: int | float, seed: int, config: Mapping) -> Run:
         now = time.time()
         row = {
             "id": run_id, "created_at": now, "updated_at": now, "status": "running",
@@ -228,10 +228,11 @@ class Store:
             ) from None
         return Sample(**{**asdict(sample), "id": sample_id, "created_at": row["created_at"]})
 
-    def samples(self, run_id: str, *, stage: str | None = None) -> list[Sample]:
-        """A run's samples in the order they were committed."""
-        sql = "select * from samples where run_id = ?"
-        args: list[Any] = [run_id]
+    def samples(self, run_id: str, *, stage: str | None = None, after: int = 0) -> list[Sample]:
+        """A run's samples in the order they were committed (those with an id greater
+        than ``after``, for a reader that follows the run)."""
+        sql = "select * from samples where run_id = ? and id > ?"
+        args: list[Any] = [run_id, after]
         if stage is not None:
             sql += " and stage = ?"
             args.append(stage)
@@ -271,9 +272,11 @@ class Store:
                 }
             )  # fmt: skip
 
-    def rankings(self, run_id: str) -> list[dict[str, Any]]:
+    def rankings(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         """The ranking history of a run, oldest first (``entries`` decoded)."""
-        rows = self.db.query("select * from rankings where run_id = ? order by id", [run_id])
+        rows = self.db.query(
+            "select * from rankings where run_id = ? and id > ? order by id", [run_id, after]
+        )
         return [{**r, "entries": json.loads(r["entries"])} for r in rows]
 
     # -- messages ----------------------------------------------------------------------------

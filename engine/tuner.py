@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from engine import psm
+from engine.budget import Budget, format_amount
 from engine.candidates import Candidate, parse_candidate, unique_names
 from engine.errors import ConfigError, TunerError
 from engine.evaluation import Evaluation, Evaluator, Objective, ObjectiveEvaluator, TaskEvaluator
@@ -29,8 +30,12 @@ from engine.events import (
 )
 from engine.space import SearchSpace
 from engine.stages import (
+    MIN_STAGE1_SAMPLES,
     BudgetPlan,
     best_sample_index,
+    budget_spent,
+    check_split,
+    next_cost_stage1_candidate,
     next_stage1_candidate,
     plan_budget,
     sampler_seed,
@@ -72,14 +77,20 @@ class _Stop(Exception):
 
 
 class Tuner:
-    """Find the best candidate and its decoding parameters within a budget of samples.
+    """Find the best candidate and its decoding parameters within a budget.
 
     Give either a ``task`` with ``candidates`` (model specs such as ``"smollm2@raw"``),
     or an ``objective(candidate, params) -> score`` (or ``(score, cost)``) with candidate
     names. Higher scores are better; noise is fine.
 
     Args:
-        budget: total samples over stages 1 and 3 (the held-out score is extra).
+        budget: what stages 1 and 3 may spend (the held-out score is extra): a number of
+            samples (``30``), or a :class:`Budget` or a string such as ``"30 samples"``,
+            ``"20000 tokens"`` (generated tokens; an objective must then return
+            ``(score, generated_tokens)``) or ``"30m"`` / ``"1.5h"`` (minutes of
+            evaluation). A samples budget is split in advance; a tokens or minutes budget
+            ends stage 1 once ``stage1_fraction`` of it is spent and the round of
+            candidates is finished.
         seed: seeds the optimizers, the matching bootstrap and sampled generation.
         store: SQLite file path; ``None`` keeps the samples in memory.
         space: a :class:`SearchSpace` or a mapping of parameter ranges.
@@ -98,7 +109,7 @@ class Tuner:
         candidates: Sequence[str | Candidate],
         task: str | Task | None = None,
         objective: Objective | None = None,
-        budget: int = 30,
+        budget: int | str | Budget = 30,
         seed: int = 0,
         store: str | Path | None = None,
         space: SearchSpace | Mapping[str, Any] | None = None,
@@ -119,8 +130,7 @@ class Tuner:
             raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if criterion not in ("peak", "mean"):
             raise ConfigError(f"unknown criterion {criterion!r}; choose 'peak' or 'mean'")
-        if isinstance(budget, bool) or not isinstance(budget, int):
-            raise ConfigError(f"budget must be a whole number of samples, got {budget!r}")
+        self.budget = Budget.parse(budget)
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)
@@ -134,7 +144,12 @@ class Tuner:
                 c if isinstance(c, Candidate) else parse_candidate(c) for c in candidates
             )
         self.names = [c.name for c in self.candidates]
-        self.plan: BudgetPlan = plan_budget(budget, len(self.names), stage1_fraction)
+        # A samples budget is split in advance; a cost budget has no plan (None).
+        self.plan: BudgetPlan | None = None
+        if self.budget.unit == "samples":
+            self.plan = plan_budget(self.budget.amount, len(self.names), stage1_fraction)
+        else:
+            check_split(len(self.names), stage1_fraction)
         self.objective = objective
         self.task = task
         self.store_path = ":memory:" if store is None else str(store)
@@ -171,13 +186,15 @@ class Tuner:
         config = dict(run.config)
         if config.get("objective") and objective is None:
             raise ConfigError(f"run {run.id} tuned a Python objective; pass objective= to resume")
+        budget = Budget.of_run(run)
+        config.pop("budget", None)
         candidates = [Candidate(**c) for c in config.pop("candidates")]
         task = config.pop("task")
         config.pop("objective", None)
         space = SearchSpace(config.pop("space"))
         return cls(
             candidates=candidates, task=None if objective else task, objective=objective,
-            budget=run.budget, seed=run.seed, store=store, space=space, run_id=run.id, **config,
+            budget=budget, seed=run.seed, store=store, space=space, run_id=run.id, **config,
         )  # fmt: skip
 
     def config(self) -> dict[str, Any]:
@@ -185,6 +202,7 @@ class Tuner:
         task_name = self.task.name if isinstance(self.task, Task) else self.task
         return {
             **self.settings,
+            "budget": self.budget.to_dict(),
             "task": task_name,
             "objective": self.objective is not None,
             "candidates": [c.to_dict() for c in self.candidates],
@@ -241,7 +259,9 @@ class Tuner:
 
     def _evaluator(self) -> Evaluator:
         if self.objective is not None:
-            return ObjectiveEvaluator(self.objective, self.names)
+            return ObjectiveEvaluator(
+                self.objective, self.names, require_cost=self.budget.unit == "tokens"
+            )
         from engine.backends.transformers import TransformersBackend
         from engine.models import resolve_model
 
@@ -296,8 +316,8 @@ class _Run:
             run = self._open_run()
             self._replay()
             t._emit(
-                RunStarted(self.run_id, tuple(t.names), t.plan.budget, self.used(),
-                           t.plan.per_candidate)
+                RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(),
+                           t.plan.per_candidate if t.plan else 0, t.budget.unit, self.spent())
             )  # fmt: skip
             winner = run.winner or self._stage1()
             result = self._stage3(winner)
@@ -329,7 +349,7 @@ class _Run:
         existing = self.store.db["runs"].count_where("id = ?", [self.run_id])
         if not existing:
             return self.store.create_run(
-                self.run_id, budget=t.plan.budget, seed=t.seed, config=t.config()
+                self.run_id, budget=t.budget.amount, seed=t.seed, config=t.config()
             )
         self.store.update_run(self.run_id, status="running", error=None)
         return self.store.get_run(self.run_id)
@@ -351,19 +371,35 @@ class _Run:
         self.studies[sample.candidate].add_trial(trial)
 
     def used(self) -> int:
+        """Samples committed in stages 1 and 3."""
         return sum(len(s) for s in self.samples.values())
+
+    def spent(self) -> int | float:
+        """What the committed stage-1 and stage-3 samples cost, in the budget's unit."""
+        return self.tuner.budget.spent(s for samples in self.samples.values() for s in samples)
 
     # -- stages -----------------------------------------------------------------------------
 
     def _stage1(self) -> str:
         t = self.tuner
-        t._emit(StageChanged(self.run_id, "sampling", f"{t.plan.per_candidate} per candidate"))
+        if t.plan is not None:
+            detail = f"{t.plan.per_candidate} per candidate"
+        else:
+            target = t.settings["stage1_fraction"] * t.budget.amount
+            detail = (f"until {format_amount(target, t.budget.unit)} {t.budget.unit} are "
+                      f"spent, at least {MIN_STAGE1_SAMPLES} per candidate")  # fmt: skip
+        t._emit(StageChanged(self.run_id, "sampling", detail))
         while True:
             counts = {name: len(s) for name, s in self.samples.items()}
-            name = next_stage1_candidate(t.names, counts, t.plan.per_candidate)
+            if t.plan is not None:
+                name = next_stage1_candidate(t.names, counts, t.plan.per_candidate)
+            else:
+                name = next_cost_stage1_candidate(t.names, counts, self.spent(), target)
             if name is None:
                 break
             self._sample(name, "sampling")
+        if t.plan is None and t.settings["stage1_fraction"] < 1:
+            self._warn_if_spent()
         # The ranking after the last stage-1 sample is the selection; a run resumed right
         # after stage 1 has none yet.
         ranking = self.ranking or self._rank(stage="sampling")
@@ -375,7 +411,7 @@ class _Run:
     def _stage3(self, winner: str) -> TuneResult:
         t = self.tuner
         t._emit(StageChanged(self.run_id, "tuning", f"tuning {winner}"))
-        while self.used() < t.plan.budget:
+        while not budget_spent(self.spent(), t.budget.amount):
             self._sample(winner, "tuning")
         if not self.ranking:
             self._rank(stage="tuning")
@@ -420,8 +456,21 @@ class _Run:
         sample = self.store.add_sample(sample, evaluation.outcomes, stage=stage)
         if stage in BUDGET_STAGES:
             self.samples[name].append(sample)
-        self.tuner._emit(SampleRecorded(self.run_id, sample, self.used(), self.tuner.plan.budget))
+        budget = self.tuner.budget
+        self.tuner._emit(
+            SampleRecorded(self.run_id, sample, self.spent(), budget.amount, budget.unit)
+        )
         return sample
+
+    def _warn_if_spent(self) -> None:
+        budget = self.tuner.budget
+        spent = self.spent()
+        if budget_spent(spent, budget.amount):
+            self.tuner._emit(Message(self.run_id, "warning", (
+                f"stage 1 spent {budget.format_used(spent)} of the budget ({MIN_STAGE1_SAMPLES} "
+                "samples per candidate at least); nothing is left to tune the winner: give a "
+                "larger budget or a smaller stage-1 fraction"
+            )))  # fmt: skip
 
     def _rank(self, stage: str) -> tuple[psm.CandidateEstimate, ...]:
         pooled = [s for name in self.tuner.names for s in self.samples[name]]

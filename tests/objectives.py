@@ -31,3 +31,8 @@ def slow_landscape(candidate: str, params: dict) -> float:
 
 def cost_landscape(candidate: str, params: dict) -> tuple[float, float]:
     return landscape(candidate, params), math.log(params["max_new_tokens"])
+
+
+def token_landscape(candidate: str, params: dict) -> tuple[float, int]:
+    """``(score, generated tokens)``: as if every evaluation generated ``max_new_tokens``."""
+    return landscape(candidate, params), int(params["max_new_tokens"])

@@ -76,6 +76,9 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
         (["run", "--task", "poetry"], "poetry"),
         (["run", "--dataset", "/no/such.jsonl"], "such.jsonl"),
         (["show", "nope"], "no store"),
+        (["run", "--budget", "10 parsecs"], "10 parsecs"),
+        (["run", "--budget", "-5"], "positive"),
+        (["run", "--budget", "2.5"], "whole number"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_no_store(tmp_path, args, message):
@@ -86,3 +89,18 @@ def test_bad_input_is_one_clear_line_and_no_store(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not db.exists()
+
+
+def test_runs_and_show_print_the_budget_in_its_unit(tmp_path, capsys):
+    from engine import Tuner
+    from tests.objectives import token_landscape
+
+    db = tmp_path / "samples.db"
+    Tuner(objective=token_landscape, candidates=["a", "b"], budget="800 tokens", store=db,
+          run_id="tokens-run").run()  # fmt: skip
+    spent = sum(s.generated_tokens for s in Store(db).samples("tokens-run"))
+    assert spent >= 800
+    assert main(["runs", "--store", str(db)]) == 0
+    assert f"{spent}/800 tokens" in capsys.readouterr().out
+    assert main(["show", "tokens-run", "--store", str(db)]) == 0
+    assert f"{spent}/800 tokens" in capsys.readouterr().out

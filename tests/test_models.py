@@ -263,3 +263,19 @@ def test_bundled_model_converts_once_to_an_equivalent_folder(tmp_path, monkeypat
     ids = tokenizer("def add(a, b):\n    return a", return_tensors="pt")
     with torch.inference_mode():
         assert torch.equal(gguf_model.eval()(**ids).logits, model(**ids).logits)
+
+
+def test_available_models_lists_hub_cache_models_with_a_config(tmp_path, tiny_model_dir):
+    import shutil
+
+    from engine.models import available_models
+
+    snap = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
+    shutil.copytree(tiny_model_dir, snap)
+    (tmp_path / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    (tmp_path / "models--org--broken" / "snapshots" / "def").mkdir(parents=True)
+    (tmp_path / "models--org--broken" / "snapshots" / "def" / "README.md").write_text("x")
+    sources = [m.source for m in available_models(tmp_path)]
+    assert "org/tiny" in sources and "org/broken" not in sources
+    assert available_models(tmp_path / "missing") == available_models(tmp_path / "nope")

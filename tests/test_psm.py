@@ -312,3 +312,22 @@ def test_worked_example_from_the_docs():
     assert (a.overlap, a.matched, b.matched) == (0.5, 2, 2)
     assert (a.adjusted_mean, b.adjusted_mean) == pytest.approx((0.60, 0.59))
     assert (a.score, b.score) == pytest.approx((0.64, 0.62))
+
+
+def test_propensity_rows_sum_to_one_and_separate_disjoint_samples():
+    from engine.psm import propensity
+
+    x = [[0.1], [0.2], [0.15], [0.9], [1.0], [0.95]]
+    p = propensity(["a", "b", "idle"], x, ["a", "a", "a", "b", "b", "b"])
+    assert p.shape == (6, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
+    assert (p[:3, 0] > 0.5).all() and (p[3:, 1] > 0.5).all()
+    assert (p[:, 2] == 0).all()  # no samples, no probability
+
+
+def test_propensity_is_uniform_when_samples_share_one_point():
+    from engine.psm import propensity
+
+    p = propensity(["a", "b"], [[0.5, 1.0]] * 4, ["a", "b", "a", "b"])
+    np.testing.assert_allclose(p, 0.5)
+    assert (propensity(["a"], [[0.1], [0.2]], ["a", "a"]) == 1.0).all()

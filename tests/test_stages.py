@@ -2,10 +2,15 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.stages import (
+    MIN_STAGE1_SAMPLES,
     best_sample_index,
+    budget_spent,
+    check_split,
+    next_cost_stage1_candidate,
     next_stage1_candidate,
     plan_budget,
     sampler_seed,
+    stage1_complete,
 )
 
 
@@ -47,3 +52,52 @@ def test_sampler_seed_is_deterministic_and_distinct():
 
 def test_best_sample_prefers_the_earliest_of_ties():
     assert best_sample_index([0.1, 0.5, 0.5, 0.2]) == 1
+
+
+def test_stage1_of_a_cost_budget_needs_the_minimum_equal_counts_and_the_target():
+    least = MIN_STAGE1_SAMPLES
+    assert not stage1_complete([least - 1] * 3, spent=1e9, target=10)  # too few each
+    assert not stage1_complete([least + 1, least, least], spent=1e9, target=10)  # mid-round
+    assert not stage1_complete([least] * 3, spent=9.9, target=10)  # target not reached
+    assert stage1_complete([least] * 3, spent=10, target=10)
+    assert stage1_complete([least + 3] * 2, spent=12.5, target=10)
+
+
+def _cost_stage1(names, costs, target):
+    """Drive next_cost_stage1_candidate the way the tuner does, with fixed sample costs."""
+    counts = {n: 0 for n in names}
+    order, spent = [], 0.0
+    while (name := next_cost_stage1_candidate(names, counts, spent, target)) is not None:
+        order.append(name)
+        counts[name] += 1
+        spent += costs[name]
+    return order, counts, spent
+
+
+def test_cost_stage1_goes_round_robin_and_finishes_the_round():
+    names = ["a", "b", "c"]
+    # each round costs 30; after 4 rounds 120 >= 100: the 4th round is finished, no 5th
+    order, counts, spent = _cost_stage1(names, {"a": 10, "b": 10, "c": 10}, target=100)
+    assert order == names * 4 and spent == 120
+    # the target is reached inside a round (a: 100): b and c still get their turn
+    order, counts, spent = _cost_stage1(names, {"a": 100, "b": 1, "c": 1}, target=150)
+    assert order == names * 2 and set(counts.values()) == {2}
+    # a cheap target still gives everyone the minimum
+    order, counts, _ = _cost_stage1(names, {"a": 50, "b": 50, "c": 50}, target=1)
+    assert counts == dict.fromkeys(names, MIN_STAGE1_SAMPLES)
+
+
+def test_cost_stage1_resumed_with_uneven_counts_catches_up_first():
+    names = ["a", "b", "c"]
+    assert next_cost_stage1_candidate(names, {"a": 3, "b": 2, "c": 2}, 1e9, 10) == "b"
+    assert next_cost_stage1_candidate(names, {"a": 3, "b": 3, "c": 3}, 1e9, 10) is None
+    assert next_cost_stage1_candidate(names, {"a": 3, "b": 3, "c": 3}, 5, 10) == "a"
+
+
+def test_budget_spent_and_split_checks():
+    assert not budget_spent(99.9, 100) and budget_spent(100, 100) and budget_spent(130, 100)
+    check_split(2, 1.0)
+    with pytest.raises(ConfigError, match="at least one candidate"):
+        check_split(0, 0.5)
+    with pytest.raises(ConfigError, match="fraction"):
+        check_split(2, 1.5)

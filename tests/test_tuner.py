@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from engine import (
+    Budget,
     ConfigError,
+    Message,
     RankingUpdated,
     RunFinished,
     RunStarted,
@@ -17,8 +19,10 @@ from engine import (
     StageChanged,
     Store,
     Tuner,
+    TunerError,
 )
-from tests.objectives import OPTIMA, cost_landscape, landscape, noisy_landscape
+from engine.stages import MIN_STAGE1_SAMPLES
+from tests.objectives import OPTIMA, cost_landscape, landscape, noisy_landscape, token_landscape
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,6 +121,11 @@ def test_objective_may_return_a_cost():
     ("kwargs", "message"),
     [
         ({"budget": 3}, "too small"),
+        ({"budget": "3 samples"}, "too small"),
+        ({"budget": "ten"}, "not understood"),
+        ({"budget": "1.5"}, "whole number"),
+        ({"budget": True}, "amount"),
+        ({"budget": "1000 tokens", "stage1_fraction": 0}, "fraction"),
         ({"sampler": "cmaes"}, "unknown sampler"),
         ({"criterion": "max"}, "unknown criterion"),
         ({"candidates": ["a", "a"]}, "two candidates are named 'a'"),
@@ -141,6 +150,126 @@ def test_an_objective_returning_nan_fails_the_run_but_keeps_samples(tmp_path):
     run = store.get_run(tuner.run_id)
     assert run.status == "failed" and "nan" in run.error
     assert len(store.samples(run.id)) >= 2
+
+
+def test_a_budget_string_of_samples_is_the_same_run_as_an_int(tmp_path):
+    db = tmp_path / "s.db"
+    a = Tuner(objective=landscape, candidates=["a", "b"], budget=8, store=db, run_id="int")
+    b = Tuner(objective=landscape, candidates=["a", "b"], budget="8 samples", store=db,
+              run_id="str")  # fmt: skip
+    assert a.plan == b.plan and a.budget == b.budget == Budget(8)
+    a.run(), b.run()
+    store = Store(db)
+    assert [s.params for s in store.samples("int")] == [s.params for s in store.samples("str")]
+    assert store.get_run("str").budget == 8 and store.get_run("str").config["budget"] == {
+        "amount": 8,
+        "unit": "samples",
+    }
+
+
+def test_a_tokens_budget_balances_stage_one_then_spends_the_rest_on_the_winner(tmp_path):
+    db = tmp_path / "s.db"
+    events = []
+    tuner = Tuner(objective=token_landscape, candidates=["a", "b", "c"], budget="3000 tokens",
+                  seed=2, store=db, run_id="tok")  # fmt: skip
+    tuner.subscribe(events.append)
+    result = tuner.run()
+
+    started = events[0]
+    assert isinstance(started, RunStarted)
+    assert (started.budget, started.budget_unit, started.stage1_per_candidate) == (
+        3000, "tokens", 0,
+    )  # fmt: skip
+    recorded = [e for e in events if isinstance(e, SampleRecorded)]
+    assert all(e.budget_unit == "tokens" and e.budget == 3000 for e in recorded)
+    costs = [e.sample.generated_tokens for e in recorded]
+    assert costs == [e.sample.params["max_new_tokens"] for e in recorded]
+    # budget_used is the running total of the samples' generated tokens
+    assert [e.budget_used for e in recorded] == [sum(costs[: i + 1]) for i in range(len(costs))]
+
+    stage1 = [e for e in recorded if e.sample.stage == "sampling"]
+    counts = {n: sum(e.sample.candidate == n for e in stage1) for n in "abc"}
+    assert len(set(counts.values())) == 1 and counts["a"] >= MIN_STAGE1_SAMPLES
+    # stage 1 ran until half the budget was spent, and not a round longer
+    assert stage1[-1].budget_used >= 1500
+    if counts["a"] > MIN_STAGE1_SAMPLES:
+        assert stage1[-4].budget_used < 1500
+    tuning = [e for e in recorded if e.sample.stage == "tuning"]
+    assert tuning and {e.sample.candidate for e in tuning} == {result.best_candidate}
+    # stage 3 stopped at the first sample that spent the budget
+    assert recorded[-1].budget_used >= 3000 > recorded[-2].budget_used
+    assert result.n_samples == len(recorded)
+    assert isinstance(events[-1], RunFinished) and not events[-1].stopped
+
+    run = Store(db).get_run("tok")
+    assert run.status == "finished" and run.budget == 3000
+    assert run.config["budget"] == {"amount": 3000, "unit": "tokens"}
+    assert Tuner.resume("tok", store=db, objective=token_landscape).budget == Budget(3000, "tokens")
+
+
+@pytest.mark.parametrize("stop_at", [700, 2200])  # during stage 1, and during stage 3
+def test_a_stopped_tokens_budget_run_resumes_to_the_same_end(tmp_path, stop_at):
+    db = tmp_path / "s.db"
+    settings = {"objective": token_landscape, "candidates": ["a", "b", "c"],
+                "budget": "3000 tokens", "seed": 5, "store": db}  # fmt: skip
+    full = Tuner(**settings, run_id="full").run()
+
+    tuner = Tuner(**settings, run_id="split")
+    tuner.subscribe(
+        lambda e: isinstance(e, SampleRecorded) and e.budget_used >= stop_at and tuner.stop()
+    )
+    stopped = tuner.run()
+    assert stopped.n_samples < full.n_samples
+    assert Store(db).get_run("split").status == "stopped"
+    spent_when_stopped = Budget(3000, "tokens").spent(Store(db).samples("split"))
+
+    resumed = Tuner.resume("split", store=db, objective=token_landscape)
+    seen = []
+    resumed.subscribe(lambda e: isinstance(e, RunStarted) and seen.append(e))
+    result = resumed.run()
+    assert seen[0].budget_unit == "tokens" and seen[0].budget_used == spent_when_stopped
+    assert seen[0].resumed_samples == stopped.n_samples
+    store = Store(db)
+    keys = lambda run: [(s.candidate, s.stage, s.params) for s in store.samples(run)]  # noqa: E731
+    assert keys("split") == keys("full")
+    assert result.n_samples == full.n_samples
+    assert (result.best_candidate, result.best_params) == (full.best_candidate, full.best_params)
+
+
+def test_a_tokens_budget_needs_an_objective_that_reports_its_cost():
+    tuner = Tuner(objective=landscape, candidates=["a", "b"], budget="1000 tokens")
+    with pytest.raises(TunerError, match="without a cost"):
+        tuner.run()
+
+
+def test_a_cost_budget_spent_by_stage_one_warns_and_tunes_nothing():
+    events = []
+    tuner = Tuner(objective=token_landscape, candidates=["a", "b"], budget="100 tokens")
+    tuner.subscribe(events.append)
+    result = tuner.run()
+    stages = [e.sample.stage for e in events if isinstance(e, SampleRecorded)]
+    assert stages == ["sampling"] * (2 * MIN_STAGE1_SAMPLES)
+    warnings = [e.text for e in events if isinstance(e, Message) and e.level == "warning"]
+    assert len(warnings) == 1 and "nothing is left to tune" in warnings[0]
+    assert result.best_candidate in ("a", "b") and result.best_params
+
+
+def test_a_minutes_budget_counts_the_measured_seconds():
+    def slow(candidate, params):
+        time.sleep(0.02)
+        return landscape(candidate, params)
+
+    events = []
+    tuner = Tuner(objective=slow, candidates=["a", "b"], budget="0.4s", seed=1)
+    tuner.subscribe(events.append)
+    tuner.run()
+    recorded = [e for e in events if isinstance(e, SampleRecorded)]
+    assert all(e.budget_unit == "minutes" and e.budget == pytest.approx(0.4 / 60) for e in recorded)
+    assert all(e.sample.seconds >= 0.02 for e in recorded)
+    minutes = [sum(e.sample.seconds for e in recorded[: i + 1]) / 60 for i in range(len(recorded))]
+    assert [e.budget_used for e in recorded] == pytest.approx(minutes)
+    assert recorded[-1].budget_used >= 0.4 / 60 > recorded[-2].budget_used
+    assert any(e.sample.stage == "tuning" for e in recorded)
 
 
 SCRIPT = """

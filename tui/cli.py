@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="codellmtuner",
         description="Pick the code LLM and decoding parameters for one code task.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--store", default="samples.db", help="store for the app (default: samples.db)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.epilog = "Without a COMMAND, the app opens on its setup screen."
 
     run = sub.add_parser("run", help="start a tuning run")
     run.add_argument("--task", default="humaneval", help="task name (default: humaneval)")
@@ -29,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         "cached hub id; STYLE: chat, raw, fewshot-K. Default: "
         + ", ".join(DEFAULT_CANDIDATES),
     )  # fmt: skip
-    run.add_argument("--budget", type=int, default=9, help="samples in all (default: 9)")
+    run.add_argument(
+        "--budget", default="9", metavar="AMOUNT",
+        help="what stages 1 and 3 may spend: samples (9), generated tokens ('20000 tokens', "
+        "20000tok, '20k tokens') or minutes of evaluation (30m, '30 min', 1.5h); "
+        "default: 9 samples",
+    )  # fmt: skip
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--dataset", help="a JSONL file of problems in the task's format")
     run.add_argument("--metric", help="objective to maximise (default: the task's first)")
@@ -52,12 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=8)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     run.add_argument("--run-id", help="name the run (default: a timestamp)")
-    run.add_argument("--headless", action="store_true", help="print progress to the terminal")
+    run.add_argument(
+        "--headless", action="store_true",
+        help="print progress instead of opening the app (automatic without a terminal)",
+    )  # fmt: skip
     _store_flag(run)
 
     resume = sub.add_parser("resume", help="continue a stopped or killed run")
     resume.add_argument("run", metavar="RUN")
+    resume.add_argument("--headless", action="store_true", help="print progress instead")
     _store_flag(resume)
+
+    watch = sub.add_parser("watch", help="open the app on a run going on elsewhere")
+    watch.add_argument("run", metavar="RUN", nargs="?", default="latest",
+                       help="run id, a unique prefix, or 'latest' (default)")  # fmt: skip
+    _store_flag(watch)
 
     runs = sub.add_parser("runs", help="list the runs in the store")
     _store_flag(runs)
@@ -89,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.errors import TunerError
 
     try:
-        return COMMANDS[args.command](args, console)
+        return COMMANDS[args.command or "app"](args, console)
     except TunerError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
         return 2
@@ -127,6 +146,8 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
 
 
 def _execute(tuner: Any, args: argparse.Namespace, console: Console) -> int:
+    if not args.headless and _interactive():
+        return _open_app(args, tuner=tuner)
     from tui.headless import HeadlessView
 
     tuner.subscribe(HeadlessView(console))
@@ -142,38 +163,85 @@ def _execute(tuner: Any, args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _app(args: argparse.Namespace, console: Console) -> int:
+    from engine.errors import ConfigError
+
+    if not _interactive():
+        raise ConfigError("the app needs a terminal; use `codellmtuner run --headless`")
+    return _open_app(args)
+
+
+def _watch(args: argparse.Namespace, console: Console) -> int:
+    from engine.errors import ConfigError
+
+    _existing_store(args.store).get_run(args.run)  # an unknown run fails before the app opens
+    if not _interactive():
+        raise ConfigError("watch needs a terminal; `codellmtuner show RUN` prints a run")
+    return _open_app(args, watch=args.run)
+
+
+def _open_app(args: argparse.Namespace, **kwargs: Any) -> int:
+    from tui.app import CodeLLMTunerApp
+
+    app = CodeLLMTunerApp(args.store, **kwargs)
+    app.run()
+    live = app.live
+    if live is not None:
+        live.detach()
+    if live is not None and live.running:
+        # Quitting asked the engine to stop; wait for the sample in progress to commit.
+        print("finishing the sample in progress so it is kept (Ctrl-C abandons it) ...")
+        try:
+            live.wait()
+        except KeyboardInterrupt:
+            os._exit(130)  # the engine thread cannot be interrupted; committed work is safe
+    if live is not None and live.error:
+        print(f"error: {live.error}", file=sys.stderr)
+        return 2
+    if live is not None and not live.finished:
+        print(f"resume with: codellmtuner resume {live.run_id}{_store_hint(live.store_path)}")
+    return 0
+
+
 def _store_hint(store: str) -> str:
     return "" if store == "samples.db" else f" --store {store}"
 
 
 def _runs(args: argparse.Namespace, console: Console) -> int:
+    from engine import Budget
 
     store = _existing_store(args.store)
     table = Table(title=f"runs in {args.store}", title_justify="left")
     table.add_column("run", no_wrap=True)  # the id is what the user copies
-    for column in ("status", "stage", "task", "candidates", "samples", "winner"):
-        table.add_column(column)
+    for column in ("status", "stage", "task", "candidates", "budget", "winner"):
+        table.add_column(column, no_wrap=column == "budget")  # "3.2/30 minutes" in one piece
     for run in store.runs():
-        n = store.db["samples"].count_where("run_id = ? and stage != 'holdout'", [run.id])
+        budget = Budget.of_run(run)
+        spent = budget.spent(store.samples(run.id))
         names = ", ".join(c["name"] for c in run.config.get("candidates", []))
         table.add_row(
             run.id, run.status, run.stage, str(run.config.get("task") or "objective"), names,
-            f"{n}/{run.budget}", run.winner or "",
+            budget.format_used(spent), run.winner or "",
         )  # fmt: skip
     console.print(table)
     return 0
 
 
 def _show(args: argparse.Namespace, console: Console) -> int:
-    from engine import CandidateEstimate
-    from tui.headless import format_params, ranking_table
+    from engine import Budget, CandidateEstimate
+    from tui.format import format_params
+    from tui.headless import ranking_table
 
     store = _existing_store(args.store)
     run = store.get_run(args.run)
-    samples = store.samples(run.id)
-    used = sum(s.stage != "holdout" for s in samples)
+    budget = Budget.of_run(run)
+    used = budget.format_used(budget.spent(store.samples(run.id)))
     console.print(f"[bold]run {run.id}[/] {run.status}, stage {run.stage}, "
-                  f"{used}/{run.budget} samples, seed {run.seed}")  # fmt: skip
+                  f"{used}, seed {run.seed}")  # fmt: skip
     if run.error:
         console.print(f"[red]error:[/] {run.error}")
     history = store.rankings(run.id)
@@ -248,6 +316,8 @@ def _existing_store(path: str) -> Any:
 
 
 COMMANDS = {
+    "app": _app,
+    "watch": _watch,
     "run": _run,
     "resume": _resume,
     "runs": _runs,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine.budget import Budget
 from engine.events import (
     Event,
     Message,
@@ -21,21 +22,7 @@ from engine.events import (
 )
 from engine.psm import CandidateEstimate
 from engine.store import Sample
-
-
-def format_params(params: Mapping[str, Any]) -> str:
-    """``T=0.70 top_p=0.95 top_k=40 rep=1.05 max=256`` (``greedy`` for T=0)."""
-    t = float(params.get("temperature", 0.0))
-    parts = ["greedy"] if t == 0 else [f"T={t:.2f}"]
-    if "top_p" in params:
-        parts.append(f"top_p={float(params['top_p']):.2f}")
-    if "top_k" in params:
-        parts.append(f"top_k={int(params['top_k'])}")
-    if "repetition_penalty" in params:
-        parts.append(f"rep={float(params['repetition_penalty']):.2f}")
-    if "max_new_tokens" in params:
-        parts.append(f"max={int(params['max_new_tokens'])}")
-    return " ".join(parts)
+from tui.format import format_params
 
 
 def ranking_table(ranking: Sequence[CandidateEstimate], title: str = "Ranking") -> Table:
@@ -56,6 +43,11 @@ def ranking_table(ranking: Sequence[CandidateEstimate], title: str = "Ranking") 
     return table
 
 
+def _count(done: int, total: float | None) -> str:
+    """``3/5`` for a bar of known length, ``3`` where the length is not known."""
+    return f"{done}" if total is None else f"{done}/{int(total)}"
+
+
 class HeadlessView:
     """Renders a run on a console; subscribe it to a :class:`engine.Tuner`."""
 
@@ -64,7 +56,7 @@ class HeadlessView:
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[count]}"),
             TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
             console=self.console,
@@ -80,19 +72,35 @@ class HeadlessView:
 
     def _on_RunStarted(self, e: RunStarted) -> None:
         self.progress.start()
-        resumed = f", resuming with {e.resumed_samples} samples" if e.resumed_samples else ""
+        budget = Budget(e.budget, e.budget_unit)
+        used = e.budget_used if e.budget_unit != "samples" else e.resumed_samples
+        resumed = ""
+        if e.resumed_samples:
+            resumed = f", resuming with {e.resumed_samples} samples"
+            if budget.unit != "samples":
+                resumed += f" ({budget.format_used(used)})"
         self.console.print(f"[bold]run {e.run_id}[/]: {len(e.candidates)} candidates, "
-                           f"budget {e.budget} samples{resumed}")  # fmt: skip
+                           f"budget {budget}{resumed}")  # fmt: skip
         self._overall = self.progress.add_task(
-            "budget", total=e.budget, completed=e.resumed_samples, note=""
-        )
+            "budget", total=budget.amount, completed=used, note="",
+            count=budget.format_used(used),
+        )  # fmt: skip
+        # Per-candidate bars: out of the stage-1 samples each, or of an unknown total (a
+        # tokens or minutes budget), then they show the count alone.
         for name in e.candidates:
+            total = e.stage1_per_candidate or None
             self._bars[name] = self.progress.add_task(
-                f"  {name}", total=e.stage1_per_candidate, note=""
+                f"  {name}", total=total, note="", count=_count(0, total)
             )
 
     def _on_StageChanged(self, e: StageChanged) -> None:
         self.console.print(f"[cyan]stage: {e.stage}[/] {e.detail}")
+        if e.stage in ("selection", "tuning"):  # stage 1 is over: bars of unknown length end
+            for bar in self._bars.values():
+                task = self.progress.tasks[bar]
+                if task.total is None:
+                    done = int(task.completed)
+                    self.progress.update(bar, total=done, count=_count(done, done))
 
     def _on_SampleRecorded(self, e: SampleRecorded) -> None:
         s = e.sample
@@ -103,11 +111,20 @@ class HeadlessView:
         )
         if s.stage == "holdout":
             return
-        self.progress.update(self._overall, completed=e.budget_used)
+        budget = Budget(e.budget, e.budget_unit)
+        self.progress.update(
+            self._overall, completed=min(e.budget_used, budget.amount),
+            count=budget.format_used(e.budget_used),
+        )  # fmt: skip
         bar = self._bars[s.candidate]
         done = s.trial + 1
-        total = max(self.progress.tasks[bar].total or 0, done)
-        self.progress.update(bar, completed=done, total=total, note=f"best {self._best(s)}")
+        total = self.progress.tasks[bar].total
+        if total is not None:
+            total = max(total, done)
+        self.progress.update(
+            bar, completed=done, total=total, count=_count(done, total),
+            note=f"best {self._best(s)}",
+        )  # fmt: skip
 
     def _best(self, s: Sample) -> str:
         best = self._best_scores

@@ -1,0 +1,152 @@
+"""Follow a run through the store: the events a live run emits, rebuilt from its rows.
+
+A run started elsewhere (``codellmtuner run --headless`` under ``nohup`` on a lab server)
+writes every sample, ranking and warning to ``samples.db``. :class:`RunFollower` reads
+what was added since its last poll and turns it into the same :mod:`engine.events` a
+subscriber of the live :class:`~engine.Tuner` receives, so a viewer has one code path for
+both. Following only reads: attaching and detaching never disturb the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.budget import Budget
+from engine.events import (
+    Event,
+    Message,
+    RankingUpdated,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    SampleRecorded,
+    StageChanged,
+)
+from engine.psm import CandidateEstimate
+from engine.stages import best_sample_index, plan_budget
+from engine.store import Run, Sample, Store
+from engine.tuner import BUDGET_STAGES, TuneResult
+
+
+class RunFollower:
+    """Incremental reader of one run.
+
+    Args:
+        store: an open :class:`Store` (used from the thread that calls :meth:`poll`).
+        run_id: a run id, a unique prefix of one, or ``"latest"``.
+
+    Each :meth:`poll` returns the events for rows committed since the previous poll;
+    the first poll replays the run so far, starting with :class:`RunStarted`.
+    """
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        run = store.get_run(run_id)
+        self.run_id = run.id
+        self.budget = Budget.of_run(run)
+        self._started = False
+        self._last_sample = 0
+        self._last_ranking = 0
+        self._last_message = 0
+        self._budget_used = 0
+        self._stage = ""
+        self._winner: str | None = None
+        self._status = ""
+        self._ranking: tuple[CandidateEstimate, ...] = ()
+        self._samples: list[Sample] = []
+
+    def poll(self) -> list[Event]:
+        """Events for everything committed since the last call (oldest first)."""
+        run = self.store.get_run(self.run_id)
+        events: list[Event] = []
+        if not self._started:
+            events.append(self._run_started(run))
+            self._started = True
+        events += self._new_messages()
+        events += self._new_samples(run)
+        events += self._new_rankings()
+        events += self._stage_changes(run)
+        events += self._status_change(run)
+        return events
+
+    def _run_started(self, run: Run) -> RunStarted:
+        names = tuple(c["name"] for c in run.config.get("candidates", []))
+        per_candidate = 0  # unknown in advance for a tokens or minutes budget
+        if self.budget.unit == "samples":
+            fraction = run.config.get("stage1_fraction", 0.5)
+            per_candidate = plan_budget(int(run.budget), len(names), fraction).per_candidate
+        return RunStarted(
+            run.id, names, self.budget.amount, 0, per_candidate, budget_unit=self.budget.unit
+        )
+
+    def _new_messages(self) -> list[Event]:
+        rows = self.store.messages(self.run_id, after=self._last_message)
+        if rows:
+            self._last_message = rows[-1]["id"]
+        return [Message(self.run_id, r["level"], r["text"]) for r in rows]
+
+    def _new_samples(self, run: Run) -> list[Event]:
+        fresh = self.store.samples(self.run_id, after=self._last_sample)
+        events: list[Event] = []
+        for sample in fresh:
+            self._last_sample = sample.id
+            if sample.stage in BUDGET_STAGES:
+                self._budget_used += self.budget.cost(sample)
+                self._samples.append(sample)
+            events.append(
+                SampleRecorded(self.run_id, sample, self._budget_used, self.budget.amount,
+                               budget_unit=self.budget.unit)
+            )  # fmt: skip
+        return events
+
+    def _new_rankings(self) -> list[Event]:
+        rows = self.store.rankings(self.run_id, after=self._last_ranking)
+        events: list[Event] = []
+        for row in rows:
+            self._last_ranking = row["id"]
+            self._ranking = tuple(CandidateEstimate(**e) for e in row["entries"])
+            events.append(RankingUpdated(self.run_id, self._ranking, row["n_samples"]))
+        return events
+
+    def _stage_changes(self, run: Run) -> list[Event]:
+        events: list[Event] = []
+        if run.winner and run.winner != self._winner:
+            self._winner = run.winner
+            events.append(StageChanged(self.run_id, "selection", f"{run.winner} selected"))
+        if run.stage != self._stage:
+            self._stage = run.stage
+            detail = f"tuning {run.winner}" if run.stage == "tuning" and run.winner else ""
+            events.append(StageChanged(self.run_id, run.stage, detail))
+        return events
+
+    def _status_change(self, run: Run) -> list[Event]:
+        if run.status == self._status:
+            return []
+        self._status = run.status
+        if run.status == "finished" and run.result:
+            return [RunFinished(self.run_id, result_from_dict(run.result))]
+        if run.status == "stopped":
+            return [RunFinished(self.run_id, self._partial_result(), stopped=True)]
+        if run.status == "failed":
+            return [RunFailed(self.run_id, run.error or "the run failed")]
+        return []
+
+    def _partial_result(self) -> TuneResult:
+        leader = self._winner or (self._ranking[0].candidate if self._ranking else None)
+        own = [s for s in self._samples if s.candidate == leader] or self._samples
+        best = own[best_sample_index([s.score for s in own])] if own else None
+        return TuneResult(
+            run_id=self.run_id,
+            best_candidate=best.candidate if best else (leader or ""),
+            best_params=dict(best.params) if best else {},
+            best_score=best.score if best else float("nan"),
+            ranking=self._ranking,
+            holdout=None,
+            n_samples=len(self._samples),
+        )
+
+
+def result_from_dict(data: dict[str, Any]) -> TuneResult:
+    """The :class:`TuneResult` stored with a finished run (inverse of ``to_dict``)."""
+    ranking = tuple(CandidateEstimate(**e) for e in data.get("ranking", []))
+    return TuneResult(**{**data, "ranking": ranking})

@@ -1,0 +1,48 @@
+"""The best decoding parameters found so far: overall (one line) and per candidate."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from tui.format import format_params, number
+from tui.run.state import RunState
+
+
+class BestLine(Static):
+    """The answer if the run ended now: leader, its best parameters and score."""
+
+    def show(self, state: RunState) -> None:
+        best = state.best_overall()
+        if best is None:
+            self.update(Text("best: waiting for the first sample", style="dim"))
+            return
+        label = "best" if state.done and not state.stopped else "best so far"
+        text = Text.assemble(
+            (f"{label}: ", "bold"), (best.candidate, "bold green"), "  ",
+            format_params(best.params), f"  score {number(best.score)}",
+        )  # fmt: skip
+        holdout = state.holdout()
+        if holdout:
+            text.append("  held-out " + ", ".join(f"{k} {v:.3f}" for k, v in holdout.items()))
+        self.update(text)
+
+
+class BestParamsTable(DataTable):
+    """Each candidate's best sample: score, trial and parameters."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for name in ("candidate", "best", "trial", "parameters"):
+            self.add_column(name, key=name)
+
+    def show(self, state: RunState) -> None:
+        self.clear()
+        for name in state.candidates:
+            best = state.best(name)
+            if best is None:
+                self.add_row(name, "–", "–", "", key=name)
+            else:
+                self.add_row(
+                    name, number(best.score), str(best.trial), format_params(best.params), key=name
+                )

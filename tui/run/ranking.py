@@ -1,0 +1,77 @@
+"""The PSM-adjusted ranking, one row per candidate with its progress through the budget."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from tui.format import number
+from tui.run.state import RunState
+
+COLUMNS = ("#", "candidate", "samples", "score", "90% CI", "matched", "raw mean", "P(best)")
+
+
+class RankingTable(DataTable):
+    """Adjusted score with its interval, matched n and the raw mean beside it; the
+    leader in bold, candidates eliminated at selection greyed."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for name in COLUMNS:
+            self.add_column(name, key=name)
+
+    def show(self, state: RunState) -> None:
+        self.clear()
+        order = [e.candidate for e in state.ranking] or list(state.candidates)
+        estimates = {e.candidate: e for e in state.ranking}
+        for position, name in enumerate(order, 1):
+            e = estimates.get(name)
+            style = _style(state, name)
+            cells = [
+                str(position),
+                name,
+                _progress(state, name),
+                number(e.score) if e else "–",
+                f"{number(e.ci_low)}–{number(e.ci_high)}" if e and e.n else "–",
+                f"{e.matched}/{e.n}" if e else "–",
+                number(e.raw_mean) if e else "–",
+                number(e.prob_best, 2) if e else "–",
+            ]
+            self.add_row(*(_styled(c, style) for c in cells), key=name)
+
+
+def _progress(state: RunState, name: str) -> Text:
+    done = len(state.tuning_samples(name))
+    target = _target(state, name)
+    if not target:
+        return Text(str(done))
+    return Text.assemble((bar(done / target, 4), "green"), f" {done}/{target}")
+
+
+def bar(fraction: float, width: int) -> str:
+    """A text progress bar of ``width`` cells, e.g. ``"███░░░"`` at 0.5."""
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def _target(state: RunState, name: str) -> int:
+    """Samples this candidate will get in all, when that is known in advance."""
+    if state.budget_unit != "samples" or not state.per_candidate:
+        return 0
+    if state.winner == name:
+        others = len(state.candidates) - 1
+        return int(state.budget) - state.per_candidate * others
+    return state.per_candidate
+
+
+def _style(state: RunState, name: str) -> str:
+    if state.eliminated(name):
+        return "dim"
+    return "bold" if name == state.leader else ""
+
+
+def _styled(cell: object, style: str) -> object:
+    if isinstance(cell, str):
+        return Text(cell, style=style)
+    return cell

@@ -1,0 +1,161 @@
+"""Where a run screen's events come from: a tuner running in this process, or a run
+started elsewhere and followed through the store.
+
+Both post :class:`~tui.messages.EngineEvent` messages to the screen from another
+thread, so the UI thread never waits on generation, scoring or SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from abc import ABC, abstractmethod
+
+from textual.widget import Widget
+from textual.worker import Worker, get_current_worker
+
+from engine import Event, RunFailed, RunFinished, SearchSpace, Store, Tuner
+from engine.follow import RunFollower
+from tui.messages import EngineEvent
+
+#: Seconds between two reads of the store when following a run.
+POLL_INTERVAL = 0.5
+
+
+class RunSource(ABC):
+    """A run the screen can show; :attr:`controllable` sources also pause and stop."""
+
+    controllable = False
+    run_id: str
+    store_path: str
+
+    @abstractmethod
+    def start(self, target: Widget) -> None:
+        """Start posting the run's events to ``target`` (from a worker)."""
+
+    @property
+    def running(self) -> bool:
+        return False
+
+    def pause(self) -> None:
+        """Hold before the next sample (controllable sources only)."""
+        raise NotImplementedError
+
+    def unpause(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Finish after the sample in progress (controllable sources only)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def space(self) -> SearchSpace:
+        """The decoding space of the run (for the propensity overlap)."""
+
+
+class LiveRun(RunSource):
+    """A :class:`~engine.Tuner` running in a thread of this process.
+
+    A plain thread rather than a Textual worker, because it must outlive the UI: after
+    the app closes, the engine finishes and commits the sample in progress (see
+    :meth:`wait`) instead of being torn down with the event loop.
+    """
+
+    controllable = True
+
+    def __init__(self, tuner: Tuner) -> None:
+        self.tuner = tuner
+        self.run_id = tuner.run_id
+        self.store_path = tuner.store_path
+        self.finished = False  # the budget was spent (not stopped, not failed)
+        self.error: str | None = None
+        self._target: Widget | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, target: Widget) -> None:
+        self._target = target
+        self.tuner.subscribe(self._forward)
+        self._thread = threading.Thread(target=self._work, name="engine", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            self.tuner.run()
+        except Exception as error:  # most failures were reported as events already
+            if self.error is None:
+                self._forward(RunFailed(self.run_id, _one_line(error)))
+
+    def _forward(self, event: Event) -> None:
+        if isinstance(event, RunFailed):
+            self.error = event.error
+        elif isinstance(event, RunFinished):
+            self.finished = not event.stopped
+        target = self._target
+        if target is None:
+            return
+        try:
+            target.post_message(EngineEvent(event))
+        except RuntimeError:  # the app's event loop is closed: nobody is watching
+            self._target = None
+
+    def detach(self) -> None:
+        """Stop forwarding events (the app is closing); the run goes on."""
+        self._target = None
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def pause(self) -> None:
+        self.tuner.pause()
+
+    def unpause(self) -> None:
+        self.tuner.unpause()
+
+    def stop(self) -> None:
+        self.tuner.stop()
+
+    def space(self) -> SearchSpace:
+        return self.tuner.space
+
+
+class FollowedRun(RunSource):
+    """A run in a store, read every :data:`POLL_INTERVAL` seconds; never written to."""
+
+    def __init__(self, store_path: str, run_id: str) -> None:
+        self.store_path = store_path
+        with contextlib.closing(Store(store_path)) as store:
+            self.run = store.get_run(run_id)  # fails here, with a clear message, if unknown
+        self.run_id = self.run.id
+
+    def start(self, target: Widget) -> None:
+        def work() -> None:
+            worker = get_current_worker()
+            with contextlib.closing(Store(self.store_path)) as store:
+                follower = RunFollower(store, self.run_id)
+                while not worker.is_cancelled:
+                    for event in follower.poll():
+                        target.post_message(EngineEvent(event))
+                    _sleep(worker, POLL_INTERVAL)
+
+        target.run_worker(work, thread=True, name="follow", group="engine")
+
+    def space(self) -> SearchSpace:
+        return SearchSpace(self.run.config.get("space"))
+
+
+def _sleep(worker: Worker, seconds: float) -> None:
+    """Sleep, waking early when the worker is cancelled (the screen closed)."""
+    end = time.monotonic() + seconds
+    while not worker.is_cancelled and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

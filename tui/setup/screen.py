@@ -1,0 +1,166 @@
+"""The setup screen: pick candidates, a task, a budget and the decoding space; start."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, Select, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from engine import Tuner
+from engine.errors import ConfigError, TunerError
+from engine.models import available_models, resolve_model
+from engine.tasks import TASKS
+from tui.setup.space_editor import SpaceEditor
+
+#: Prompt styles offered for every model; a candidate is a (model, style) pair.
+STYLES = ("chat", "fewshot-1", "raw")
+DEFAULT_MODEL = "smollm2"
+
+
+class SetupScreen(Screen):
+    """Everything a run needs, with the defaults of ``codellmtuner run`` filled in."""
+
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start run", priority=True),
+        Binding("ctrl+o", "history", "History", priority=True),
+    ]
+
+    def __init__(self, store_path: str = "samples.db") -> None:
+        super().__init__()
+        self.store_path = store_path
+        self.models: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="setup-body"):
+            with Vertical(id="setup-models"):
+                yield Label("Candidates (space toggles)", classes="section")
+                yield SelectionList[str](id="candidates")
+                yield Input(
+                    placeholder="+ model folder or org/name, Enter",
+                    id="model-source", compact=True,
+                )  # fmt: skip
+                yield Static("", id="model-note")
+            with VerticalScroll(id="setup-settings"):
+                yield Label("Run", classes="section")
+                with Grid(id="run-fields"):
+                    yield Label("task")
+                    yield Select(
+                        [(name, name) for name in sorted(TASKS)], value="humaneval",
+                        allow_blank=False, id="task", compact=True,
+                    )  # fmt: skip
+                    yield Label("budget")
+                    yield Input(
+                        "9", id="budget", compact=True,
+                        tooltip="9 (samples), '20000 tokens' or '30m'",
+                    )  # fmt: skip
+                    yield Label("seed")
+                    yield Input("0", id="seed", compact=True, type="integer")
+                    yield Label("problems")
+                    yield Input(
+                        "6", id="problems", compact=True, type="integer",
+                        tooltip="tuning problems per sample (0 = the whole split)",
+                    )  # fmt: skip
+                    yield Label("store")
+                    yield Input(self.store_path, id="store", compact=True)
+                yield Label("Decoding space", classes="section")
+                yield SpaceEditor(id="space")
+        yield Static("", id="setup-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "new run"
+        self._add_model(DEFAULT_MODEL, "bundled", select=True)
+        self.discover_models()
+
+    @work(thread=True, exclusive=True, group="discover")
+    def discover_models(self) -> None:
+        """Scan the Hugging Face cache off the UI thread (it can be large)."""
+        for choice in available_models():
+            if choice.source != DEFAULT_MODEL:
+                self.app.call_from_thread(self._add_model, choice.source, choice.description)
+
+    def _add_model(self, source: str, description: str, select: bool = False) -> None:
+        if source in self.models:
+            return
+        self.models.append(source)
+        options = self.query_one("#candidates", SelectionList)
+        for style in STYLES:
+            spec = f"{source}@{style}"
+            label = f"{source} · {style}" + (f"  ({description})" if style == STYLES[0] else "")
+            options.add_option(Selection(label, spec, initial_state=select))
+
+    # -- adding a model by path -------------------------------------------------------------
+
+    @on(Input.Submitted, "#model-source")
+    def model_entered(self, event: Input.Submitted) -> None:
+        source = event.value.strip()
+        if source:
+            self.query_one("#model-note", Static).update(f"checking {source} …")
+            self.check_model(source)
+
+    @work(thread=True, exclusive=True, group="check-model")
+    def check_model(self, source: str) -> None:
+        try:
+            ref = resolve_model(source)
+        except TunerError as error:
+            self.app.call_from_thread(self._model_rejected, str(error))
+            return
+        self.app.call_from_thread(self._model_accepted, source, str(ref.path))
+
+    def _model_rejected(self, message: str) -> None:
+        self.query_one("#model-note", Static).update(f"[red]{message}[/]")
+        self.query_one("#model-source", Input).add_class("-invalid")
+
+    def _model_accepted(self, source: str, path: str) -> None:
+        self.query_one("#model-source", Input).remove_class("-invalid").value = ""
+        self.query_one("#model-note", Static).update(f"added {source} ({path})")
+        self._add_model(source, "folder", select=False)
+        options = self.query_one("#candidates", SelectionList)
+        options.select(f"{source}@{STYLES[0]}")
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def action_start(self) -> None:
+        try:
+            tuner = self.build_tuner()
+        except TunerError as error:
+            self.query_one("#setup-error", Static).update(f"[red]error:[/] {error}")
+            return
+        self.query_one("#setup-error", Static).update("")
+        self.app.start_run(tuner)
+
+    def build_tuner(self) -> Tuner:
+        """A tuner from the form; raises :class:`TunerError` with what to fix."""
+        candidates = self.query_one("#candidates", SelectionList).selected
+        if not candidates:
+            raise ConfigError("pick at least one candidate (space toggles one)")
+        problems = _integer(self, "problems", minimum=0)
+        return Tuner(
+            task=self.query_one("#task", Select).value,
+            candidates=candidates,
+            budget=self.query_one("#budget", Input).value,
+            seed=_integer(self, "seed"),
+            store=self.query_one("#store", Input).value.strip() or "samples.db",
+            space=self.query_one(SpaceEditor).space(),
+            tune_size=problems or None,
+            holdout_size=10,
+        )
+
+    def action_history(self) -> None:
+        self.app.action_history()
+
+
+def _integer(screen: Screen, field: str, minimum: int | None = None) -> int:
+    text = screen.query_one(f"#{field}", Input).value.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{field}: {text!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{field}: must be at least {minimum}, got {value}")
+    return value
