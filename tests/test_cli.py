@@ -76,6 +76,8 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
         (["run", "--task", "poetry"], "poetry"),
         (["run", "--dataset", "/no/such.jsonl"], "such.jsonl"),
         (["show", "nope"], "no store"),
+        (["watch"], "no store"),
+        ([], "needs a terminal"),
         (["run", "--budget", "10 parsecs"], "10 parsecs"),
         (["run", "--budget", "-5"], "positive"),
         (["run", "--budget", "2.5"], "whole number"),
@@ -104,3 +106,15 @@ def test_runs_and_show_print_the_budget_in_its_unit(tmp_path, capsys):
     assert f"{spent}/800 tokens" in capsys.readouterr().out
     assert main(["show", "tokens-run", "--store", str(db)]) == 0
     assert f"{spent}/800 tokens" in capsys.readouterr().out
+
+
+def test_watch_needs_a_known_run_and_a_terminal(tmp_path):
+    from engine import Tuner
+    from tests.objectives import landscape
+
+    db = tmp_path / "samples.db"
+    Tuner(objective=landscape, candidates=["a", "b"], budget=4, store=db, run_id="r1").run()
+    unknown = _cli("watch", "r9", "--store", str(db))
+    assert unknown.returncode == 2 and "no run 'r9'" in unknown.stderr
+    no_tty = _cli("watch", "r1", "--store", str(db))  # captured output is not a terminal
+    assert no_tty.returncode == 2 and "watch needs a terminal" in no_tty.stderr

@@ -21,8 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pick the code LLM and decoding parameters for one code task.",
     )
     parser.add_argument(
-        "--store", default="samples.db", help="store for the app (default: samples.db)"
-    )
+        "--store", dest="app_store", default="samples.db", metavar="STORE",
+        help="the store the app opens when no COMMAND is given (default: samples.db)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.epilog = "Without a COMMAND, the app opens on its setup screen."
 
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run", metavar="RUN")
     resume.add_argument("--headless", action="store_true", help="print progress instead")
     _store_flag(resume)
+
+    serve = sub.add_parser("serve", help="serve the app to a web browser (textual-serve)")
+    serve.add_argument("--host", default="localhost")
+    serve.add_argument("--port", type=int, default=8000)
+    _store_flag(serve)
 
     watch = sub.add_parser("watch", help="open the app on a run going on elsewhere")
     watch.add_argument("run", metavar="RUN", nargs="?", default="latest",
@@ -164,7 +170,8 @@ def _execute(tuner: Any, args: argparse.Namespace, console: Console) -> int:
 
 
 def _interactive() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
+    # TEXTUAL_DRIVER is set by `codellmtuner serve`: the app then draws in a browser.
+    return (sys.stdin.isatty() and sys.stdout.isatty()) or "TEXTUAL_DRIVER" in os.environ
 
 
 def _app(args: argparse.Namespace, console: Console) -> int:
@@ -172,6 +179,7 @@ def _app(args: argparse.Namespace, console: Console) -> int:
 
     if not _interactive():
         raise ConfigError("the app needs a terminal; use `codellmtuner run --headless`")
+    args.store = args.app_store
     return _open_app(args)
 
 
@@ -182,6 +190,22 @@ def _watch(args: argparse.Namespace, console: Console) -> int:
     if not _interactive():
         raise ConfigError("watch needs a terminal; `codellmtuner show RUN` prints a run")
     return _open_app(args, watch=args.run)
+
+
+def _serve(args: argparse.Namespace, console: Console) -> int:
+    import shlex
+
+    from engine.errors import ConfigError
+
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise ConfigError("serving needs textual-serve: pip install textual-serve") from None
+    # Each browser tab runs its own app process: the same command a terminal would run.
+    command = shlex.join([sys.executable, "-m", "tui.cli", "--store", args.store])
+    console.print(f"serving the app on http://{args.host}:{args.port} (Ctrl-C stops)")
+    Server(command, host=args.host, port=args.port, title="CodeLLMTuner").serve()
+    return 0
 
 
 def _open_app(args: argparse.Namespace, **kwargs: Any) -> int:
@@ -317,6 +341,7 @@ def _existing_store(path: str) -> Any:
 
 COMMANDS = {
     "app": _app,
+    "serve": _serve,
     "watch": _watch,
     "run": _run,
     "resume": _resume,
