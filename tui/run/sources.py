@@ -8,6 +8,7 @@ thread, so the UI thread never waits on generation, scoring or SQLite.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -15,7 +16,7 @@ from abc import ABC, abstractmethod
 from textual.widget import Widget
 from textual.worker import Worker, get_current_worker
 
-from engine import Event, RunFailed, RunFinished, SearchSpace, Store, Tuner
+from engine import Event, Message, RunFailed, RunFinished, SearchSpace, Store, Tuner, TunerError
 from engine.follow import RunFollower
 from tui.messages import EngineEvent
 
@@ -139,7 +140,12 @@ class FollowedRun(RunSource):
             with contextlib.closing(Store(self.store_path)) as store:
                 follower = RunFollower(store, self.run_id)
                 while not worker.is_cancelled:
-                    for event in follower.poll():
+                    try:
+                        events = follower.poll()
+                    except (TunerError, sqlite3.Error) as error:
+                        # A busy or briefly unreadable store: say so and try again.
+                        events = [Message(self.run_id, "warning", f"reading the store: {error}")]
+                    for event in events:
                         target.post_message(EngineEvent(event))
                     _sleep(worker, POLL_INTERVAL)
 
