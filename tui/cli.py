@@ -214,19 +214,20 @@ def _open_app(args: argparse.Namespace, **kwargs: Any) -> int:
     app = CodeLLMTunerApp(args.store, **kwargs)
     app.run()
     live = app.live
-    if live is not None:
-        live.detach()
-    if live is not None and live.running:
+    if live is None:
+        return 0
+    live.detach()
+    if live.running:
         # Quitting asked the engine to stop; wait for the sample in progress to commit.
         print("finishing the sample in progress so it is kept (Ctrl-C abandons it) ...")
         try:
             live.wait()
         except KeyboardInterrupt:
             os._exit(130)  # the engine thread cannot be interrupted; committed work is safe
-    if live is not None and live.error:
+    if live.error:
         print(f"error: {live.error}", file=sys.stderr)
         return 2
-    if live is not None and not live.finished:
+    if not live.finished:
         print(f"resume with: codellmtuner resume {live.run_id}{_store_hint(live.store_path)}")
     return 0
 
@@ -236,7 +237,7 @@ def _store_hint(store: str) -> str:
 
 
 def _runs(args: argparse.Namespace, console: Console) -> int:
-    from engine import Budget
+    from tui.format import budget_used
 
     store = _existing_store(args.store)
     table = Table(title=f"runs in {args.store}", title_justify="left")
@@ -244,26 +245,23 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
     for column in ("status", "stage", "task", "candidates", "budget", "winner"):
         table.add_column(column, no_wrap=column == "budget")  # "3.2/30 minutes" in one piece
     for run in store.runs():
-        budget = Budget.of_run(run)
-        spent = budget.spent(store.samples(run.id))
         names = ", ".join(c["name"] for c in run.config.get("candidates", []))
         table.add_row(
             run.id, run.status, run.stage, str(run.config.get("task") or "objective"), names,
-            budget.format_used(spent), run.winner or "",
+            budget_used(store, run), run.winner or "",
         )  # fmt: skip
     console.print(table)
     return 0
 
 
 def _show(args: argparse.Namespace, console: Console) -> int:
-    from engine import Budget, CandidateEstimate
-    from tui.format import format_params
+    from engine import CandidateEstimate
+    from tui.format import budget_used, format_params
     from tui.headless import ranking_table
 
     store = _existing_store(args.store)
     run = store.get_run(args.run)
-    budget = Budget.of_run(run)
-    used = budget.format_used(budget.spent(store.samples(run.id)))
+    used = budget_used(store, run)
     console.print(f"[bold]run {run.id}[/] {run.status}, stage {run.stage}, "
                   f"{used}, seed {run.seed}")  # fmt: skip
     if run.error:

@@ -37,3 +37,11 @@ def format_params(params: Mapping[str, Any]) -> str:
     if "max_new_tokens" in params:
         parts.append(f"max={int(params['max_new_tokens'])}")
     return " ".join(parts)
+
+
+def budget_used(store: Any, run: Any) -> str:
+    """``"5/9 samples"``: what a stored run has spent of its budget, in the budget's unit."""
+    from engine import Budget
+
+    budget = Budget.of_run(run)
+    return budget.format_used(budget.spent(store.samples(run.id)))

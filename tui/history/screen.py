@@ -11,8 +11,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine import Budget, Store
+from engine import Store
 from engine.errors import TunerError
+from tui.format import budget_used
 
 # The long candidates list last, so an 80-column terminal shows what matters first.
 COLUMNS = ("run", "status", "budget", "winner", "held-out", "started", "task", "candidates")
@@ -54,7 +55,7 @@ class HistoryScreen(Screen):
         try:
             with contextlib.closing(Store(self.store_path)) as store:
                 runs = store.runs()
-                spent = {r.id: Budget.of_run(r).spent(store.samples(r.id)) for r in runs}
+                used = {run.id: budget_used(store, run) for run in runs}
         except TunerError as error:
             self.query_one("#history-note", Static).update(f"error: {error}")
             return
@@ -64,7 +65,7 @@ class HistoryScreen(Screen):
             table.add_row(
                 run.id,
                 run.status,
-                Budget.of_run(run).format_used(spent[run.id]),
+                used[run.id],
                 run.winner or "",
                 ", ".join(f"{k} {v:.3f}" for k, v in holdout.items()),
                 time.strftime("%m-%d %H:%M", time.localtime(run.created_at)),
