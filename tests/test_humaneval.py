@@ -13,13 +13,13 @@ import pytest
 
 from engine.errors import ConfigError, DatasetError
 from engine.tasks import HumanEvalTask, ProblemOutcome, get_task, pass_at_k
+from engine.tasks._harness import read_report
 from engine.tasks.humaneval import (
     CONTINUATION_STOPS,
     bundled_dataset,
     check_units,
     extract_program,
     load_problems,
-    read_report,
 )
 
 SPLITS = ("train", "tune", "holdout")
@@ -120,7 +120,7 @@ def test_malformed_rows_name_file_line_and_field(tmp_path, raw, message):
 
 def test_empty_and_missing_files_are_errors(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n\n")
-    with pytest.raises(DatasetError, match="no problems"):
+    with pytest.raises(DatasetError, match="has no rows"):
         HumanEvalTask(tmp_path / "empty.jsonl")
     with pytest.raises(DatasetError, match="no such dataset file"):
         HumanEvalTask(tmp_path / "absent.jsonl")

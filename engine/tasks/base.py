@@ -37,7 +37,9 @@ class ProblemOutcome:
 
     ``status`` is the sandbox status of the test run (``passed``/``failed``/``timeout``/
     ``crashed``); ``passed`` is true only when every test ran to the end and passed;
-    ``fraction`` is the fraction of test assertions that passed (0..1).
+    ``fraction`` is the fraction of test assertions that passed (0..1), or for a task
+    without tests its main per-problem score. ``metrics`` holds any other per-problem
+    values the task's :meth:`Task.aggregate` needs (BLEU, mutants killed, ...).
     """
 
     problem_id: str
@@ -46,6 +48,7 @@ class ProblemOutcome:
     fraction: float
     output: str = ""
     seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class Task(abc.ABC):
@@ -53,10 +56,20 @@ class Task(abc.ABC):
 
     Subclasses set :attr:`name`, :attr:`metrics` (names of the per-sample objectives it
     can compute, first = default) and implement the abstract methods.
+
+    :attr:`samples_per_problem` is how many completions the evaluator draws for each
+    problem in one sample (``n`` of pass@k); :meth:`score` then receives each problem
+    that many times and :meth:`aggregate` groups outcomes by ``problem_id``.
+    :attr:`source` says where the data came from and :attr:`skipped` counts the rows or
+    items the loader left out, by reason, so nothing is dropped silently.
     """
 
     name: str = ""
+    description: str = ""
     metrics: tuple[str, ...] = ()
+    samples_per_problem: int = 1
+    source: str = ""
+    skipped: dict[str, int] = {}  # replaced per instance, never mutated
 
     @abc.abstractmethod
     def problems(self, split: Split) -> list[Problem]:

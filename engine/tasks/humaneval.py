@@ -5,12 +5,8 @@ package's folder; its execution module is never imported) or a user JSONL file (
 ``.gz``) with the same fields: ``task_id``, ``prompt``, ``canonical_solution``, ``test``,
 ``entry_point``.
 
-Splits are fixed by the data, not by a run's seed: each problem gets a number u in [0, 1)
-from a SHA-256 of its ``task_id``; ``u < holdout_fraction`` is ``holdout``; of the rest,
-the ``n_train`` with the smallest u form the few-shot pool ``train`` and the others are
-``tune``. Adding problems to a file never moves an existing problem into or out of
-``holdout``. Within a split problems are ordered by u, so any prefix (``tune_size``) is a
-pseudo-random sample rather than the first problems of the file.
+Splits are fixed by the data (:mod:`engine.tasks._splits`): by default 8 train, 35
+holdout of the 164.
 
 Scoring runs each completion with the problem's tests in :mod:`engine.sandbox`. Every
 top-level statement of ``check`` that contains an ``assert`` is one *test*, run in its own
@@ -22,10 +18,7 @@ very end; a program that exits before that (``sys.exit(0)``, ``os._exit(0)``) sc
 from __future__ import annotations
 
 import ast
-import gzip
-import hashlib
 import importlib.util
-import json
 import math
 import os
 import re
@@ -38,6 +31,9 @@ from pathlib import Path
 from engine import sandbox
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
+from engine.tasks._harness import read_report, with_harness
+from engine.tasks._jsonl import RowError, load_jsonl, require_str
+from engine.tasks._splits import split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.metrics import pass_at_k
 
@@ -49,13 +45,11 @@ __all__ = [
     "extract_program",
     "harnessed_program",
     "load_problems",
-    "read_report",
 ]
 
-FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+
 CONTINUATION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 OUTPUT_CHARS = 2000  # of each problem's output kept in its ProblemOutcome (the end)
-_SPLIT_SALT = "codellmtuner-split-v1"
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
 _FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
 
@@ -93,9 +87,6 @@ class HumanEvalTask(Task):
         memory_mb: int = 1024,
         sandbox: str = "auto",
     ) -> None:
-        if not 0.0 <= holdout_fraction < 1.0:
-            raise ConfigError(f"holdout_fraction must be in [0, 1), got {holdout_fraction!r}")
-        _require(isinstance(n_train, int) and n_train >= 0, f"n_train must be >= 0: {n_train!r}")
         _require(_positive(timeout), f"timeout must be a positive number: {timeout!r}")
         _require(_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
         workers = (os.cpu_count() or 1) if workers is None else workers
@@ -107,7 +98,7 @@ class HumanEvalTask(Task):
         self.workers = workers
         self.memory_mb = memory_mb
         self.sandbox = sandbox
-        self._splits = _split(load_problems(self.dataset), holdout_fraction, n_train)
+        self._splits = split_by_hash(load_problems(self.dataset), holdout_fraction, n_train)
 
     # -- data ------------------------------------------------------------------------------
 
@@ -214,69 +205,30 @@ def load_problems(path: str | Path) -> list[Problem]:
     """Read and validate a HumanEval-format JSONL file (``.gz`` is decompressed).
 
     Raises:
-        DatasetError: naming the file, line and field of the first malformed row; also for
-            a missing, unreadable or empty file and for a repeated ``task_id``.
+        DatasetError: naming the file, line and field of a malformed row (and how many
+            more there are); also for a missing, unreadable or empty file and for a
+            repeated ``task_id``.
     """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as file:
-            lines = file.read().splitlines()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such dataset file") from None
-    except (OSError, UnicodeDecodeError, EOFError) as error:
-        raise DatasetError(f"{path}: cannot read the dataset ({error})") from None
-    problems: dict[str, Problem] = {}
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            problem = _parse_row(line, f"{path}:{number}")
-            if problem.id in problems:
-                raise DatasetError(f"{path}:{number}: task_id {problem.id!r} appears twice")
-            problems[problem.id] = problem
-    if not problems:
-        raise DatasetError(f"{path}: the dataset has no problems")
-    return list(problems.values())
+    seen: set[str] = set()
+
+    def parse(row: dict, where: str) -> Problem:
+        problem = _parse_row(row, where)
+        if problem.id in seen:
+            raise RowError(f"task_id {problem.id!r} appears twice")
+        seen.add(problem.id)
+        return problem
+
+    return load_jsonl(path, parse)
 
 
-def _parse_row(line: str, where: str) -> Problem:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{where}: invalid JSON ({error.msg})") from None
-    if not isinstance(row, dict):
-        raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    for field in FIELDS:
-        if field not in row:
-            raise DatasetError(f"{where}: field {field!r} is missing")
-        if not isinstance(row[field], str):
-            raise DatasetError(f"{where}: field {field!r} must be a string")
-    for field in ("task_id", "prompt"):
-        if not row[field].strip():
-            raise DatasetError(f"{where}: field {field!r} is empty")
-    if not row["entry_point"].isidentifier():
-        raise DatasetError(f"{where}: field 'entry_point' must be a Python name")
-    return Problem(
-        id=row["task_id"],
-        prompt=row["prompt"],
-        reference=row["canonical_solution"],
-        tests=row["test"],
-        entry_point=row["entry_point"],
-    )
-
-
-def _split(
-    problems: list[Problem], holdout_fraction: float, n_train: int
-) -> dict[str, list[Problem]]:
-    ranked = sorted(problems, key=lambda p: (_unit_hash(p.id), p.id))
-    holdout = [p for p in ranked if _unit_hash(p.id) < holdout_fraction]
-    rest = [p for p in ranked if _unit_hash(p.id) >= holdout_fraction]
-    n_train = min(n_train, len(rest) // 2)  # a small file keeps most of it for tuning
-    return {"train": rest[:n_train], "tune": rest[n_train:], "holdout": holdout}
-
-
-def _unit_hash(task_id: str) -> float:
-    digest = hashlib.sha256(f"{_SPLIT_SALT}:{task_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
+def _parse_row(row: dict, where: str) -> Problem:
+    task_id, prompt = require_str(row, "task_id"), require_str(row, "prompt")
+    reference = require_str(row, "canonical_solution", empty_ok=True)
+    tests = require_str(row, "test", empty_ok=True)
+    entry_point = require_str(row, "entry_point")
+    if not entry_point.isidentifier():
+        raise RowError("field 'entry_point' must be a Python name")
+    return Problem(task_id, prompt, reference, tests, entry_point)
 
 
 # -- extraction ---------------------------------------------------------------------------
@@ -374,58 +326,15 @@ def _is_demo(node: ast.stmt) -> bool:
 
 # -- the test harness -----------------------------------------------------------------------
 
-# Appended after the program and the problem's test code. Runs the statements of `check`
-# one by one in one namespace (the module's globals plus the candidate), each under a
-# SIGALRM limit, then writes the nonce line and exits before anything else can print.
-_HARNESS = """
-
-def _codellmtuner_harness(nonce, entry, argument, units, limit):
-    import json, os, signal, sys
-
-    class _TimeLimit(BaseException):
-        pass
-
-    def _alarm(signum, frame):
-        raise _TimeLimit(f"took longer than {limit} s")
-
-    signal.signal(signal.SIGALRM, _alarm)
-    scope = dict(globals())
-    scope[argument] = scope.get(entry)
-    results = []
-    for line, source, counted in units:
-        try:
-            try:
-                signal.setitimer(signal.ITIMER_REAL, limit)
-                exec(compile(source, f"<check line {line}>", "exec"), scope)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            ok = True
-        except BaseException as error:
-            ok = False
-            try:
-                os.write(2, f"check line {line}: {error!r}"[:300].encode() + b"\\n")
-            except BaseException:
-                pass
-        if counted:
-            results.append(ok)
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    os.write(1, ("\\n" + nonce + " " + json.dumps(results) + "\\n").encode())
-    os._exit(0 if all(results) else 1)
-"""
-
 
 def harnessed_program(program: str, problem: Problem, *, nonce: str, assert_timeout: float) -> str:
     """``program`` followed by the problem's test code and the reporting harness."""
     argument, units = check_units(problem.tests)
-    call = (
-        f"_codellmtuner_harness({nonce!r}, {problem.entry_point!r}, {argument!r}, {units!r}, "
-        f"{float(assert_timeout)!r})\n"
-    )
-    return f"{program.rstrip()}\n\n\n{problem.tests.strip()}\n\n{_HARNESS}\n\n{call}"
+    return with_harness(
+        f"{program.rstrip()}\n\n\n{problem.tests.strip()}",
+        units, nonce=nonce, assert_timeout=assert_timeout,
+        alias=(argument, problem.entry_point),
+    )  # fmt: skip
 
 
 def check_units(tests: str) -> tuple[str, list[tuple[int, str, bool]]]:
@@ -458,17 +367,3 @@ def _has_assert(node: ast.AST) -> bool:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
         return False  # a helper defined inside check is not itself a test
     return any(_has_assert(child) for child in ast.iter_child_nodes(node))
-
-
-def read_report(stdout: str, nonce: str) -> list[bool] | None:
-    """The per-test results from the harness's nonce line, or ``None`` if it never ran
-    to the end (the last line starting with the nonce wins)."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(nonce + " "):
-            try:
-                results = json.loads(line[len(nonce) + 1 :])
-            except ValueError:
-                return None
-            ok = isinstance(results, list) and all(isinstance(r, bool) for r in results)
-            return results if ok and results else None
-    return None
