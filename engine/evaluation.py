@@ -197,6 +197,11 @@ class TaskEvaluator(Evaluator):
         return self._prompts[key]
 
     def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
+        """Generate ``task.samples_per_problem`` completions per problem and score them.
+
+        Under greedy decoding the completions of one problem are all the same text, so it
+        is generated and scored once and its outcome stands for every replicate.
+        """
         start = time.perf_counter()
         spec = self.specs[candidate]
         continuation = self.styles[candidate].continuation
@@ -205,46 +210,64 @@ class TaskEvaluator(Evaluator):
         prompts = self._rendered(spec, split, backend)
         kwargs = generation_kwargs(params)
         stop = list(self.task.stop_sequences(continuation=continuation))
-        seed = self.seed if kwargs.get("do_sample") else 0
-        keys = [_cache_key(backend.fingerprint, p, kwargs, stop, seed) for p in prompts]
+        n = self.task.samples_per_problem
+        sampled = bool(kwargs.get("do_sample"))
+        seed = self.seed if sampled else 0
+        # (problem index, replicate) in problem-major order: a problem's completions together
+        drawn = [(i, r) for i in range(len(problems)) for r in range(n if sampled else 1)]
+        keys = [
+            _cache_key(backend.fingerprint, prompts[i], kwargs, stop, seed, r) for i, r in drawn
+        ]
 
         assert self.store is not None, "attach(store) before evaluate()"
         cached = self.store.cached_generations(keys)
-        missing = [i for i, k in enumerate(keys) if k not in cached]
+        missing = [j for j, k in enumerate(keys) if k not in cached]
         new_rows = []
         if missing:
-            outputs = backend.generate([prompts[i] for i in missing], kwargs, seed=seed, stop=stop)
-            for i, out in zip(missing, outputs, strict=True):
+            texts = [prompts[drawn[j][0]] for j in missing]
+            outputs = backend.generate(texts, kwargs, seed=seed, stop=stop)
+            for j, out in zip(missing, outputs, strict=True):
                 row = {
-                    "key": keys[i], "model": backend.fingerprint, "problem_id": problems[i].id,
-                    "text": out.text, "prompt_tokens": out.prompt_tokens,
-                    "generated_tokens": out.generated_tokens,
+                    "key": keys[j], "model": backend.fingerprint,
+                    "problem_id": problems[drawn[j][0]].id, "text": out.text,
+                    "prompt_tokens": out.prompt_tokens, "generated_tokens": out.generated_tokens,
                 }  # fmt: skip
                 new_rows.append(row)
-                cached[keys[i]] = row
+                cached[keys[j]] = row
             # Committed before scoring so a run killed while scoring never regenerates.
             self.store.add_generations(new_rows)
 
         texts = [cached[k]["text"] for k in keys]
-        outcomes = self.task.score(problems, texts, continuation=continuation)
-        metrics = self.task.aggregate(outcomes)
+        scored = self.task.score([problems[i] for i, _ in drawn], texts, continuation=continuation)
+        if not sampled:  # one greedy completion stands for all n
+            scored = [o for o in scored for _ in range(n)]
+            keys = [k for k in keys for _ in range(n)]
+        metrics = self.task.aggregate(scored)
         rows = [
-            {**asdict(o), "passed": int(o.passed), "generation": k}
-            for o, k in zip(outcomes, keys, strict=True)
+            {**asdict(o), "passed": int(o.passed), "generation": k, "replicate": j % n}
+            for j, (o, k) in enumerate(zip(scored, keys, strict=True))
         ]
         return Evaluation(
             score=float(metrics[self.metric]),
             metrics={k: float(v) for k, v in metrics.items()},
             prompt_tokens=sum(r["prompt_tokens"] for r in new_rows),
             generated_tokens=sum(r["generated_tokens"] for r in new_rows),
-            cached=len(keys) - len(missing),
+            cached=len(drawn) - len(missing),
             seconds=time.perf_counter() - start,
             outcomes=rows,
         )
 
 
 def _cache_key(
-    fingerprint: str, prompt: str, kwargs: Mapping[str, Any], stop: Sequence[str], seed: int
+    fingerprint: str,
+    prompt: str,
+    kwargs: Mapping[str, Any],
+    stop: Sequence[str],
+    seed: int,
+    replicate: int = 0,
 ) -> str:
-    blob = json.dumps([fingerprint, prompt, dict(kwargs), list(stop), seed], sort_keys=True)
+    parts: list[Any] = [fingerprint, prompt, dict(kwargs), list(stop), seed]
+    if replicate:  # keys of first completions stay those of stores written before replicates
+        parts.append(replicate)
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

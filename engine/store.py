@@ -4,7 +4,8 @@ Tables:
 
 ``runs``         one row per run: its settings (enough to resume it), status, stage, result
 ``samples``      one row per evaluation of (candidate, params): score, metrics and cost
-``outcomes``     per-problem results of a sample (status, passed, fraction of tests)
+``outcomes``     per-problem results of a sample (status, passed, fraction of tests, metrics),
+                 one row per completion: ``replicate`` numbers a problem's completions
 ``generations``  the completion cache, keyed by (model, prompt, decoding, seed)
 ``rankings``     the PSM ranking after each sample, to replay how it evolved
 ``messages``     warnings and notices of a run (OOM back-off, sandbox timeouts), for viewers
@@ -28,7 +29,7 @@ import sqlite_utils
 
 from engine.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: outcomes have a replicate number and per-problem metrics
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,13 @@ class Store:
             )  # fmt: skip
             db["outcomes"].create(
                 {
-                    "sample_id": int, "problem_id": str, "status": str, "passed": int,
-                    "fraction": float, "generation": str, "output": str, "seconds": float,
+                    "sample_id": int, "problem_id": str, "replicate": int, "status": str,
+                    "passed": int, "fraction": float, "generation": str, "output": str,
+                    "seconds": float, "metrics": str,
                 },
-                pk=("sample_id", "problem_id"), if_not_exists=True,
+                pk=("sample_id", "problem_id", "replicate"), if_not_exists=True,
             )  # fmt: skip
+            self._upgrade_outcomes()
             db["generations"].create(
                 {
                     "key": str, "model": str, "problem_id": str, "text": str,
@@ -196,6 +199,16 @@ class Store:
     def runs(self) -> list[Run]:
         return [_run_from_row(r) for r in self.db.query("select * from runs order by created_at")]
 
+    def _upgrade_outcomes(self) -> None:
+        """Bring a schema-1 ``outcomes`` table (one row per problem) to schema 2."""
+        table = self.db["outcomes"]
+        if "replicate" in table.columns_dict:
+            return
+        table.add_column("replicate", int, not_null_default=0)
+        table.add_column("metrics", str)
+        table.transform(pk=("sample_id", "problem_id", "replicate"))
+        self.db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
+
     # -- samples -----------------------------------------------------------------------------
 
     def add_sample(
@@ -216,9 +229,7 @@ class Store:
         try:
             with self.db.conn:
                 sample_id = self.db["samples"].insert(row).last_pk
-                self.db["outcomes"].insert_all(
-                    {**dict(o), "sample_id": sample_id} for o in outcomes
-                )
+                self.db["outcomes"].insert_all(_outcome_row(o, sample_id) for o in outcomes)
                 if run_fields:
                     self.db["runs"].update(sample.run_id, {**run_fields, "updated_at": time.time()})
         except sqlite3.IntegrityError:
@@ -239,9 +250,11 @@ class Store:
         return [_sample_from_row(r) for r in self.db.query(sql + " order by id", args)]
 
     def outcomes(self, sample_id: int) -> list[dict[str, Any]]:
-        return list(
-            self.db.query("select * from outcomes where sample_id = ? order by rowid", [sample_id])
+        """A sample's per-completion outcomes, in the order they were given."""
+        rows = self.db.query(
+            "select * from outcomes where sample_id = ? order by rowid", [sample_id]
         )
+        return [{**r, "metrics": json.loads(r["metrics"] or "{}")} for r in rows]
 
     # -- completion cache --------------------------------------------------------------------
 
@@ -324,3 +337,9 @@ def _explain(path: str, error: sqlite3.DatabaseError) -> str:
     if "unable to open" in message:
         return f"cannot open store {path}: check the folder exists and is writable"
     return f"store {path}: {message}"
+
+
+def _outcome_row(outcome: Mapping[str, Any], sample_id: int) -> dict[str, Any]:
+    row = {"replicate": 0, **outcome, "sample_id": sample_id}
+    row["metrics"] = json.dumps(dict(row.get("metrics") or {}), sort_keys=True)
+    return row

@@ -56,6 +56,43 @@ def test_evaluation_reports_metrics_cost_and_per_problem_outcomes(evaluator):
     assert all(o["status"] in {"passed", "failed", "timeout", "crashed"} for o in result.outcomes)
 
 
+def _replicated(tiny_model_dir, tmp_path, n):
+    backends = []
+
+    def load(source):
+        backends.append(TransformersBackend(resolve_model(source), batch_size=8))
+        return backends[-1]
+
+    task = get_task("humaneval", samples_per_problem=n)
+    ev = TaskEvaluator(task, [parse_candidate(f"raw={tiny_model_dir}@raw")], load_backend=load,
+                       tune_size=2, holdout_size=1, seed=0)  # fmt: skip
+    ev.prepare()
+    ev.attach(Store(tmp_path / "s.db"))
+    return ev
+
+
+def test_n_sampled_completions_per_problem_are_generated_scored_and_cached(
+    tiny_model_dir, tmp_path
+):
+    ev = _replicated(tiny_model_dir, tmp_path, 3)
+    first = ev.evaluate("raw", SAMPLED, split="tune")
+    assert [(o["problem_id"], o["replicate"]) for o in first.outcomes] == [
+        (p.id, r) for p in ev.problems("tune") for r in range(3)
+    ]
+    assert len({o["generation"] for o in first.outcomes}) == 6  # six distinct completions
+    assert set(first.metrics) == {"avg_tests", "pass@1", "pass@2"}
+    again = ev.evaluate("raw", SAMPLED, split="tune")
+    assert again.generated_tokens == 0 and again.cached == 6 and again.metrics == first.metrics
+
+
+def test_greedy_generates_one_completion_that_stands_for_all_n(tiny_model_dir, tmp_path):
+    ev = _replicated(tiny_model_dir, tmp_path, 3)
+    result = ev.evaluate("raw", GREEDY, split="tune")
+    assert len(result.outcomes) == 6 and len({o["generation"] for o in result.outcomes}) == 2
+    assert [o["replicate"] for o in result.outcomes] == [0, 1, 2, 0, 1, 2]
+    assert result.metrics["pass@1"] == result.metrics["pass@2"]  # identical samples
+
+
 def test_unknown_metric_is_rejected(tiny_model_dir):
     from engine.errors import ConfigError
 

@@ -383,9 +383,21 @@ def test_aggregate_with_several_completions_per_problem(task):
     # a: 1 of 2 passed; b: 2 of 2. pass@1 = mean(1/2, 1) and avg_tests = mean(0.75, 1).
     outcomes = [_outcome("a", True, 1.0), _outcome("a", False, 0.5),
                 _outcome("b", True, 1.0), _outcome("b", True, 1.0)]  # fmt: skip
-    assert task.aggregate(outcomes) == pytest.approx({"avg_tests": 0.875, "pass@1": 0.75})
+    expected = {"avg_tests": 0.875, "pass@1": 0.75, "pass@2": 1.0}
+    assert task.aggregate(outcomes) == pytest.approx(expected)
     with pytest.raises(ValueError):
         task.aggregate([])
+
+
+def test_pass_at_k_metrics_follow_samples_per_problem():
+    task = HumanEvalTask(samples_per_problem=5)
+    assert task.metrics == ("avg_tests", "pass@1", "pass@2", "pass@5")
+    # one of five passed: pass@2 = 1 - C(4,2)/C(5,2) = 0.4, pass@5 = 1
+    outcomes = [_outcome("a", i == 0, float(i == 0)) for i in range(5)]
+    expected = {"avg_tests": 0.2, "pass@1": 0.2, "pass@2": 0.4, "pass@5": 1.0}
+    assert task.aggregate(outcomes) == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="samples_per_problem"):
+        HumanEvalTask(samples_per_problem=0)
 
 
 @pytest.mark.parametrize("n", range(1, 9))

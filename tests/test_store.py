@@ -73,3 +73,32 @@ def test_messages_are_kept_per_run_in_order(tmp_path):
     got = store.messages("a")
     assert [m["text"] for m in got] == ["out of memory at batch 8; retrying with 4", "second"]
     assert store.messages("a", after=got[0]["id"])[0]["text"] == "second"
+
+
+def test_a_schema_1_store_gains_replicates_and_keeps_its_outcomes(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "create table outcomes (sample_id integer, problem_id text, status text, passed integer,"
+        " fraction float, generation text, output text, seconds float,"
+        " primary key (sample_id, problem_id))"
+    )
+    db.execute("insert into outcomes values (1, 'p1', 'passed', 1, 1.0, 'k', '', 0.1)")
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.outcomes(1) == [
+        {"sample_id": 1, "problem_id": "p1", "status": "passed", "passed": 1, "fraction": 1.0,
+         "generation": "k", "output": "", "seconds": 0.1, "replicate": 0, "metrics": {}}
+    ]  # fmt: skip
+    store.db["outcomes"].insert({"sample_id": 1, "problem_id": "p1", "replicate": 1})
+    assert [o["replicate"] for o in store.outcomes(1)] == [0, 1]
+
+
+def test_outcome_metrics_round_trip(tmp_path):
+    store = Store(tmp_path / "s.db")
+    store.create_run("r1", budget=4, seed=0, config={})
+    outcomes = [{"problem_id": "p", "replicate": r, "status": "scored", "passed": 0,
+                 "fraction": 0.5, "metrics": {"bleu": 0.5 + r}} for r in range(2)]  # fmt: skip
+    saved = store.add_sample(_sample(0), outcomes)
+    assert [o["metrics"] for o in store.outcomes(saved.id)] == [{"bleu": 0.5}, {"bleu": 1.5}]

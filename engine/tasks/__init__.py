@@ -1,13 +1,14 @@
 """Tasks: a dataset split into problems, prompt pieces, and a scorer.
 
-``get_task("humaneval")`` returns the bundled HumanEval task; pass ``dataset=`` to score a
-JSONL file in the same format instead.
+``get_task("humaneval")`` returns the HumanEval task on its built-in data; pass
+``dataset=`` to use a JSONL file in the task's format instead, and other keyword options
+(``samples_per_problem=``, ...) to the task's constructor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.errors import ConfigError
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
@@ -25,20 +26,20 @@ __all__ = [
     "pass_at_k",
 ]
 
-#: Task name -> factory taking the optional dataset path.
-TASKS: dict[str, Callable[[str | Path | None], Task]] = {
-    "humaneval": lambda dataset: HumanEvalTask(dataset),
+#: Task name -> task class; each takes ``(dataset=None, *, samples_per_problem=1, ...)``.
+TASKS: dict[str, type[Task]] = {
+    "humaneval": HumanEvalTask,
 }
 
 
-def get_task(name: str, *, dataset: str | Path | None = None) -> Task:
+def get_task(name: str, *, dataset: str | Path | None = None, **options: Any) -> Task:
     """The task registered as ``name`` (case-insensitive), on ``dataset`` if given.
 
     Raises:
-        ConfigError: ``name`` is not a known task.
+        ConfigError: ``name`` is not a known task, or an option is invalid.
         DatasetError: ``dataset`` cannot be read or has a malformed row.
     """
     key = str(name).strip().lower()
     if key not in TASKS:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[key](dataset)
+    return TASKS[key](dataset, **options)

@@ -35,7 +35,7 @@ from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
-from engine.tasks.metrics import pass_at_k
+from engine.tasks.metrics import ks_up_to, mean_pass_at_k
 
 __all__ = [
     "CONTINUATION_STOPS",
@@ -66,6 +66,8 @@ class HumanEvalTask(Task):
         workers: problems scored in parallel; ``None`` = the CPU count.
         memory_mb: address-space limit of each test run.
         sandbox: sandbox mode, ``"auto"``, ``"bwrap"`` or ``"process"``.
+        samples_per_problem: completions per problem in one sample (``n`` of pass@k);
+            pass@k is reported for each k in (1, 2, 5, 10, 100) up to it.
 
     Raises:
         DatasetError: the file is missing, empty, or has a malformed row.
@@ -73,7 +75,8 @@ class HumanEvalTask(Task):
     """
 
     name = "humaneval"
-    metrics = ("avg_tests", "pass@1")
+    description = "complete a Python function from its signature and docstring; run its tests"
+    metrics: tuple[str, ...] = ("avg_tests", "pass@1")
 
     def __init__(
         self,
@@ -86,13 +89,22 @@ class HumanEvalTask(Task):
         workers: int | None = None,
         memory_mb: int = 1024,
         sandbox: str = "auto",
+        samples_per_problem: int = 1,
     ) -> None:
         _require(_positive(timeout), f"timeout must be a positive number: {timeout!r}")
         _require(_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
         workers = (os.cpu_count() or 1) if workers is None else workers
         _require(isinstance(workers, int) and workers >= 1, f"workers must be >= 1: {workers!r}")
         _require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
+        _require(
+            isinstance(samples_per_problem, int) and samples_per_problem >= 1,
+            f"samples_per_problem must be a whole number >= 1: {samples_per_problem!r}",
+        )
+        self.samples_per_problem = samples_per_problem
+        self.metrics = ("avg_tests", *(f"pass@{k}" for k in ks_up_to(samples_per_problem)))
         self.dataset = Path(dataset) if dataset is not None else bundled_dataset()
+        self.source = str(dataset) if dataset is not None else f"bundled HumanEval ({self.dataset})"
+        self.skipped = {}
         self.timeout = float(timeout)
         self.assert_timeout = min(float(assert_timeout), self.timeout)
         self.workers = workers
@@ -164,9 +176,10 @@ class HumanEvalTask(Task):
         return ProblemOutcome(problem.id, status, passed, fraction, output, run.seconds)
 
     def aggregate(self, outcomes: Sequence[ProblemOutcome]) -> dict[str, float]:
-        """``avg_tests``: mean over problems of the fraction of tests passed.
-        ``pass@1``: mean over problems of the unbiased pass@1 (with one completion per
-        problem, the fraction of problems whose tests all passed)."""
+        """``avg_tests``: mean over problems of the fraction of tests passed (averaged over
+        a problem's completions first). ``pass@k``: mean over problems of the unbiased
+        pass@k from a problem's n completions (with one completion, the fraction of
+        problems whose tests all passed)."""
         if not outcomes:
             raise ValueError("aggregate needs at least one outcome")
         by_problem: dict[str, list[ProblemOutcome]] = {}
@@ -174,8 +187,12 @@ class HumanEvalTask(Task):
             by_problem.setdefault(outcome.problem_id, []).append(outcome)
         groups = list(by_problem.values())
         avg_tests = sum(sum(o.fraction for o in g) / len(g) for g in groups) / len(groups)
-        pass1 = sum(pass_at_k(len(g), sum(o.passed for o in g), 1) for g in groups) / len(groups)
-        return {"avg_tests": avg_tests, "pass@1": pass1}
+        passed = [[o.passed for o in g] for g in groups]
+        n = min(len(g) for g in groups)
+        return {
+            "avg_tests": avg_tests,
+            **{f"pass@{k}": mean_pass_at_k(passed, k) for k in ks_up_to(n)},
+        }
 
 
 def _require(condition: bool, message: str) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 
-__all__ = ["pass_at_k"]
+__all__ = ["K_VALUES", "ks_up_to", "mean_pass_at_k", "pass_at_k"]
+
+#: The k of pass@k / EM@k reported when there are at least k samples per problem.
+K_VALUES = (1, 2, 5, 10, 100)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -38,3 +42,15 @@ def _integer(value: object, name: str) -> int:
         return operator.index(value)  # ints and numpy ints; floats are refused
     except TypeError:
         raise ValueError(f"pass_at_k: {name} must be an integer, got {value!r}") from None
+
+
+def ks_up_to(n: int) -> tuple[int, ...]:
+    """The values of :data:`K_VALUES` that ``n`` samples per problem can estimate."""
+    return tuple(k for k in K_VALUES if k <= n)
+
+
+def mean_pass_at_k(groups: Sequence[Sequence[bool]], k: int) -> float:
+    """pass@k averaged over problems; ``groups`` holds each problem's pass/fail list."""
+    if not groups:
+        raise ValueError("mean_pass_at_k needs at least one problem")
+    return sum(pass_at_k(len(g), sum(map(bool, g)), k) for g in groups) / len(groups)
