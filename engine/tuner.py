@@ -98,6 +98,8 @@ class Tuner:
         stage1_fraction: roughly the share of the budget spent on stage 1.
         sampler: ``"tpe"``, ``"gp"`` or ``"random"``.
         metric, dataset, tune_size, holdout_size, batch_size, device: task runs only.
+        samples_per_problem: completions drawn per problem in each sample (the ``n`` of
+            pass@k and EM@k); task runs given by name only (a :class:`Task` carries its own).
         run_id: name of the run; an existing id continues that run (see :meth:`resume`).
 
     Call :meth:`subscribe` to receive :mod:`engine.events`, then :meth:`run`.
@@ -120,6 +122,7 @@ class Tuner:
         dataset: str | Path | None = None,
         tune_size: int | None = None,
         holdout_size: int | None = None,
+        samples_per_problem: int = 1,
         batch_size: int = 8,
         device: str = "auto",
         run_id: str | None = None,
@@ -133,6 +136,10 @@ class Tuner:
         self.budget = Budget.parse(budget)
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if isinstance(task, Task):
+            samples_per_problem = task.samples_per_problem
+        if not isinstance(samples_per_problem, int) or samples_per_problem < 1:
+            raise ConfigError(f"samples per problem must be at least 1, got {samples_per_problem}")
         self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         if objective is not None:
             self.candidates = unique_names(
@@ -163,6 +170,7 @@ class Tuner:
             "dataset": str(dataset) if dataset else None,
             "tune_size": tune_size,
             "holdout_size": holdout_size,
+            "samples_per_problem": samples_per_problem,
             "batch_size": batch_size,
             "device": device,
         }
@@ -266,9 +274,11 @@ class Tuner:
         from engine.models import resolve_model
 
         s = self.settings
-        task = (
-            self.task if isinstance(self.task, Task) else get_task(self.task, dataset=s["dataset"])
-        )
+        task = self.task
+        if not isinstance(task, Task):
+            task = get_task(
+                task, dataset=s["dataset"], samples_per_problem=s["samples_per_problem"]
+            )
 
         def load_backend(source: str) -> TransformersBackend:
             return TransformersBackend(

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="a JSONL file of problems in the task's format")
     run.add_argument("--metric", help="objective to maximise (default: the task's first)")
     run.add_argument(
+        "--samples-per-problem", "-n", type=int, default=1, metavar="N",
+        help="completions per problem in each sample, the n of pass@k and EM@k (default: 1)",
+    )  # fmt: skip
+    run.add_argument(
         "--problems", type=int, default=6, metavar="N",
         help="tuning problems per sample (default: 6; 0 = the whole tuning split)",
     )  # fmt: skip
@@ -83,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("run", metavar="RUN", nargs="?", default="latest",
                        help="run id, a unique prefix, or 'latest' (default)")  # fmt: skip
     _store_flag(watch)
+
+    tasks = sub.add_parser("tasks", help="list the tasks: data, split sizes and metrics")
+    tasks.add_argument("task", metavar="TASK", nargs="?", help="only this task")
+    tasks.add_argument("--dataset", help="check this JSONL file as the task's data")
+    tasks.add_argument("--samples-per-problem", "-n", type=int, default=1, metavar="N")
 
     runs = sub.add_parser("runs", help="list the runs in the store")
     _store_flag(runs)
@@ -139,7 +148,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         budget=args.budget, seed=args.seed, store=args.store, space=space,
         criterion=args.criterion, stage1_fraction=args.stage1_fraction, sampler=args.sampler,
         metric=args.metric, dataset=args.dataset, tune_size=args.problems or None,
-        holdout_size=args.holdout_problems or None, batch_size=args.batch_size,
+        holdout_size=args.holdout_problems or None,
+        samples_per_problem=args.samples_per_problem, batch_size=args.batch_size,
         device=args.device, run_id=args.run_id,
     )  # fmt: skip
     return _execute(tuner, args, console)
@@ -234,6 +244,30 @@ def _open_app(args: argparse.Namespace, **kwargs: Any) -> int:
 
 def _store_hint(store: str) -> str:
     return "" if store == "samples.db" else f" --store {store}"
+
+
+def _tasks(args: argparse.Namespace, console: Console) -> int:
+    from engine.errors import ConfigError
+    from engine.tasks import TASKS, get_task
+
+    if args.dataset and not args.task:
+        raise ConfigError("--dataset needs a TASK: codellmtuner tasks TASK --dataset FILE")
+    names = [args.task] if args.task else list(TASKS)
+    table = Table(title="tasks", title_justify="left")
+    for column in ("task", "data", "train", "tune", "holdout", "metrics (first = default)"):
+        table.add_column(column, overflow="fold")
+    notes = []
+    for name in names:
+        task = get_task(name, dataset=args.dataset, samples_per_problem=args.samples_per_problem)
+        sizes = [str(len(task.problems(split))) for split in ("train", "tune", "holdout")]
+        table.add_row(task.name, task.source, *sizes, ", ".join(task.metrics))
+        notes.append(f"{task.name}: {task.description}")
+        if task.skipped:
+            left_out = ", ".join(f"{count} {why}" for why, count in task.skipped.items())
+            notes.append(f"  left out: {left_out}")
+    console.print(table)
+    console.print("\n".join(notes), highlight=False)
+    return 0
 
 
 def _runs(args: argparse.Namespace, console: Console) -> int:
@@ -343,6 +377,7 @@ COMMANDS = {
     "watch": _watch,
     "run": _run,
     "resume": _resume,
+    "tasks": _tasks,
     "runs": _runs,
     "show": _show,
     "export": _export,

