@@ -81,6 +81,7 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
         (["run", "--budget", "10 parsecs"], "10 parsecs"),
         (["run", "--budget", "-5"], "positive"),
         (["run", "--budget", "2.5"], "whole number"),
+        (["run", "--samples-per-problem", "0"], "samples per problem"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_no_store(tmp_path, args, message):
@@ -118,3 +119,19 @@ def test_watch_needs_a_known_run_and_a_terminal(tmp_path):
     assert unknown.returncode == 2 and "no run 'r9'" in unknown.stderr
     no_tty = _cli("watch", "r1", "--store", str(db))  # captured output is not a terminal
     assert no_tty.returncode == 2 and "watch needs a terminal" in no_tty.stderr
+
+
+def test_tasks_lists_data_split_sizes_and_metrics(capsys):
+    assert main(["tasks", "humaneval", "-n", "5"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("│ humaneval"))
+    assert [cell.strip() for cell in row.split("│")[3:6]] == ["8", "121", "35"]
+    assert "pass@5" in out and "pass@10" not in out
+
+
+def test_tasks_checks_a_dataset_and_names_the_bad_line(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"task_id": "a", "prompt": "def f():\\n"}\n')
+    result = _cli("tasks", "humaneval", "--dataset", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "mine.jsonl:1: field 'canonical_solution' is missing" in result.stderr

@@ -17,11 +17,14 @@ default values or docstring, and never module-level code. Kinds and what they do
     ``< -> <=``, ``<= -> <``, ``> -> >=``, ``>= -> >`` (off-by-one boundaries),
     ``== <-> !=``, ``is <-> is not``, ``in <-> not in``
 ``boolean``
-    ``and <-> or``, and ``not x -> x``
+    ``and <-> or``, ``not x -> x``, and a condition ``x -> not x`` (of an ``if``, ``while``,
+    conditional expression or comprehension filter)
 ``augmented``
     the arithmetic table applied to ``+=``, ``-=``, ...
 ``unary``
     ``-x -> x``
+``return``
+    ``return x -> return None``
 ``constant``
     a number ``n -> n + 1``, ``0``, ``-n``; ``True <-> False``; a non-empty string or bytes
     ``-> ''``. Docstring-like string statements and f-string pieces are left alone.
@@ -34,15 +37,16 @@ from __future__ import annotations
 
 import ast
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import ConfigError
 
 __all__ = ["KINDS", "Mutant", "candidates", "mutants"]
 
 #: Operator kinds in the order :func:`mutants` deals them out.
-KINDS = ("arithmetic", "comparison", "boolean", "augmented", "unary", "constant")
+KINDS = ("arithmetic", "comparison", "boolean", "augmented", "unary", "return", "constant")
 
 _ARITHMETIC: dict[type[ast.operator], type[ast.operator]] = {
     ast.Add: ast.Sub,
@@ -102,14 +106,17 @@ def candidates(source: str, *, function: str | None = None) -> list[Mutant]:
     original = ast.parse(source)
     targets = _targets(original, function)
     baseline = ast.unparse(original)
-    sites = [(path, change) for path in _site_paths(original, targets) for change in
-             _changes(_resolve(original, path))]  # fmt: skip
+    nodes = [(path, _resolve(original, path)) for path in _site_paths(original, targets)]
+    nodes.sort(key=lambda item: (getattr(item[1], "lineno", 0), getattr(item[1], "col_offset", 0)))
+    sites = [(path, change) for path, node in nodes for change in _changes(node, path[-1][0])]
     seen = {baseline}
     found = []
     for path, (kind, before, after, apply) in sites:
         tree = ast.parse(source)  # a fresh copy per mutant; parsing is cheap and exact
         node = _resolve(tree, path)
-        apply(node)
+        replacement = apply(node)
+        if replacement is not node:
+            _replace(tree, path, replacement)
         text = ast.unparse(ast.fix_missing_locations(tree))
         if text in seen or not _compiles(text):
             continue
@@ -210,6 +217,15 @@ def _resolve(tree: ast.AST, path: Path) -> ast.AST:
     return node
 
 
+def _replace(tree: ast.AST, path: Path, new: ast.AST) -> None:
+    parent = _resolve(tree, path[:-1])
+    name, index = path[-1]
+    if index is None:
+        setattr(parent, name, new)
+    else:
+        getattr(parent, name)[index] = new
+
+
 def _is_docstring(node: ast.stmt) -> bool:
     return (
         isinstance(node, ast.Expr)
@@ -220,11 +236,25 @@ def _is_docstring(node: ast.stmt) -> bool:
 
 # -- what to change ---------------------------------------------------------------------------
 
-Change = tuple[str, str, str, object]  # kind, before, after, apply(node) -> None
+# kind, before, after, apply: changes the node in place and returns it, or returns the
+# node that takes its place
+Change = tuple[str, str, str, Callable[[Any], ast.AST]]
 
 
-def _changes(node: ast.AST) -> list[Change]:
-    """The mutations possible at ``node`` itself (not its children)."""
+def _changes(node: ast.AST, field: str) -> list[Change]:
+    """The mutations possible at ``node`` itself (not its children); ``field`` is the name
+    under which its parent holds it (``test`` of an ``if``, ``ifs`` of a comprehension)."""
+    found = []
+    is_not = isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
+    if field in ("test", "ifs") and not is_not:
+        found.append(("boolean", "if x", "if not x", _negate))
+    if isinstance(node, ast.Return) and node.value is not None:
+        if not (isinstance(node.value, ast.Constant) and node.value.value is None):
+            found.append(("return", "return x", "return None", _return_none))
+    return found + _operator_changes(node)
+
+
+def _operator_changes(node: ast.AST) -> list[Change]:
     if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
         return [_swap_op("arithmetic", node.op, _ARITHMETIC, "op")]
     if isinstance(node, ast.AugAssign) and type(node.op) in _ARITHMETIC:
@@ -253,29 +283,32 @@ def _swap_op(kind: str, op: ast.AST, table: dict, field: str) -> Change:
 def _swap_cmp(index: int, op: ast.cmpop) -> Change:
     new = _COMPARISON[type(op)]
 
-    def apply(node: ast.Compare) -> None:
+    def apply(node: ast.Compare) -> ast.AST:
         node.ops[index] = new()
+        return node
 
     return ("comparison", _SYMBOLS[type(op)], _SYMBOLS[new], apply)
 
 
-def _setter(field: str, value: object):
-    def apply(node: ast.AST) -> None:
+def _setter(field: str, value: object) -> Callable[[Any], ast.AST]:
+    def apply(node: ast.AST) -> ast.AST:
         setattr(node, field, value() if isinstance(value, type) else value)
+        return node
 
     return apply
 
 
-def _unwrap(node: ast.UnaryOp) -> None:
-    """Replace ``node`` by its operand in place (keeps the parent's reference valid)."""
-    operand = node.operand
-    node.__class__ = type(operand)
-    for name in node._fields:  # a UnaryOp's fields are gone from the new class's view
-        if hasattr(node, name):
-            delattr(node, name)
-    for name in operand._fields:
-        if hasattr(operand, name):
-            setattr(node, name, getattr(operand, name))
+def _unwrap(node: ast.UnaryOp) -> ast.AST:
+    return node.operand
+
+
+def _negate(node: ast.expr) -> ast.AST:
+    return ast.UnaryOp(op=ast.Not(), operand=node)
+
+
+def _return_none(node: ast.Return) -> ast.AST:
+    node.value = ast.Constant(value=None)
+    return node
 
 
 def _constant_values(value: object) -> list[object]:

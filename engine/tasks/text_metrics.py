@@ -67,7 +67,7 @@ def first_sentence(text: str) -> str:
     paragraph = " ".join(paragraph.split())
     for match in _SENTENCE_END.finditer(paragraph):
         words = paragraph[: match.start()].split()
-        if words and words[-1].lower() in _ABBREVIATIONS:
+        if words and words[-1].lower().lstrip("([{\"'") in _ABBREVIATIONS:
             continue
         return paragraph[: match.end()]
     return paragraph

@@ -53,6 +53,11 @@ class SetupScreen(Screen):
                         [(name, name) for name in sorted(TASKS)], value="humaneval",
                         allow_blank=False, id="task", compact=True,
                     )  # fmt: skip
+                    yield Label("dataset")
+                    yield Input(
+                        placeholder="built-in data", id="dataset", compact=True,
+                        tooltip="a JSONL file in the task's format (see: codellmtuner tasks)",
+                    )  # fmt: skip
                     yield Label("budget")
                     yield Input(
                         "9", id="budget", compact=True,
@@ -64,6 +69,11 @@ class SetupScreen(Screen):
                     yield Input(
                         "6", id="problems", compact=True, type="integer",
                         tooltip="tuning problems per sample (0 = the whole split)",
+                    )  # fmt: skip
+                    yield Label("n/problem")
+                    yield Input(
+                        "1", id="samples-per-problem", compact=True, type="integer",
+                        tooltip="completions per problem in each sample: the n of pass@k",
                     )  # fmt: skip
                     yield Label("store")
                     yield Input(self.store_path, id="store", compact=True)
@@ -142,6 +152,8 @@ class SetupScreen(Screen):
         problems = _integer(self, "problems", minimum=0)
         return Tuner(
             task=self.query_one("#task", Select).value,
+            dataset=self.query_one("#dataset", Input).value.strip() or None,
+            samples_per_problem=_integer(self, "samples-per-problem", minimum=1),
             candidates=candidates,
             budget=self.query_one("#budget", Input).value,
             seed=_integer(self, "seed"),
