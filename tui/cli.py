@@ -250,23 +250,19 @@ def _tasks(args: argparse.Namespace, console: Console) -> int:
     from engine.errors import ConfigError
     from engine.tasks import TASKS, get_task
 
+    SPLITS = ("train", "tune", "holdout")
     if args.dataset and not args.task:
         raise ConfigError("--dataset needs a TASK: codellmtuner tasks TASK --dataset FILE")
-    names = [args.task] if args.task else list(TASKS)
-    table = Table(title="tasks", title_justify="left")
-    for column in ("task", "data", "train", "tune", "holdout", "metrics (first = default)"):
-        table.add_column(column, overflow="fold")
-    notes = []
-    for name in names:
+    for name in [args.task] if args.task else list(TASKS):
         task = get_task(name, dataset=args.dataset, samples_per_problem=args.samples_per_problem)
-        sizes = [str(len(task.problems(split))) for split in ("train", "tune", "holdout")]
-        table.add_row(task.name, task.source, *sizes, ", ".join(task.metrics))
-        notes.append(f"{task.name}: {task.description}")
+        sizes = " · ".join(f"{split} {len(task.problems(split))}" for split in SPLITS)
+        metrics = ", ".join([f"{task.metrics[0]} (default)", *task.metrics[1:]])
+        console.print(f"[bold]{task.name}[/]  {task.description}", highlight=False)
+        for label, text in (("data", task.source), ("splits", sizes), ("metrics", metrics)):
+            console.print(f"  {label:<9}{text}", highlight=False)
         if task.skipped:
             left_out = ", ".join(f"{count} {why}" for why, count in task.skipped.items())
-            notes.append(f"  left out: {left_out}")
-    console.print(table)
-    console.print("\n".join(notes), highlight=False)
+            console.print(f"  {'left out':<9}{left_out}", highlight=False)
     return 0
 
 

@@ -11,15 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.tasks.apps import AppsTask
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.humaneval import HumanEvalTask
+from engine.tasks.instruct import CodeAlpacaTask, ConalaTask
 from engine.tasks.metrics import pass_at_k
+from engine.tasks.summarization import SummarizationTask
 
 __all__ = [
+    "AppsTask",
+    "CodeAlpacaTask",
+    "ConalaTask",
     "HumanEvalTask",
     "Problem",
     "ProblemOutcome",
     "Split",
+    "SummarizationTask",
     "Task",
     "TASKS",
     "get_task",
@@ -29,6 +36,10 @@ __all__ = [
 #: Task name -> task class; each takes ``(dataset=None, *, samples_per_problem=1, ...)``.
 TASKS: dict[str, type[Task]] = {
     "humaneval": HumanEvalTask,
+    "apps": AppsTask,
+    "summarization": SummarizationTask,
+    "conala": ConalaTask,
+    "codealpaca": CodeAlpacaTask,
 }
 
 

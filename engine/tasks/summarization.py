@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import sys
 import sysconfig
 from collections import Counter
@@ -67,6 +68,7 @@ EXCLUDED_DIRS = frozenset(
     {
         "test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages",
         "__pycache__", "encodings", "pydoc_data", "turtledemo", "ensurepip", "__phello__",
+        "distutils",
     }
 )  # fmt: skip
 REFERENCE_WORDS = (4, 30)  # a shorter first sentence says little ("Constructor.")
@@ -76,9 +78,10 @@ CONTINUATION_STOPS = ("\n\n", "\ndef ", "\nclass ", "\n@")
 _COMPOUND = (
     ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try,
     ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
-    *((ast.Match, ast.TryStar) if sys.version_info >= (3, 11) else ()),
+    ast.Match, *((ast.TryStar,) if hasattr(ast, "TryStar") else ()),  # try/except* is 3.11+
 )  # fmt: skip
 _SAMPLE_SALT = "codellmtuner-summarization-v1"
+_LABEL = re.compile(r"^[A-Z]\w*:\s")  # "Internal: read data." or "Preconditions: - ..."
 
 
 class SummarizationTask(Task):
@@ -104,7 +107,7 @@ class SummarizationTask(Task):
     """
 
     name = "summarization"
-    description = "Summarize a Python function in one sentence (ROUGE-L / BLEU vs docstring)"
+    description = "summarize a Python function in one sentence; ROUGE-L and BLEU"
     metrics = ("rougeL", "bleu", "corpus_bleu")
 
     def __init__(
@@ -166,7 +169,7 @@ class SummarizationTask(Task):
     def instruction(self, problem: Problem) -> str:
         return (
             "Summarize what the following Python function does in one sentence, written "
-            "like the first line of its docstring (imperative mood, e.g. \"Return ...\"). "
+            'like the first line of its docstring (imperative mood, e.g. "Return ..."). '
             f"Answer with the sentence only.\n\n```python\n{problem.prompt.strip()}\n```"
         )
 
@@ -343,8 +346,8 @@ def build_corpus(root: Path) -> Corpus:
     - ``dunder_name`` / ``private_name``: it or its class is ``__x__`` / ``_x`` (special
       methods and internal helpers have formulaic or terse docstrings);
     - ``no_docstring``;
-    - ``reference_form``: the first sentence is not prose: a signature line (``->``),
-      a doctest, or it ends with ``:`` (introduces a list);
+    - ``reference_form``: the first sentence is not prose (see :func:`_reference`): a
+      signature, a grammar rule, a labelled note, a doctest, an introduction to a list;
     - ``reference_length``: it has fewer or more words than :data:`REFERENCE_WORDS`;
     - ``inline_docstring``: code shares a line with the docstring;
     - ``trivial_body``: without the docstring the body is one simple statement (``pass``,
@@ -431,7 +434,7 @@ def _problem(
     doc = node.body[0]
     before = lines[doc.lineno - 1][: doc.col_offset]
     after = lines[doc.end_lineno - 1][doc.end_col_offset :]  # type: ignore[operator]
-    if before.strip() or after.strip() and not after.strip().startswith("#"):
+    if before.strip() or (after.strip() and not after.strip().startswith("#")):
         return "inline_docstring", None
     rest = node.body[1:]
     if len(rest) <= 1 and not any(isinstance(s, _COMPOUND) for s in rest):
@@ -447,9 +450,15 @@ def _problem(
 
 
 def _reference(docstring: str) -> str | None:
-    """The docstring's first sentence, or ``None`` when it is not a prose sentence."""
+    """The docstring's first sentence, or ``None`` when it is not a prose sentence: it
+    must start with a capital letter (not a signature such as ``makedirs(name [, mode])``,
+    a grammar rule such as ``addr-spec = local-part "@" domain``, or a lowercase
+    fragment), must not start with a label (``Internal: ...``), contain ``->``, ``=>`` or
+    a doctest prompt, or end with ``:`` (it introduces a list)."""
     sentence = first_sentence(docstring)
-    if "->" in sentence or ">>>" in sentence or sentence.endswith(":"):
+    if not sentence[:1].isupper() or _LABEL.match(sentence) or sentence.endswith(":"):
+        return None
+    if any(mark in sentence for mark in ("->", "=>", ">>>")):
         return None
     return sentence
 
@@ -460,7 +469,10 @@ def _source_without(node: Function, doc: ast.stmt, lines: list[str]) -> str:
     as it is, where :func:`textwrap.dedent` would give up on the whole function."""
     start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
     end = node.end_lineno or node.lineno
-    kept = lines[start - 1 : doc.lineno - 1] + lines[doc.end_lineno : end]  # type: ignore[misc]
+    after = lines[doc.end_lineno : end]  # type: ignore[misc]
+    while after and not after[0].strip():  # the blank line that followed the docstring
+        after.pop(0)
+    kept = lines[start - 1 : doc.lineno - 1] + after
     indent = lines[node.lineno - 1][: node.col_offset]
     out = [line[len(indent) :] if line.startswith(indent) else line for line in kept]
     while out and not out[-1].strip():

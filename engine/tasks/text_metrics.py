@@ -45,14 +45,21 @@ _ABBREVIATIONS = frozenset({"e.g", "i.e", "cf", "vs", "approx", "resp", "incl", 
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
 _FENCE_LINE = re.compile(r"^\s*(```|~~~)")
 _LABEL = re.compile(
-    r"^(?:(?:one[- ]sentence\s+)?summary|answer|docstring|description)\s*:\s*", re.I
+    r"^(?:(?:one[- ]sentence\s+)?summary|answer|docstring|description)(?:\s*\([^)]*\))?\s*:\s*",
+    re.I,
 )
 _MARKER = re.compile(r"^(?:#+|//+|/\*+|\*+(?=\s)|[-•>](?=\s)|\d+[.)](?=\s))\s*")
 _TRIPLE_QUOTES = re.compile(r"^[rRbBuU]?(?:\"\"\"|''')|(?:\"\"\"|''')$")
+# "This function returns ...", "The `decode` method checks ...": the subject goes, the verb
+# stays (only before a lowercase word ending in "s", so "The method resolution order" and
+# "The function object's ..." keep their subject).
 _SUBJECT = re.compile(
-    r"^(?:this|the)\s+(?:python\s+)?(?:[\w.]+\s+)?(?:function|method|code|routine)\b[\s,:]*",
+    r"^(?:this|the)\s+(?:python\s+)?(?:[\w.]+\s+)?(?:function|method|code|routine)[\s,:]+"
+    r"(?=[a-z]+s\b)",
     re.I,
 )
+_STRONG = re.compile(r"\*\*(\S(?:.*?\S)?)\*\*")  # markdown **bold**
+_EMPHASIS = re.compile(r"(?<![\w*])\*(\w[^*]*?)\*(?![\w*])")  # reST/markdown *word*
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’"}
 
 
@@ -79,12 +86,12 @@ def clean_summary(text: str) -> str:
     In order: code-fence lines are dropped; so are opening lines that end with ``:``
     (``"Here is a summary:"``) when more follows; the first remaining non-empty line is
     kept; a leading comment or list marker (``#``, ``//``, ``-``, ``1.``), a label
-    (``Summary:``), triple quotes, ``**`` and backticks, and quotes around the whole are
-    removed; a leading ``This function``/``The method`` subject is dropped (the reference
-    is a docstring line in the imperative: "Return ..."); then :func:`first_sentence`,
-    without its final punctuation, first letter capitalised, at most
-    :data:`MAX_SUMMARY_CHARS` characters. References go through the same function, so a
-    period or a capital never decides a score.
+    (``Summary:``), triple quotes, backticks, ``**bold**`` and ``*emphasis*`` markup and
+    quotes around the whole are removed; a leading ``This function``/``The method``
+    subject is dropped (references are docstring lines in the imperative, "Return ...");
+    then :func:`first_sentence`, without its final punctuation, first letter capitalised,
+    at most :data:`MAX_SUMMARY_CHARS` characters. References go through the same
+    function, so a period, markup or a capital never decides a score.
     """
     lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n")]
     lines = [line for line in lines if line and not _FENCE_LINE.match(line)]
@@ -99,7 +106,7 @@ def clean_summary(text: str) -> str:
         line = _MARKER.sub("", line)
         line = _LABEL.sub("", line)
         line = _TRIPLE_QUOTES.sub("", line).strip()
-        line = line.replace("**", "").replace("`", "")
+        line = _EMPHASIS.sub(r"\1", _STRONG.sub(r"\1", line).replace("`", ""))
         line = _unquote(line)
     line = _SUBJECT.sub("", line)
     sentence = first_sentence(line).rstrip(".!?;:, ")
