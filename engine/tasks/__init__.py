@@ -17,6 +17,7 @@ from engine.tasks.humaneval import HumanEvalTask
 from engine.tasks.instruct import CodeAlpacaTask, ConalaTask
 from engine.tasks.metrics import pass_at_k
 from engine.tasks.summarization import SummarizationTask
+from engine.tasks.testgen import TestGenTask
 
 __all__ = [
     "AppsTask",
@@ -27,6 +28,7 @@ __all__ = [
     "ProblemOutcome",
     "Split",
     "SummarizationTask",
+    "TestGenTask",
     "Task",
     "TASKS",
     "get_task",
@@ -38,6 +40,7 @@ TASKS: dict[str, type[Task]] = {
     "humaneval": HumanEvalTask,
     "apps": AppsTask,
     "summarization": SummarizationTask,
+    "testgen": TestGenTask,
     "conala": ConalaTask,
     "codealpaca": CodeAlpacaTask,
 }

@@ -248,9 +248,12 @@ def _changes(node: ast.AST, field: str) -> list[Change]:
     is_not = isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
     if field in ("test", "ifs") and not is_not:
         found.append(("boolean", "if x", "if not x", _negate))
-    if isinstance(node, ast.Return) and node.value is not None:
-        if not (isinstance(node.value, ast.Constant) and node.value.value is None):
-            found.append(("return", "return x", "return None", _return_none))
+    value = getattr(node, "value", None)
+    returns_something = not (
+        value is None or isinstance(value, ast.Constant) and value.value is None
+    )
+    if isinstance(node, ast.Return) and returns_something:
+        found.append(("return", "return x", "return None", _return_none))
     return found + _operator_changes(node)
 
 
