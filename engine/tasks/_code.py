@@ -1,0 +1,29 @@
+"""Finding the code in a model's answer: fenced blocks and stop sequences."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+__all__ = ["PYTHON_TAGS", "cut_at_stops", "fenced_blocks"]
+
+#: Language tags of a fenced block that mean Python ("" = an untagged block).
+PYTHON_TAGS = frozenset({"", "python", "python3", "py", "py3"})
+# An unclosed fence runs to the end: a model that hit its token limit never closes it.
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """``(tag, body)`` of each ``` fenced block of ``text`` in order; ``tag`` is the first
+    word of the info string, lower-cased (``""`` when untagged)."""
+    blocks = []
+    for info, body in _FENCE.findall(text):
+        words = info.strip().lower().split()
+        blocks.append((words[0] if words else "", body))
+    return blocks
+
+
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first occurrence of any of ``stops``."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
