@@ -43,7 +43,7 @@ from typing import Any
 from engine import sandbox
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
-from engine.tasks._code import PYTHON_TAGS, fenced_blocks
+from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
 from engine.tasks._options import is_positive, is_whole, require
 from engine.tasks._splits import split_by_hash
@@ -519,11 +519,7 @@ def extract_program(problem: Problem, completion: str, *, continuation: bool) ->
     """
     completion = completion.replace("\r\n", "\n")
     if continuation:
-        cut = min(
-            (i for i in (completion.find(s) for s in CONTINUATION_STOPS) if i >= 0),
-            default=len(completion),
-        )
-        return problem.meta.get("starter_code", "") + completion[:cut]
+        return problem.meta.get("starter_code", "") + cut_at_stops(completion, CONTINUATION_STOPS)
     blocks = fenced_blocks(completion)
     # Tagged Python blocks first: an untagged block is often the sample input.
     python = [body for tag, body in blocks if tag in PYTHON_TAGS and tag]

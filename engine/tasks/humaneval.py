@@ -30,7 +30,7 @@ from pathlib import Path
 from engine import sandbox
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
-from engine.tasks._code import PYTHON_TAGS, fenced_blocks
+from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
 from engine.tasks._options import is_positive, require
@@ -255,16 +255,11 @@ def extract_program(problem: Problem, completion: str, *, continuation: bool) ->
     """
     completion = completion.replace("\r\n", "\n")
     if continuation:
-        return problem.prompt + _cut_at_stops(completion, CONTINUATION_STOPS)
+        return problem.prompt + cut_at_stops(completion, CONTINUATION_STOPS)
     code = _choose_block(completion, problem.entry_point)
     if not _defines(code, problem.entry_point):
         return problem.prompt + _as_body(code)
     return _prompt_context(problem) + _strip_demo(code)
-
-
-def _cut_at_stops(text: str, stops: Sequence[str]) -> str:
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-    return text[:cut]
 
 
 def _choose_block(text: str, entry_point: str) -> str:

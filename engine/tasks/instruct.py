@@ -50,7 +50,7 @@ from typing import Any
 
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
-from engine.tasks._code import PYTHON_TAGS, fenced_blocks
+from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
 from engine.tasks._options import require
 from engine.tasks._splits import split_by_hash
@@ -123,8 +123,7 @@ def extract_code(completion: str, *, continuation: bool, stops: Sequence[str] = 
     """
     text = completion.replace("\r\n", "\n")
     if continuation:
-        cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
-        text = text[:cut]
+        text = cut_at_stops(text, [s for s in stops if s])
     return textwrap.dedent(strip_fences(text)).strip()
 
 

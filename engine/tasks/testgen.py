@@ -45,7 +45,7 @@ from engine import sandbox
 from engine.errors import ConfigError
 from engine.sandbox import MODES
 from engine.tasks import mutation
-from engine.tasks._code import PYTHON_TAGS, fenced_blocks
+from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._options import is_positive, is_whole, require
 from engine.tasks._splits import split_by_hash
@@ -595,8 +595,7 @@ def _test_header(name: str) -> str:
 
 
 def _continued_test(name: str, text: str) -> str:
-    cut = min((i for i in (text.find(s) for s in CONTINUATION_STOPS) if i >= 0), default=len(text))
-    lines = (_test_header(name) + text[:cut]).split("\n")
+    lines = (_test_header(name) + cut_at_stops(text, CONTINUATION_STOPS)).split("\n")
     end = next(
         (i for i in range(1, len(lines)) if lines[i].strip() and not lines[i][0].isspace()),
         len(lines),
