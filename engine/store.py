@@ -170,9 +170,10 @@ class Store:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set columns of a run (``result`` and ``config`` are stored as JSON)."""
+        # Key order is kept: a result's metrics are in the task's order, default first.
         for key in ("result", "config"):
             if key in fields and fields[key] is not None:
-                fields[key] = json.dumps(fields[key], sort_keys=True)
+                fields[key] = json.dumps(fields[key])
         with self.db.conn:
             self.db["runs"].update(run_id, {**fields, "updated_at": time.time()})
 
@@ -224,7 +225,7 @@ class Store:
         row.update(
             created_at=time.time(),
             params=json.dumps(sample.params, sort_keys=True),
-            metrics=json.dumps(sample.metrics, sort_keys=True),
+            metrics=json.dumps(sample.metrics),  # in the task's order, default first
         )
         try:
             with self.db.conn:

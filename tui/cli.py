@@ -286,7 +286,7 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
 
 def _show(args: argparse.Namespace, console: Console) -> int:
     from engine import CandidateEstimate
-    from tui.format import budget_used, format_params
+    from tui.format import budget_used, format_metrics, format_params
     from tui.headless import ranking_table
 
     store = _existing_store(args.store)
@@ -305,7 +305,7 @@ def _show(args: argparse.Namespace, console: Console) -> int:
         console.print(f"best: [bold]{summary['candidate']}[/] {format_params(summary['params'])}"
                       f" (tuning score {summary['score']:.3f})")  # fmt: skip
         if summary.get("holdout"):
-            held = ", ".join(f"{k} {v:.3f}" for k, v in summary["holdout"].items())
+            held = format_metrics(summary["holdout"])
             console.print(f"held-out: {held}")
     return 0
 

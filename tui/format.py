@@ -24,6 +24,19 @@ def number(value: float, digits: int = 3) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def format_metrics(metrics: Mapping[str, float], limit: int | None = None) -> str:
+    """``"avg_tests 0.528, pass@1 0.000, asserts 3"``: counts without decimals; the
+    first ``limit`` metrics only (the first is the task's default objective)."""
+    items = list(metrics.items())[:limit]
+    return ", ".join(f"{k} {_metric_value(v)}" for k, v in items)
+
+
+def _metric_value(value: float) -> str:
+    if math.isfinite(value) and value == int(value) and abs(value) > 1:
+        return str(int(value))
+    return number(value)
+
+
 def format_params(params: Mapping[str, Any]) -> str:
     """``T=0.70 top_p=0.95 top_k=40 rep=1.05 max=256`` (``greedy`` for T=0)."""
     t = float(params.get("temperature", 0.0))

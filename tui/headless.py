@@ -22,7 +22,7 @@ from engine.events import (
 )
 from engine.psm import CandidateEstimate
 from engine.store import Sample
-from tui.format import format_params
+from tui.format import format_metrics, format_params
 
 
 def ranking_table(ranking: Sequence[CandidateEstimate], title: str = "Ranking") -> Table:
@@ -151,7 +151,7 @@ class HeadlessView:
             f"{format_params(r.best_params)} (tuning score {r.best_score:.3f})"
         )
         if r.holdout:
-            held = ", ".join(f"{k} {v:.3f}" for k, v in r.holdout.items())
+            held = format_metrics(r.holdout)
             self.console.print(f"held-out: {held}")
         if e.stopped:
             self.console.print(f"resume with: codellmtuner resume {r.run_id}")

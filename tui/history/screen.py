@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from engine import Store
 from engine.errors import TunerError
-from tui.format import budget_used
+from tui.format import budget_used, format_metrics
 
 # The long candidates list last, so an 80-column terminal shows what matters first.
 COLUMNS = ("run", "status", "budget", "winner", "held-out", "started", "task", "candidates")
@@ -67,7 +67,7 @@ class HistoryScreen(Screen):
                 run.status,
                 used[run.id],
                 run.winner or "",
-                ", ".join(f"{k} {v:.3f}" for k, v in holdout.items()),
+                format_metrics(holdout, limit=2),
                 time.strftime("%m-%d %H:%M", time.localtime(run.created_at)),
                 str(config.get("task") or "objective"),
                 ", ".join(c["name"] for c in config.get("candidates", [])),

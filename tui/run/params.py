@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
-from tui.format import format_params, number
+from tui.format import format_metrics, format_params, number
 from tui.run.state import RunState
 
 
@@ -24,7 +24,7 @@ class BestLine(Static):
         )  # fmt: skip
         holdout = state.holdout()
         if holdout:
-            text.append("  held-out " + ", ".join(f"{k} {v:.3f}" for k, v in holdout.items()))
+            text.append("  held-out " + format_metrics(holdout))
         self.update(text)
 
 
