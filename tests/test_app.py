@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, SelectionList, Static
+from textual.widgets import DataTable, Input, Select, SelectionList, Static
 
 from engine import Store, Tuner
 from tests.apphelpers import finished_store, run_app, wait_until
@@ -138,6 +138,28 @@ def test_an_invalid_model_folder_is_refused_and_nothing_starts(tmp_path, monkeyp
         assert "not a model folder" in str(note.render())
         assert list(screen.query_one("#candidates", SelectionList)._options) == before
         assert source.has_class("-invalid")
+
+    run_app(app, test)
+    assert not (tmp_path / "samples.db").exists()
+
+
+def test_the_task_note_shows_splits_or_why_a_dataset_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.jsonl").write_text('{"intent": "sort l"}\n')
+    app = CodeLLMTunerApp("samples.db")
+
+    async def test(pilot):
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.task_note)
+        assert screen.task_note == "tune 121 · holdout 35 · avg_tests"
+        screen.query_one("#task", Select).value = "conala"
+        await wait_until(pilot, lambda: screen.task_note.endswith("codebleu"))
+        dataset = screen.query_one("#dataset", Input)
+        dataset.focus()
+        dataset.value = "mine.jsonl"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "mine.jsonl:1" in screen.task_note)
+        assert "field 'snippet' is missing" in screen.task_note and dataset.has_class("-invalid")
 
     run_app(app, test)
     assert not (tmp_path / "samples.db").exists()

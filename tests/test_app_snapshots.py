@@ -38,9 +38,15 @@ async def _run_finished(pilot) -> None:
     await pilot.pause(0.2)
 
 
+async def _task_described(pilot) -> None:
+    await wait_until(pilot, lambda: pilot.app.screen.task_note)
+    await pilot.pause(0.1)
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_setup_screen(snap_compare, quiet_machine, size):
-    assert snap_compare(CodeLLMTunerApp("samples.db"), terminal_size=size)
+    app = CodeLLMTunerApp("samples.db")
+    assert snap_compare(app, terminal_size=size, run_before=_task_described)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

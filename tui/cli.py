@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command or "app"](args, console)
     except TunerError as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
@@ -295,7 +296,7 @@ def _show(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[bold]run {run.id}[/] {run.status}, stage {run.stage}, "
                   f"{used}, seed {run.seed}")  # fmt: skip
     if run.error:
-        console.print(f"[red]error:[/] {run.error}")
+        console.print(f"[red]error:[/] {escape(run.error)}")
     history = store.rankings(run.id)
     if history:
         ranking = [CandidateEstimate(**e) for e in history[-1]["entries"]]

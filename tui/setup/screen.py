@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,7 +14,7 @@ from textual.widgets.selection_list import Selection
 from engine import Tuner
 from engine.errors import ConfigError, TunerError
 from engine.models import available_models, resolve_model
-from engine.tasks import TASKS
+from engine.tasks import TASKS, get_task
 from tui.setup.space_editor import SpaceEditor
 
 #: Prompt styles offered for every model; a candidate is a (model, style) pair.
@@ -33,6 +34,7 @@ class SetupScreen(Screen):
         super().__init__()
         self.store_path = store_path
         self.models: list[str] = []
+        self.task_note = ""  # what the task note shows, once the task's data is read
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -77,6 +79,7 @@ class SetupScreen(Screen):
                     )  # fmt: skip
                     yield Label("store")
                     yield Input(self.store_path, id="store", compact=True)
+                yield Static("", id="task-note")
                 yield Label("Decoding space", classes="section")
                 yield SpaceEditor(id="space")
         yield Static("", id="setup-error")
@@ -86,6 +89,7 @@ class SetupScreen(Screen):
         self.title = "new run"
         self._add_model(DEFAULT_MODEL, "bundled", select=True)
         self.discover_models()
+        self.task_changed()
 
     @work(thread=True, exclusive=True, group="discover")
     def discover_models(self) -> None:
@@ -123,7 +127,7 @@ class SetupScreen(Screen):
         self.app.call_from_thread(self._model_accepted, source, str(ref.path))
 
     def _model_rejected(self, message: str) -> None:
-        self.query_one("#model-note", Static).update(f"[red]{message}[/]")
+        self.query_one("#model-note", Static).update(f"[red]{escape(message)}[/]")
         self.query_one("#model-source", Input).add_class("-invalid")
 
     def _model_accepted(self, source: str, path: str) -> None:
@@ -133,13 +137,49 @@ class SetupScreen(Screen):
         options = self.query_one("#candidates", SelectionList)
         options.select(f"{source}@{STYLES[0]}")
 
+    # -- the task and its data -------------------------------------------------------------
+
+    @on(Select.Changed, "#task")
+    @on(Input.Submitted, "#dataset")
+    def task_changed(self) -> None:
+        self.describe_task(*self._task_choice())
+
+    def _task_choice(self) -> tuple[str, str | None]:
+        dataset = self.query_one("#dataset", Input).value.strip() or None
+        return str(self.query_one("#task", Select).value), dataset
+
+    @work(thread=True, exclusive=True, group="task")
+    def describe_task(self, name: str, dataset: str | None) -> None:
+        """Load the task's data off the UI thread (building a corpus can take seconds)
+        and show its split sizes and default metric, or why the data is refused."""
+        try:
+            task = get_task(name, dataset=dataset)
+        except TunerError as error:
+            note = f"[red]{escape(str(error))}[/]"
+            self.app.call_from_thread(self._task_described, (name, dataset), note, False, "")
+            return
+        tune, holdout = (len(task.problems(split)) for split in ("tune", "holdout"))
+        note = f"tune {tune} · holdout {holdout} · {task.metrics[0]}"
+        described = (name, dataset), note, True, task.description
+        self.app.call_from_thread(self._task_described, *described)
+
+    def _task_described(
+        self, choice: tuple[str, str | None], note: str, ok: bool, description: str
+    ) -> None:
+        if choice != self._task_choice():
+            return  # a slower answer about a task or file no longer chosen
+        self.query_one("#task-note", Static).update(note)
+        self.query_one("#task-note", Static).tooltip = description or None
+        self.query_one("#dataset", Input).set_class(not ok, "-invalid")
+        self.task_note = note
+
     # -- starting ---------------------------------------------------------------------------
 
     def action_start(self) -> None:
         try:
             tuner = self.build_tuner()
         except TunerError as error:
-            self.query_one("#setup-error", Static).update(f"[red]error:[/] {error}")
+            self.query_one("#setup-error", Static).update(f"[red]error:[/] {escape(str(error))}")
             return
         self.query_one("#setup-error", Static).update("")
         self.app.start_run(tuner)
