@@ -52,7 +52,7 @@ from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
 from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
-from engine.tasks._options import require
+from engine.tasks._options import is_whole, require
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.codebleu_metric import COMPONENTS, TOKENIZERS, codebleu_score
@@ -369,24 +369,16 @@ class InstructTask(Task):
         codebleu_tokenizer: str = "python",
     ) -> None:
         require(
-            isinstance(samples_per_problem, int)
-            and not isinstance(samples_per_problem, bool)
-            and samples_per_problem >= 1,
+            is_whole(samples_per_problem, 1),
             f"samples_per_problem must be a whole number >= 1, got {samples_per_problem!r}",
         )
         require(
             _unit_interval(holdout_fraction),
             f"holdout_fraction must be in [0, 1), got {holdout_fraction!r}",
         )
-        require(
-            isinstance(n_train, int) and not isinstance(n_train, bool) and n_train >= 0,
-            f"n_train must be a whole number >= 0, got {n_train!r}",
-        )
+        require(is_whole(n_train, 0), f"n_train must be a whole number >= 0, got {n_train!r}")
         workers = (os.cpu_count() or 1) if workers is None else workers
-        require(
-            isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
-            f"workers must be >= 1, got {workers!r}",
-        )
+        require(is_whole(workers, 1), f"workers must be >= 1, got {workers!r}")
         require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}, got {sandbox!r}")
         for option, value in (("blank_line_stop", blank_line_stop), ("python_only", python_only)):
             require(
