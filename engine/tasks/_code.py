@@ -1,11 +1,18 @@
-"""Finding the code in a model's answer: fenced blocks and stop sequences."""
+"""Finding the code in a model's answer: fenced blocks, stop sequences, parsing."""
 
 from __future__ import annotations
 
+import ast
 import re
+import threading
 from collections.abc import Sequence
 
-__all__ = ["PYTHON_TAGS", "cut_at_stops", "fenced_blocks"]
+__all__ = ["PYTHON_TAGS", "cut_at_stops", "fenced_blocks", "parse_python"]
+
+# CPython 3.11 before 3.11.8 shares the AST constructor's recursion counter between
+# threads, so two ast.parse calls at once can fail with "SystemError: AST constructor
+# recursion depth mismatch" (cpython gh-106905). Tasks score in threads: parse one at a time.
+_PARSE_LOCK = threading.Lock()
 
 #: Language tags of a fenced block that mean Python ("" = an untagged block).
 PYTHON_TAGS = frozenset({"", "python", "python3", "py", "py3"})
@@ -27,3 +34,13 @@ def cut_at_stops(text: str, stops: Sequence[str]) -> str:
     """``text`` up to the first occurrence of any of ``stops``."""
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
     return text[:cut]
+
+
+def parse_python(source: str, filename: str = "<unknown>") -> ast.Module:
+    """``ast.parse(source)``, safe to call from several threads at once.
+
+    Raises:
+        SyntaxError: ``source`` is not valid Python (also ValueError for a NUL byte).
+    """
+    with _PARSE_LOCK:
+        return ast.parse(source, filename=filename)

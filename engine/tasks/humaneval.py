@@ -30,7 +30,7 @@ from pathlib import Path
 from engine import sandbox
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
+from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
 from engine.tasks._options import is_positive, require
@@ -289,7 +289,7 @@ def _as_body(code: str) -> str:
 def _prompt_context(problem: Problem) -> str:
     """The prompt without the entry point's own definition: imports and helper functions."""
     try:
-        tree = ast.parse(problem.prompt)
+        tree = parse_python(problem.prompt)
     except SyntaxError:  # keep the import lines at least
         lines = problem.prompt.split("\n")
         return "".join(line + "\n" for line in lines if re.match(r"(import|from)\s", line))
@@ -305,7 +305,7 @@ def _prompt_context(problem: Problem) -> str:
 
 def _strip_demo(code: str) -> str:
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError:
         return code  # it fails as it is; nothing to rescue
     lines = code.split("\n")
@@ -348,7 +348,7 @@ def check_units(tests: str) -> tuple[str, list[tuple[int, str, bool]]]:
     else having run the test code at all.
     """
     try:
-        tree = ast.parse(tests)
+        tree = parse_python(tests)
     except SyntaxError:
         return "candidate", [(0, "pass", True)]  # the program itself will fail to compile
     check = next(

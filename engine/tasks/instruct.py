@@ -35,7 +35,6 @@ candidate (:mod:`engine.tasks.codebleu_metric`) and ``em@k``, exact match after
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import io
 import math
@@ -50,7 +49,7 @@ from typing import Any
 
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
+from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
 from engine.tasks._options import is_whole, require
 from engine.tasks._splits import split_by_hash
@@ -288,7 +287,7 @@ def _load(
 
 def _is_python(code: str) -> bool:
     try:
-        ast.parse(code)
+        parse_python(code)
     except (SyntaxError, ValueError):  # ValueError: a NUL byte in the source
         return False
     return True

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.tasks._code import parse_python
 
 __all__ = ["KINDS", "Mutant", "candidates", "mutants"]
 
@@ -103,7 +104,7 @@ def candidates(source: str, *, function: str | None = None) -> list[Mutant]:
         SyntaxError: ``source`` is not valid Python.
         ValueError: ``source`` defines no top-level function ``function``.
     """
-    original = ast.parse(source)
+    original = parse_python(source)
     targets = _targets(original, function)
     baseline = ast.unparse(original)
     nodes = [(path, _resolve(original, path)) for path in _site_paths(original, targets)]
@@ -112,7 +113,7 @@ def candidates(source: str, *, function: str | None = None) -> list[Mutant]:
     seen = {baseline}
     found = []
     for path, (kind, before, after, apply) in sites:
-        tree = ast.parse(source)  # a fresh copy per mutant; parsing is cheap and exact
+        tree = parse_python(source)  # a fresh copy per mutant; parsing is cheap and exact
         node = _resolve(tree, path)
         replacement = apply(node)
         if replacement is not node:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from engine.errors import ConfigError, DatasetError
 from engine.sandbox import MODES
+from engine.tasks._code import parse_python
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
 from engine.tasks._options import is_whole, require
 from engine.tasks._splits import split_by_hash
@@ -355,7 +356,7 @@ def build_corpus(root: Path) -> Corpus:
         relative = path.relative_to(root).as_posix()
         try:
             text = path.read_text(encoding="utf-8")
-            tree = ast.parse(text, filename=relative)
+            tree = parse_python(text, filename=relative)
         except (UnicodeDecodeError, OSError):
             skipped["unreadable_file"] += 1
             continue

@@ -45,7 +45,7 @@ from engine import sandbox
 from engine.errors import ConfigError
 from engine.sandbox import MODES
 from engine.tasks import mutation
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
+from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._options import is_positive, is_whole, require
 from engine.tasks._splits import split_by_hash
@@ -614,7 +614,7 @@ def _parse_prefix(code: str) -> ast.Module | None:
     lines = code.split("\n")
     while lines:
         try:
-            return ast.parse("\n".join(lines))
+            return parse_python("\n".join(lines))
         except SyntaxError as error:
             line = error.lineno or len(lines)
             lines = lines[: max(0, min(line - 1, len(lines) - 1))]
@@ -628,7 +628,7 @@ def _assert_lines(code: str) -> list[Statement]:
     for number, line in enumerate(code.split("\n"), 1):
         if line.lstrip().startswith("assert"):
             try:
-                tree = ast.parse(line.strip())
+                tree = parse_python(line.strip())
             except (SyntaxError, ValueError):
                 continue
             if len(tree.body) == 1 and _has_assert(tree.body[0]):
@@ -728,7 +728,7 @@ def example_asserts(problem: Problem, count: int = 3) -> list[str]:
 
 
 def _renamed(source: str, old: str, new: str) -> str:
-    tree = ast.parse(source)
+    tree = parse_python(source)
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id == old:
             node.id = new
