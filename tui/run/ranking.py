@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -13,16 +15,36 @@ COLUMNS = ("#", "candidate", "samples", "score", "90% CI", "matched", "raw mean"
 
 class RankingTable(DataTable):
     """Adjusted score with its interval, matched n and the raw mean beside it; the
-    leader in bold, candidates eliminated at selection greyed."""
+    leader in bold, candidates eliminated at selection greyed.
+
+    Columns get explicit widths, measured here from the cells: an auto-width DataTable
+    measures new rows later, on idle, and a frame drawn in between can show the header
+    at the old widths above rows at the new ones.
+    """
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for name in COLUMNS:
-            self.add_column(name, key=name)
+        self._widths: list[int] = []
 
     def show(self, state: RunState) -> None:
-        self.clear()
+        rows = list(self._rows(state))
+        widths = [
+            max([len(label), *(cells[i].cell_len for _, cells in rows)])
+            for i, label in enumerate(COLUMNS)
+        ]
+        if widths != self._widths:
+            self.clear(columns=True)
+            for label, width in zip(COLUMNS, widths, strict=True):
+                self.add_column(label, key=label, width=width)
+            self._widths = widths
+        else:
+            self.clear()
+        for key, row in rows:
+            self.add_row(*row, key=key)
+
+    def _rows(self, state: RunState) -> Iterator[tuple[str, list[Text]]]:
+        """``(candidate, cells)`` in ranking order."""
         order = [e.candidate for e in state.ranking] or list(state.candidates)
         estimates = {e.candidate: e for e in state.ranking}
         for position, name in enumerate(order, 1):
@@ -38,7 +60,7 @@ class RankingTable(DataTable):
                 number(e.raw_mean) if e else "–",
                 number(e.prob_best, 2) if e else "–",
             ]
-            self.add_row(*(_styled(c, style) for c in cells), key=name)
+            yield name, [c if isinstance(c, Text) else Text(c, style=style) for c in cells]
 
 
 def _progress(state: RunState, name: str) -> Text:
@@ -69,9 +91,3 @@ def _style(state: RunState, name: str) -> str:
     if state.eliminated(name):
         return "dim"
     return "bold" if name == state.leader else ""
-
-
-def _styled(cell: object, style: str) -> object:
-    if isinstance(cell, str):
-        return Text(cell, style=style)
-    return cell
