@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from engine._faults import crash_point
 from engine.backends import Backend
 from engine.candidates import Candidate
 from engine.errors import ConfigError, TunerError
@@ -234,8 +235,10 @@ class TaskEvaluator(Evaluator):
                 }  # fmt: skip
                 new_rows.append(row)
                 cached[keys[j]] = row
+            crash_point("generated")
             # Committed before scoring so a run killed while scoring never regenerates.
             self.store.add_generations(new_rows)
+        crash_point("scoring")
 
         texts = [cached[k]["text"] for k in keys]
         scored = self.task.score([problems[i] for i, _ in drawn], texts, continuation=continuation)

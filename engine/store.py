@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlite_utils
 
+from engine._faults import crash_point
 from engine.errors import StoreError
 
 SCHEMA_VERSION = 2  # 2: outcomes have a replicate number and per-problem metrics
@@ -233,6 +234,7 @@ class Store:
                 self.db["outcomes"].insert_all(_outcome_row(o, sample_id) for o in outcomes)
                 if run_fields:
                     self.db["runs"].update(sample.run_id, {**run_fields, "updated_at": time.time()})
+                crash_point("commit")
         except sqlite3.IntegrityError:
             raise StoreError(
                 f"run {sample.run_id} already has {sample.candidate} {sample.stage} "

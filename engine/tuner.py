@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from engine import psm
+from engine._faults import crash_point
 from engine.budget import Budget, format_amount
 from engine.candidates import Candidate, parse_candidate, unique_names
 from engine.errors import ConfigError, TunerError
@@ -415,6 +416,7 @@ class _Run:
         ranking = self.ranking or self._rank(stage="sampling")
         winner = ranking[0].candidate
         self.store.update_run(self.run_id, winner=winner, stage="tuning")
+        crash_point("selected")
         t._emit(StageChanged(self.run_id, "selection", f"{winner} selected"))
         return winner
 
@@ -464,6 +466,7 @@ class _Run:
             cached=evaluation.cached, seconds=evaluation.seconds,
         )  # fmt: skip
         sample = self.store.add_sample(sample, evaluation.outcomes, stage=stage)
+        crash_point("committed")
         if stage in BUDGET_STAGES:
             self.samples[name].append(sample)
         budget = self.tuner.budget
