@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 #: The units a budget can be given in.
 UNITS = ("samples", "tokens", "minutes")
 
+#: The largest amount of any unit: far beyond any real run, and small enough to be exact
+#: as a float and to fit SQLite's 64-bit integers (``runs.budget``).
+MAX_AMOUNT = 10**15
+
 #: Unit words :meth:`Budget.parse` understands, each with its unit and scale.
 _ALIASES: dict[str, tuple[str, float]] = {
     **dict.fromkeys(("", "sample", "samples"), ("samples", 1.0)),
@@ -62,8 +66,11 @@ class Budget:
         amount = self.amount
         if isinstance(amount, bool) or not isinstance(amount, (int, float)):
             raise ConfigError(f"budget amount must be a number, got {amount!r}; {_FORMS}")
-        if not math.isfinite(amount) or amount <= 0:
+        # math.isfinite would overflow on an int too large for a float: ints are finite.
+        if (isinstance(amount, float) and not math.isfinite(amount)) or amount <= 0:
             raise ConfigError(f"budget must be positive, got {amount!r} {self.unit}; {_FORMS}")
+        if amount > MAX_AMOUNT:
+            raise ConfigError(f"budget is too large: at most {MAX_AMOUNT:.0e} {self.unit}")
         if self.unit == "minutes":
             object.__setattr__(self, "amount", float(amount))
             return
@@ -102,6 +109,8 @@ class Budget:
             raise ConfigError(f"budget {value.strip()!r} is not understood; {_FORMS}")
         unit, scale = _ALIASES[match["unit"]]
         number = float(match["number"]) * (1000 if match["k"] else 1)
+        if number > MAX_AMOUNT:  # a long run of digits reads as inf
+            raise ConfigError(f"budget {value.strip()!r} is too large: at most {MAX_AMOUNT:.0e}")
         if unit != "minutes":
             if number != int(number):
                 raise ConfigError(

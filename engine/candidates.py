@@ -45,7 +45,13 @@ def parse_candidate(spec: str) -> Candidate:
     if not name:
         base = PurePath(model.rstrip("/")).name or model
         name = base if style == "chat" else f"{base}@{style}"
-    return Candidate(name=name.strip(), model=model, style=style)
+    name = name.strip()
+    if not name.isprintable():  # control characters, or bytes that are not UTF-8
+        raise ConfigError(
+            f"candidate {spec!r}: the name {name!r} has unprintable characters; "
+            "name it with NAME=MODEL"
+        )
+    return Candidate(name=name, model=model, style=style)
 
 
 def unique_names(candidates: Iterable[Candidate]) -> list[Candidate]:

@@ -71,8 +71,8 @@ def resolve_model(source: str) -> ModelRef:
     source = source.strip()
     if source.lower() in BUNDLED_ALIASES:
         path = bundled_model_path()
-    elif Path(source).expanduser().exists():
-        path = Path(source).expanduser().resolve()
+    elif (local := _local_path(source)) is not None:
+        path = local
     elif _HUB_ID.match(source) and not source.startswith((".", "/", "~")):
         path = _cached_hub_snapshot(source)
     else:
@@ -287,16 +287,34 @@ def resolve_device(device: str = "auto") -> str:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _local_path(source: str) -> Path | None:
+    """The existing file or folder ``source`` names, resolved; ``None`` if there is none,
+    including for names no file can have (too long, a NUL byte, ``~unknown-user``)."""
+    try:
+        path = Path(source).expanduser()
+        return path.resolve() if path.exists() else None
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: expanduser, or a symlink loop
+        return None
+
+
 def _check_model_folder(source: str, path: Path) -> None:
     from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     if not path.is_dir() or not (path / "config.json").is_file():
         raise ModelLoadError(f"{source!r} is not a model folder: no config.json in {path}")
     try:
-        AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ModelLoadError(f"{source!r}: config.json cannot be read: {first_line}") from None
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except Exception as error:  # transformers validates a user's file: any error means bad
+        lines = str(error).strip().splitlines()
+        detail = lines[0] if lines else type(error).__name__
+        raise ModelLoadError(f"{source!r}: config.json cannot be read: {detail}") from None
+    # Refused here, before a run opens its store, rather than when the weights load.
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise ModelLoadError(
+            f"{source!r} is a {config.model_type!r} model, which cannot generate text: "
+            "give a causal language model"
+        )
 
 
 def _cached_hub_snapshot(repo_id: str) -> Path:

@@ -61,12 +61,19 @@ def parse_style(text: str | PromptStyle) -> PromptStyle:
     match = _FEWSHOT.match(spelled)
     if not match:
         raise ConfigError(f"unknown prompt style {text!r}; use chat, raw, fewshot or fewshot-K")
-    shots = int(match.group(1)) if match.group(1) else DEFAULT_SHOTS
+    shots = _count(match.group(1)) if match.group(1) else DEFAULT_SHOTS
     if not 1 <= shots <= MAX_SHOTS:
         raise ConfigError(
             f"prompt style {text!r}: K must be between 1 and {MAX_SHOTS} (use chat for zero-shot)"
         )
     return PromptStyle("fewshot", shots)
+
+
+def _count(digits: str) -> int:
+    """``digits`` as an int, or one past :data:`MAX_SHOTS` when it has too many digits
+    (``int`` refuses over 4300 of them, and anything over 6 is out of range anyway)."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= 6 else MAX_SHOTS + 1
 
 
 def build_prompts(

@@ -3,18 +3,21 @@
 Generated code never runs in the engine's process. :func:`execute` writes it to a
 throwaway directory and runs it with the same interpreter in a child process that has
 
-- a wall-clock limit, after which its whole process group is killed (``SIGKILL``);
+- a wall-clock limit, after which its whole process group is killed (``SIGKILL``), and
+  in process mode every process still carrying the run's tag in its environment;
 - resource limits set inside the child before the code starts: address space
   (``memory_mb``), CPU seconds, size of any file it writes, no core dumps, and in bwrap
   mode a process count;
+- a launcher as the code's parent, so signalling ``os.getppid()`` never hits the engine;
 - a scrubbed environment (no ``HOME`` secrets, proxies or tokens; a fixed hash seed);
 - stdout and stderr captured through pipes, keeping at most :data:`OUTPUT_LIMIT` bytes
   of each (its beginning and its end), so a program printing forever costs nothing.
 
 Mode ``"bwrap"`` additionally runs it under bubblewrap with every namespace unshared:
-no network, a read-only view of the system and Python directories only, a private
-``/tmp``, the work directory as the only writable host path, and a PID namespace so no
-process it starts outlives it. Mode ``"process"`` is the same without bubblewrap;
+no network, a read-only view of the system and Python directories only, writable only
+its work directory, ``/tmp`` and ``/dev/shm`` (each a tmpfs of :data:`TMP_LIMIT_MB` MiB
+with bubblewrap 0.7 or later, so nothing it writes reaches the disk), and a PID namespace
+so no process it starts outlives it. Mode ``"process"`` is the same without bubblewrap;
 ``"auto"`` picks bwrap when a probe run succeeds. ``docs/sandbox.md`` tabulates which
 protection holds in which mode.
 
@@ -28,6 +31,7 @@ import functools
 import math
 import os
 import re
+import secrets
 import selectors
 import shutil
 import signal
@@ -45,16 +49,20 @@ __all__ = ["MODES", "OUTPUT_LIMIT", "Outcome", "available_mode", "execute"]
 MODES = ("auto", "bwrap", "process")
 OUTPUT_LIMIT = 64 * 1024  # bytes kept per stream: the first quarter and the last 3/4
 FILE_LIMIT_MB = 16  # largest file the code may write
-TMP_LIMIT_MB = 64  # size of the private /tmp under bwrap (a tmpfs, so it is memory)
+TMP_LIMIT_MB = 64  # size of each writable tmpfs under bwrap: /tmp, the work dir, /dev/shm
 MAX_PROCESSES = 64  # processes and threads inside a bwrap sandbox
 BWRAP = "/usr/bin/bwrap"
 _GRACE = 0.5  # seconds to drain the pipes after the process group was killed
 _PROGRAM = "main.py"
+_TAG = "CODELLMTUNER_SANDBOX"  # environment variable that marks a process-mode run's processes
 
-# Runs in the child before the code: set the limits, then run main.py as __main__.
-# Python ignores SIGXFSZ; restoring the default turns "file too large" into a kill
-# (crashed) instead of an OSError the code could swallow. A MemoryError that reaches the
-# top is turned into a SIGKILL for the same reason: hitting a limit is a crash.
+# Runs in the child before the code: set the limits, then run main.py as __main__ in a
+# child of its own. The launcher stays as that child's parent, so a program that signals
+# its parent (os.kill(os.getppid(), ...), SIGSTOP) hits the launcher, never the engine; it
+# relays the program's exit code or signal. Python ignores SIGXFSZ; restoring the default
+# turns "file too large" into a kill (crashed) instead of an OSError the code could
+# swallow. A MemoryError that reaches the top is turned into a SIGKILL for the same reason:
+# hitting a limit is a crash.
 _LAUNCHER = """\
 import os, resource, runpy, signal, sys
 memory, cpu, fsize, nproc = (int(a) for a in sys.argv[1:5])
@@ -66,6 +74,15 @@ if nproc:
     resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 sys.argv = [sys.argv[5]]
+child = os.fork()
+if child:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if code < 0:
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 except MemoryError:
@@ -142,9 +159,15 @@ def _bwrap_works() -> bool:
 def _execute(code: str, timeout: float, memory_mb: int, mode: str) -> Outcome:
     workdir = tempfile.mkdtemp(prefix="codellmtuner-sandbox-")
     try:
-        with open(os.path.join(workdir, _PROGRAM), "w", encoding="utf-8") as file:
+        path = os.path.join(workdir, _PROGRAM)
+        with open(path, "w", encoding="utf-8") as file:
             file.write(code)
-        return _run(_command(mode, workdir, timeout, memory_mb), workdir, timeout, mode)
+        # bwrap copies the program from this descriptor into the sandbox's work dir, as a
+        # plain file the code's runner can remove (a bind mount could not be removed).
+        with open(path, "rb") as program:
+            fd = program.fileno() if mode == "bwrap" else None
+            command = _command(mode, workdir, timeout, memory_mb, fd)
+            return _run(command, workdir, timeout, mode, () if fd is None else (fd,))
     finally:
         _remove(workdir)
 
@@ -159,7 +182,9 @@ def _resolve_mode(mode: str) -> str:
     return mode
 
 
-def _command(mode: str, workdir: str, timeout: float, memory_mb: int) -> list[str]:
+def _command(
+    mode: str, workdir: str, timeout: float, memory_mb: int, program_fd: int | None
+) -> list[str]:
     limits = [
         str(memory_mb * 1024 * 1024),
         str(math.ceil(timeout) + 1),  # backstop only: the wall clock normally fires first
@@ -174,14 +199,16 @@ def _command(mode: str, workdir: str, timeout: float, memory_mb: int) -> list[st
     python = [sys.executable, "-s", "-c", _LAUNCHER, *limits, _PROGRAM]
     if mode == "process":
         return python
-    return [BWRAP, *_bwrap_args(workdir), "--", *python]
+    return [BWRAP, *_bwrap_args(workdir, program_fd), "--", *python]
 
 
-def _bwrap_args(workdir: str) -> list[str]:
+def _bwrap_args(workdir: str, program_fd: int | None) -> list[str]:
+    # --size is new in bwrap 0.7; without it a tmpfs may grow to half the RAM, so the work
+    # dir stays on disk and /dev/shm unbounded there.
+    sized = _bwrap_version() >= (0, 7)
+    size = ["--size", str(TMP_LIMIT_MB * 1024 * 1024)] if sized else []
     args = ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    if _bwrap_version() >= (0, 7):  # --size is new in 0.7; without it /tmp may fill RAM
-        args += ["--size", str(TMP_LIMIT_MB * 1024 * 1024)]
-    args += ["--tmpfs", "/tmp"]  # first, so binds of paths under /tmp land on top of it
+    args += [*size, "--tmpfs", "/tmp"]  # first, so binds of paths under /tmp land on top of it
     for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(path):  # merged-/usr systems: /lib -> usr/lib
             args += ["--symlink", os.readlink(path), path]
@@ -191,8 +218,16 @@ def _bwrap_args(workdir: str) -> list[str]:
         args += ["--ro-bind-try", f"/etc/{path}", f"/etc/{path}"]
     for path in _python_dirs():
         args += ["--ro-bind", path, path]
-    args += ["--bind", workdir, workdir, "--chdir", workdir, "--proc", "/proc", "--dev", "/dev"]
-    return [*args, "--remount-ro", "/"]  # the sandbox's own root (a tmpfs) too
+    if sized:  # the work dir is a bounded tmpfs too: writing file after file cannot fill the disk
+        program = os.path.join(workdir, _PROGRAM)
+        args += [*size, "--tmpfs", workdir, "--file", str(program_fd), program]
+    else:
+        args += ["--bind", workdir, workdir]
+    args += ["--chdir", workdir, "--proc", "/proc", "--dev", "/dev"]
+    if sized:
+        args += [*size, "--tmpfs", "/dev/shm"]
+    # /dev (a tmpfs of half the RAM) and the sandbox's own root (a tmpfs) are read-only.
+    return [*args, "--remount-ro", "/dev", "--remount-ro", "/"]
 
 
 @functools.cache
@@ -221,9 +256,10 @@ def _is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _environment(mode: str, workdir: str) -> dict[str, str]:
+def _environment(mode: str, workdir: str, tag: str) -> dict[str, str]:
     bindir = os.path.dirname(sys.executable)
     return {
+        _TAG: tag,
         "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
         "HOME": workdir,
         "TMPDIR": "/tmp" if mode == "bwrap" else workdir,
@@ -237,20 +273,33 @@ def _environment(mode: str, workdir: str) -> dict[str, str]:
     }
 
 
-def _run(command: list[str], workdir: str, timeout: float, mode: str) -> Outcome:
+def _run(
+    command: list[str], workdir: str, timeout: float, mode: str, pass_fds: tuple[int, ...]
+) -> Outcome:
     start = time.monotonic()
+    tag = secrets.token_hex(16)
     proc = subprocess.Popen(
         command,
         cwd=workdir,
-        env=_environment(mode, workdir),
+        env=_environment(mode, workdir, tag),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, killed as a whole below
+        pass_fds=pass_fds,
     )
     with proc:
         out, err = _Capped(), _Capped()
-        timed_out = _collect(proc, {proc.stdout: out, proc.stderr: err}, start + timeout)
+        # Under bwrap the PID namespace ends every process; in process mode those that
+        # left the process group are found by the tag in their environment.
+        sweep = tag if mode == "process" else None
+        try:
+            timed_out = _collect(proc, {proc.stdout: out, proc.stderr: err}, start + timeout, sweep)
+        except BaseException:  # Ctrl-C or SIGTERM in the engine: the code must not outlive it
+            _kill_group(proc.pid)
+            if sweep is not None:
+                _kill_tagged(sweep)
+            raise
         code = proc.wait()
     seconds = time.monotonic() - start
     if mode != "process" and code > 128:  # bwrap reports "killed by signal N" as 128 + N
@@ -265,9 +314,10 @@ def _status(exit_code: int) -> str:
     return "crashed" if exit_code < 0 else "failed"
 
 
-def _collect(proc: subprocess.Popen, sinks: dict, deadline: float) -> bool:
+def _collect(proc: subprocess.Popen, sinks: dict, deadline: float, sweep: str | None) -> bool:
     """Read both pipes until the child exits or the deadline passes, then kill the process
-    group and drain what is left. Returns whether the deadline was hit."""
+    group (and with ``sweep``, every process tagged with it) and drain what is left.
+    Returns whether the deadline was hit."""
     pidfd = _pidfd(proc.pid)
     with selectors.DefaultSelector() as selector:
         for pipe in sinks:
@@ -285,6 +335,8 @@ def _collect(proc: subprocess.Popen, sinks: dict, deadline: float) -> bool:
             if _drain(selector, ready, sinks, pidfd) or (pidfd is None and proc.poll() is not None):
                 break
         _kill_group(proc.pid)  # background children die with it, always
+        if sweep is not None:
+            _kill_tagged(sweep)
         if pidfd is not None:
             selector.unregister(pidfd)
             os.close(pidfd)
@@ -322,6 +374,53 @@ def _pidfd(pid: int) -> int | None:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _kill_tagged(tag: str) -> None:
+    """``SIGKILL`` every process whose environment carries ``tag``: in process mode, the
+    children that left the process group (``setsid``, double fork). A process that exec'd
+    with a clean environment is not found; bwrap's PID namespace has no such gap."""
+    needle = f"\0{_TAG}={tag}\0".encode()
+    for _ in range(20):  # a process killed now may have forked just before: look again
+        tagged = [pid for pid in _pids() if needle in _environ(pid)]
+        if not tagged:
+            return
+        for pid in tagged:
+            _kill_if_tagged(pid, needle)
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return b"\0" + file.read()  # a zombie's is empty
+    except OSError:  # gone, or another user's
+        return b""
+
+
+def _kill_if_tagged(pid: int, needle: bytes) -> None:
+    # Through a pidfd, checked again after opening it, so a reused pid is never signalled.
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfds (Linux < 5.3): accept a tiny reuse race
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        return
+    try:
+        if needle in _environ(pid):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass  # exited meanwhile
+    finally:
+        os.close(pidfd)
 
 
 def _remove(workdir: str) -> None:

@@ -78,7 +78,9 @@ def _validated(name: str, value: Any) -> Range:
         unknown = set(value) - {"low", "high", "log"}
         if unknown or not {"low", "high"} <= set(value):
             raise ConfigError(f"{name}: expected a table with 'low', 'high' and optional 'log'")
-        low, high, log = value["low"], value["high"], bool(value.get("log", log))
+        low, high, log = value["low"], value["high"], value.get("log", log)
+        if not isinstance(log, bool):
+            raise ConfigError(f"{name}: 'log' must be true or false, got {log!r}")
     elif isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise ConfigError(f"{name}: expected [low, high], got {list(value)!r}")
@@ -86,8 +88,15 @@ def _validated(name: str, value: Any) -> Range:
     else:
         low = high = value
     for bound in (low, high):
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound):
+        # math.isnan of an int too large for a float overflows: only floats can be NaN.
+        if (
+            isinstance(bound, bool)
+            or not isinstance(bound, (int, float))
+            or (isinstance(bound, float) and math.isnan(bound))
+        ):
             raise ConfigError(f"{name}: {bound!r} is not a number")
+        if isinstance(bound, int) and abs(bound) > 2**63:  # too long to print (4300 digits)
+            raise ConfigError(f"{name}: a bound must lie within [{lo_bound}, {hi_bound}]")
     if low > high:
         raise ConfigError(f"{name}: low {low} is greater than high {high}")
     if low < lo_bound or high > hi_bound:
@@ -118,8 +127,12 @@ class SearchSpace:
     """
 
     def __init__(self, ranges: Mapping[str, Any] | None = None) -> None:
+        if ranges is not None and not isinstance(ranges, Mapping):
+            raise ConfigError(
+                f"a search space must map parameter names to ranges, got {type(ranges).__name__}"
+            )
         ranges = dict(ranges or {})
-        unknown = sorted(set(ranges) - set(PARAM_NAMES))
+        unknown = sorted(set(ranges) - set(PARAM_NAMES), key=repr)  # keys of any type
         if unknown:
             raise ConfigError(
                 f"unknown decoding parameter {unknown[0]!r}; known: {', '.join(PARAM_NAMES)}"
@@ -135,15 +148,33 @@ class SearchSpace:
         """Read ranges from the ``[space]`` table of a TOML file (or its top level)."""
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            # A FIFO or a device (/dev/zero) would block or never end: only plain files.
+            if path.exists() and not path.is_dir() and not path.is_file():
+                raise ConfigError(f"space file {path} is not a regular file")
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"space file {path} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        except IsADirectoryError:
+            raise ConfigError(f"space file {path} is a folder; give a .toml file") from None
+        except UnicodeDecodeError as error:
             raise ConfigError(f"space file {path} is not valid TOML: {error}") from None
+        except OSError as error:
+            raise ConfigError(f"space file {path} cannot be read: {error.strerror}") from None
+        except ValueError as error:  # a NUL byte in the path
+            raise ConfigError(f"space file {str(path)!r}: not a usable path ({error})") from None
+        try:
+            data = tomllib.loads(text)
+        except ValueError as error:  # TOMLDecodeError, or an integer of over 4300 digits
+            raise ConfigError(f"space file {path} is not valid TOML: {error}") from None
+        except RecursionError:
+            raise ConfigError(f"space file {path} is not valid TOML: nested too deeply") from None
         table = data.get("space", data)
         if not isinstance(table, dict):
             raise ConfigError(f"space file {path}: [space] must be a table")
-        return cls(table)
+        try:
+            return cls(table)
+        except ConfigError as error:  # say which file holds the bad range
+            raise ConfigError(f"space file {path}: {error}") from None
 
     @classmethod
     def from_overrides(cls, overrides: list[str], base: SearchSpace | None = None) -> SearchSpace:

@@ -12,18 +12,27 @@ Tables:
 
 A sample, its outcomes and its stage bookkeeping are written in one transaction, so a
 process killed at any instant leaves either the whole sample or none of it.
+
+Several processes may write one file at once (two runs, a run and a viewer): every write
+transaction takes the write lock when it begins (``BEGIN IMMEDIATE``), so it waits its turn
+for up to ``timeout`` seconds instead of failing on a lock upgrade, and opening a store
+whose schema is current writes nothing. Every SQLite failure leaves a method as a
+:class:`StoreError` whose message says what to do; :class:`TransientStoreError` (disk full,
+locked past the timeout) means the store is intact and the same write may succeed later.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
@@ -31,6 +40,26 @@ from engine._faults import crash_point
 from engine.errors import StoreError
 
 SCHEMA_VERSION = 2  # 2: outcomes have a replicate number and per-problem metrics
+#: What a store of the current schema holds (checked on opening, so a reader writes nothing).
+SCHEMA_NAMES = frozenset({
+    "meta", "runs", "samples", "outcomes", "generations", "rankings", "messages",
+    "idx_samples_run_id_candidate_stage_trial", "idx_rankings_run_id_n_samples",
+})  # fmt: skip
+
+# SQLite's primary result codes (https://sqlite.org/rescode.html)
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+class TransientStoreError(StoreError):
+    """The store is intact but could not do this now; the same operation may succeed later."""
+
+
+class StoreFullError(TransientStoreError):
+    """The disk (or the store's page limit) is full: the write was not made."""
+
+
+class StoreLockedError(TransientStoreError):
+    """Another process held the store's lock for longer than the busy timeout."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +102,29 @@ class Run:
     error: str | None = None
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _guarded(method: Callable[P, T]) -> Callable[P, T]:
+    """Turn any SQLite failure of a :class:`Store` method into an explained StoreError."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as error:
+            raise store_error(args[0].path, error) from error  # type: ignore[attr-defined]
+        except json.JSONDecodeError as error:  # a damaged row in a file SQLite still reads
+            path = args[0].path  # type: ignore[attr-defined]
+            raise StoreError(
+                f"{path} is not a usable SQLite store (a damaged row: {error}); "
+                "move it aside or pick --store"
+            ) from error
+
+    return wrapper
+
+
 def new_run_id() -> str:
     """A sortable, readable id such as ``20261123-110501-3fa2``."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
@@ -82,28 +134,58 @@ class Store:
     """Access to a ``samples.db`` file (``":memory:"`` for a throwaway store).
 
     One ``Store`` per thread: SQLite connections must not cross threads. Several
-    processes may use one file at once (WAL, with a busy timeout).
+    processes may use one file at once (WAL): a write waits up to ``timeout`` seconds
+    for another process's write to finish, then raises :class:`StoreLockedError`.
     """
 
     def __init__(self, path: str | Path = "samples.db", *, timeout: float = 60.0) -> None:
         self.path = str(path)
+        conn = None
         try:
             conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self.db = sqlite_utils.Database(conn)
             if self.path != ":memory:":
                 self.db.enable_wal()
-            self._create_tables()
-        except sqlite3.DatabaseError as error:
-            raise StoreError(_explain(self.path, error)) from None
+            if not self._schema_current():
+                self._create_tables()
+        except (sqlite3.Error, sqlite_utils.db.TransactionError) as error:
+            if conn is not None:
+                conn.close()
+            raise store_error(self.path, error) from error
 
     def close(self) -> None:
         self.db.conn.close()
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction, holding the write lock from its start.
+
+        ``BEGIN IMMEDIATE`` waits (busy timeout) for other writers; a deferred transaction
+        that reads first would instead fail at once with "database is locked" when another
+        process committed since its read. sqlite-utils calls inside nest as savepoints.
+        """
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                conn.execute("ROLLBACK")
+            raise
+
     # -- schema ------------------------------------------------------------------------------
+
+    def _schema_current(self) -> bool:
+        names = {row[0] for row in self.db.execute("select name from sqlite_master")}
+        if not SCHEMA_NAMES.issubset(names):
+            return False
+        row = self.db.execute("select value from meta where key = 'schema'").fetchone()
+        return row is not None and row[0] == str(SCHEMA_VERSION)
 
     def _create_tables(self) -> None:
         db = self.db
-        with db.conn:
+        with self._write():
             db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
             db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)}, ignore=True)
             db["runs"].create(
@@ -155,6 +237,7 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------------
 
+    @_guarded
     def create_run(self, run_id: str, *, budget: int | float, seed: int, config: Mapping) -> Run:
         now = time.time()
         row = {
@@ -163,21 +246,23 @@ class Store:
             "config": json.dumps(config, sort_keys=True),
         }  # fmt: skip
         try:
-            with self.db.conn:
+            with self._write():
                 self.db["runs"].insert(row)
         except sqlite3.IntegrityError:
             raise StoreError(f"a run named {run_id!r} already exists in {self.path}") from None
         return self.get_run(run_id)
 
+    @_guarded
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set columns of a run (``result`` and ``config`` are stored as JSON)."""
         # Key order is kept: a result's metrics are in the task's order, default first.
         for key in ("result", "config"):
             if key in fields and fields[key] is not None:
                 fields[key] = json.dumps(fields[key])
-        with self.db.conn:
+        with self._write():
             self.db["runs"].update(run_id, {**fields, "updated_at": time.time()})
 
+    @_guarded
     def get_run(self, run_id: str) -> Run:
         """The run ``run_id``, or the unique run whose id starts with it, or ``"latest"``."""
         rows = list(self._match_runs(run_id))
@@ -198,6 +283,12 @@ class Store:
             "select * from runs where id like ? order by created_at", [run_id + "%"]
         )
 
+    @_guarded
+    def has_run(self, run_id: str) -> bool:
+        """Whether a run with exactly this id exists."""
+        return self.db["runs"].count_where("id = ?", [run_id]) > 0
+
+    @_guarded
     def runs(self) -> list[Run]:
         return [_run_from_row(r) for r in self.db.query("select * from runs order by created_at")]
 
@@ -213,6 +304,7 @@ class Store:
 
     # -- samples -----------------------------------------------------------------------------
 
+    @_guarded
     def add_sample(
         self, sample: Sample, outcomes: Sequence[Mapping[str, Any]] = (), **run_fields: Any
     ) -> Sample:
@@ -229,7 +321,7 @@ class Store:
             metrics=json.dumps(sample.metrics),  # in the task's order, default first
         )
         try:
-            with self.db.conn:
+            with self._write():
                 sample_id = self.db["samples"].insert(row).last_pk
                 self.db["outcomes"].insert_all(_outcome_row(o, sample_id) for o in outcomes)
                 if run_fields:
@@ -242,6 +334,7 @@ class Store:
             ) from None
         return Sample(**{**asdict(sample), "id": sample_id, "created_at": row["created_at"]})
 
+    @_guarded
     def samples(self, run_id: str, *, stage: str | None = None, after: int = 0) -> list[Sample]:
         """A run's samples in the order they were committed (those with an id greater
         than ``after``, for a reader that follows the run)."""
@@ -252,6 +345,7 @@ class Store:
             args.append(stage)
         return [_sample_from_row(r) for r in self.db.query(sql + " order by id", args)]
 
+    @_guarded
     def outcomes(self, sample_id: int) -> list[dict[str, Any]]:
         """A sample's per-completion outcomes, in the order they were given."""
         rows = self.db.query(
@@ -261,6 +355,7 @@ class Store:
 
     # -- completion cache --------------------------------------------------------------------
 
+    @_guarded
     def cached_generations(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):  # SQLite caps the number of parameters
@@ -270,17 +365,19 @@ class Store:
                 found[row["key"]] = row
         return found
 
+    @_guarded
     def add_generations(self, rows: Iterable[Mapping[str, Any]]) -> None:
         now = time.time()
-        with self.db.conn:
+        with self._write():
             self.db["generations"].insert_all(
                 ({**dict(r), "created_at": now} for r in rows), ignore=True
             )
 
     # -- rankings ----------------------------------------------------------------------------
 
+    @_guarded
     def add_ranking(self, run_id: str, n_samples: int, stage: str, entries: list[dict]) -> None:
-        with self.db.conn:
+        with self._write():
             self.db["rankings"].insert(
                 {
                     "run_id": run_id, "n_samples": n_samples, "stage": stage,
@@ -288,6 +385,7 @@ class Store:
                 }
             )  # fmt: skip
 
+    @_guarded
     def rankings(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         """The ranking history of a run, oldest first (``entries`` decoded)."""
         rows = self.db.query(
@@ -297,12 +395,14 @@ class Store:
 
     # -- messages ----------------------------------------------------------------------------
 
+    @_guarded
     def add_message(self, run_id: str, level: str, text: str) -> None:
-        with self.db.conn:
+        with self._write():
             self.db["messages"].insert(
                 {"run_id": run_id, "created_at": time.time(), "level": level, "text": text}
             )
 
+    @_guarded
     def messages(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         """A run's messages with an id greater than ``after``, oldest first."""
         return list(
@@ -331,14 +431,28 @@ def _sample_from_row(row: Mapping[str, Any]) -> Sample:
     )
 
 
-def _explain(path: str, error: sqlite3.DatabaseError) -> str:
-    message = str(error)
-    if "not a database" in message or "malformed" in message:
+def store_error(path: str, error: Exception) -> StoreError:
+    """The :class:`StoreError` (or subclass) that explains an SQLite failure on ``path``."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    code = getattr(error, "sqlite_errorcode", -1) & 0xFF
+    if code == _FULL or "disk is full" in message:
+        return StoreFullError(f"{path}: disk full, the write was not made; free space on its disk")
+    if code in (_BUSY, _LOCKED) or "locked" in message:
+        return StoreLockedError(
+            f"{path} is locked by another process; wait for it or pick another --store"
+        )
+    return StoreError(_explain(path, code, message))
+
+
+def _explain(path: str, code: int, message: str) -> str:
+    if code in (_CORRUPT, _NOTADB) or "not a database" in message or "malformed" in message:
         return f"{path} is not a usable SQLite store ({message}); move it aside or pick --store"
-    if "locked" in message:
-        return f"{path} is locked by another process; wait for it or pick another --store"
-    if "unable to open" in message:
+    if code == _CANTOPEN or "unable to open" in message:
         return f"cannot open store {path}: check the folder exists and is writable"
+    if code == _READONLY or "readonly" in message:
+        return f"store {path} is read-only ({message}); make it writable or pick another --store"
+    if code == _IOERR:
+        return f"store {path}: input/output error ({message}); check its disk"
     return f"store {path}: {message}"
 
 

@@ -41,13 +41,23 @@ from engine.stages import (
     plan_budget,
     sampler_seed,
 )
-from engine.store import Run, Sample, Store, new_run_id
+from engine.store import (
+    Run,
+    Sample,
+    Store,
+    StoreFullError,
+    TransientStoreError,
+    new_run_id,
+)
 from engine.tasks import Task, get_task
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SAMPLERS = ("tpe", "gp", "random")
 BUDGET_STAGES = ("sampling", "tuning")
+#: Samples in a row that may fail to be written (disk full, store locked) before the run
+#: stops: a disk that stays full must not burn hours of evaluations that cannot be kept.
+MAX_LOST_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,10 @@ class Tuner:
         if criterion not in ("peak", "mean"):
             raise ConfigError(f"unknown criterion {criterion!r}; choose 'peak' or 'mean'")
         self.budget = Budget.parse(budget)
+        # Optuna's samplers and numpy take seeds in [0, 2**32) per ask; the run's seed is
+        # stored in SQLite (64-bit) and mixed into those, so refuse what either cannot hold.
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise ConfigError(f"seed must be a whole number between 0 and 2**63-1, got {seed!r}")
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if isinstance(task, Task):
@@ -305,6 +319,7 @@ class _Run:
         self.studies: dict[str, optuna.Study] = {}
         self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
         self.ranking: tuple[psm.CandidateEstimate, ...] = ()
+        self.lost_in_a_row = 0  # samples not recorded since the last one that was
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -319,7 +334,10 @@ class _Run:
 
     def _keep_message(self, event: Event) -> None:
         if isinstance(event, Message):
-            self.store.add_message(self.run_id, event.level, event.text)
+            # A full or locked store must not turn a warning into a failure: subscribers
+            # (the CLI, the app) still receive it.
+            with contextlib.suppress(TransientStoreError):
+                self.store.add_message(self.run_id, event.level, event.text)
 
     def _execute(self) -> TuneResult:
         t = self.tuner
@@ -333,12 +351,12 @@ class _Run:
             winner = run.winner or self._stage1()
             result = self._stage3(winner)
         except _Stop:
-            self.store.update_run(self.run_id, status="stopped")
+            self._set_stopped()
             result = self._result(self._current_leader(), holdout=None)
             t._emit(RunFinished(self.run_id, result, stopped=True))
             return result
         except KeyboardInterrupt:
-            self.store.update_run(self.run_id, status="stopped")
+            self._set_stopped()
             raise
         except TunerError as error:
             self._fail(str(error))
@@ -346,19 +364,36 @@ class _Run:
         except Exception as error:
             self._fail(f"{type(error).__name__}: {error}")
             raise
-        self.store.update_run(self.run_id, status="finished", result=result.to_dict())
+        try:
+            self.store.update_run(self.run_id, status="finished", result=result.to_dict())
+        except TransientStoreError as error:
+            message = f"the result could not be recorded ({error}); {self._resume_hint()}"
+            self._fail(message)
+            raise type(error)(message) from error
         t._emit(RunFinished(self.run_id, result))
         return result
 
+    def _set_stopped(self) -> None:
+        # Left "running" if the store cannot take it: a resume treats both alike.
+        with contextlib.suppress(TransientStoreError):
+            self.store.update_run(self.run_id, status="stopped")
+
     def _fail(self, message: str) -> None:
-        if self.store.db["runs"].count_where("id = ?", [self.run_id]):
-            self.store.update_run(self.run_id, status="failed", error=message)
+        # Recording the failure may fail too (the store is full, locked or damaged): the
+        # error still reaches the subscribers and the caller.
+        with contextlib.suppress(TunerError):
+            if self.store.has_run(self.run_id):
+                self.store.update_run(self.run_id, status="failed", error=message)
         self.tuner._emit(RunFailed(self.run_id, message))
+
+    def _resume_hint(self) -> str:
+        store = self.tuner.store_path
+        option = "" if store == "samples.db" else f" --store {store}"
+        return f"then `codellmtuner resume {self.run_id}{option}` continues the run"
 
     def _open_run(self) -> Run:
         t = self.tuner
-        existing = self.store.db["runs"].count_where("id = ?", [self.run_id])
-        if not existing:
+        if not self.store.has_run(self.run_id):
             return self.store.create_run(
                 self.run_id, budget=t.budget.amount, seed=t.seed, config=t.config()
             )
@@ -408,7 +443,7 @@ class _Run:
                 name = next_cost_stage1_candidate(t.names, counts, self.spent(), target)
             if name is None:
                 break
-            self._sample(name, "sampling")
+            self._sample(name, "sampling")  # a sample that was not recorded is taken again
         if t.plan is None and t.settings["stage1_fraction"] < 1:
             self._warn_if_spent()
         # The ranking after the last stage-1 sample is the selection; a run resumed right
@@ -433,7 +468,10 @@ class _Run:
             holdout = self._holdout(winner)
         return self._result(winner, holdout)
 
-    def _sample(self, name: str, stage: str) -> Sample:
+    def _sample(self, name: str, stage: str) -> Sample | None:
+        """Evaluate and record the next sample of ``name``; ``None`` if it could not be
+        recorded (the store is full or locked), which leaves the run as if it was never
+        taken: the same sample is proposed again, exactly as a resumed run would."""
         self.tuner._checkpoint()
         study = self.studies[name]
         trial_number = len(self.samples[name])
@@ -447,8 +485,15 @@ class _Run:
         else:
             trial = study.ask()
             params = self.tuner.space.suggest(trial)
-        evaluation = self.evaluator.evaluate(name, params, split="tune")
-        sample = self._commit(name, stage, trial_number, params, evaluation)
+        try:
+            # The completion cache is written while evaluating: a full disk fails it too.
+            evaluation = self.evaluator.evaluate(name, params, split="tune")
+            sample = self._commit(name, stage, trial_number, params, evaluation)
+        except TransientStoreError as error:
+            if trial is not None:  # a failed trial is ignored by every sampler
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._lost(f"{name} {stage} trial {trial_number}", error)
+            return None
         if trial is None:
             self._add_to_study(sample)
         else:
@@ -466,6 +511,7 @@ class _Run:
             cached=evaluation.cached, seconds=evaluation.seconds,
         )  # fmt: skip
         sample = self.store.add_sample(sample, evaluation.outcomes, stage=stage)
+        self.lost_in_a_row = 0
         crash_point("committed")
         if stage in BUDGET_STAGES:
             self.samples[name].append(sample)
@@ -474,6 +520,19 @@ class _Run:
             SampleRecorded(self.run_id, sample, self.spent(), budget.amount, budget.unit)
         )
         return sample
+
+    def _lost(self, what: str, error: TransientStoreError) -> None:
+        """Count a sample that could not be recorded; stop the run after too many."""
+        self.lost_in_a_row += 1
+        if self.lost_in_a_row >= MAX_LOST_SAMPLES:
+            remedy = "free space" if isinstance(error, StoreFullError) else "when it is free"
+            raise type(error)(
+                f"{self.lost_in_a_row} samples in a row could not be recorded ({error}); "
+                f"committed samples are kept: {remedy}, {self._resume_hint()}"
+            ) from error
+        self.tuner._emit(Message(self.run_id, "warning", (
+            f"{what} was not recorded ({error}); the run goes on and takes it again"
+        )))  # fmt: skip
 
     def _warn_if_spent(self) -> None:
         budget = self.tuner.budget
@@ -500,7 +559,12 @@ class _Run:
             )
         )
         entries = [asdict(e) for e in self.ranking]
-        self.store.add_ranking(self.run_id, len(pooled), stage, entries)
+        try:
+            self.store.add_ranking(self.run_id, len(pooled), stage, entries)
+        except TransientStoreError as error:
+            # The samples are the truth; the ranking history only replays how it evolved.
+            warning = f"the ranking after {len(pooled)} samples was not recorded ({error})"
+            self.tuner._emit(Message(self.run_id, "warning", warning))
         self.tuner._emit(RankingUpdated(self.run_id, self.ranking, len(pooled)))
         return self.ranking
 
@@ -509,8 +573,13 @@ class _Run:
         if done:
             return done[0].metrics
         params = self._best_sample(winner).params
-        evaluation = self.evaluator.evaluate(winner, params, split="holdout")
-        return self._commit(winner, "holdout", 0, params, evaluation).metrics
+        while True:
+            self.tuner._checkpoint()
+            try:
+                evaluation = self.evaluator.evaluate(winner, params, split="holdout")
+                return self._commit(winner, "holdout", 0, params, evaluation).metrics
+            except TransientStoreError as error:
+                self._lost(f"the held-out score of {winner}", error)
 
     # -- answers ----------------------------------------------------------------------------
 

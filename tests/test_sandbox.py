@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -116,6 +117,29 @@ def test_background_process_does_not_outlive_the_run(mode):
     assert _wait_until(lambda: _processes_with(marker)), "the background child never started"
     runner.join()
     assert _wait_until(lambda: not _processes_with(marker)), "the background child survived"
+
+
+def test_an_interrupted_engine_leaves_no_running_code(mode):
+    """Ctrl-C (or SIGTERM, which the CLI turns into KeyboardInterrupt) while code runs."""
+    marker = f"sandbox-test-{uuid.uuid4().hex}"
+    code = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])\n"
+        "time.sleep(60)\n"
+    )
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.5)
+        with pytest.raises(KeyboardInterrupt):
+            execute(code, timeout=30, mode=mode)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert _wait_until(lambda: not _processes_with(marker)), "the code outlived the interrupt"
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def test_detached_process_does_not_outlive_a_bwrap_run(mode):

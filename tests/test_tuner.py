@@ -318,3 +318,9 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_samples(tmp_path, ki
                           seed=1, store=db, run_id="u").run()  # fmt: skip
     assert result.best_candidate == uninterrupted.best_candidate
     assert result.best_params == uninterrupted.best_params
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 1.5, True])
+def test_a_seed_outside_what_the_samplers_and_the_store_hold_is_refused(seed):
+    with pytest.raises(ConfigError, match="seed must be a whole number between 0 and 2"):
+        Tuner(objective=lambda c, p: 0.0, candidates=["a", "b"], seed=seed)

@@ -3,21 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
 
+#: Set (to anything) to see the traceback of an internal error instead of one line.
+DEBUG_ENV = "CODELLMTUNER_DEBUG"
+
+#: Seeds go to SQLite (64-bit) and numpy's SeedSequence (non-negative).
+MAX_SEED = 2**63 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``error: ...`` line, like the engine's
+    (argparse's own prints the usage first); subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        print_error(f"{message} (see: {self.prog} --help)")
+        self.exit(2)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give a whole number") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed must be between 0 and 2**63-1, got {text}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="codellmtuner",
         description="Pick the code LLM and decoding parameters for one code task.",
     )
@@ -42,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "20000tok, '20k tokens') or minutes of evaluation (30m, '30 min', 1.5h); "
         "default: 9 samples",
     )  # fmt: skip
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=_seed, default=0, help="a whole number >= 0 (default: 0)")
     run.add_argument("--dataset", help="a JSONL file of problems in the task's format")
     run.add_argument("--metric", help="objective to maximise (default: the task's first)")
     run.add_argument(
@@ -116,9 +143,14 @@ def _store_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command in ``argv`` (default: ``sys.argv[1:]``); returns the exit status:
+    0; 2 with one ``error:`` line for anything the user can fix; 1 with one ``error:``
+    line for an internal error (a bug); 130 when interrupted."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # bad arguments (2, one error line) or --help (0)
+        return stop.code if isinstance(stop.code, int) else 2
     console = Console()
-    err = Console(stderr=True, soft_wrap=True)
     # SIGTERM (kill, a scheduler's time limit) stops like Ctrl-C: committed samples stay.
     signal.signal(signal.SIGTERM, _interrupt)
     from engine.errors import TunerError
@@ -126,11 +158,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command or "app"](args, console)
     except TunerError as error:
-        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        print_error(str(error))
         return 2
     except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
+        Console(stderr=True, soft_wrap=True).print("interrupted", highlight=False)
         return 130
+    except Exception as error:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        lines = str(error).strip().splitlines()
+        detail = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+        print_error(f"internal error ({detail}); {DEBUG_ENV}=1 shows the traceback")
+        return 1
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr, on one line whatever the message holds."""
+    text = Text.assemble(("error:", "red"), " ", one_line(message))  # no markup, no emoji
+    Console(stderr=True, soft_wrap=True).print(text, highlight=False)
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\n``): a
+    message quoting a user's path or value must stay one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -153,6 +204,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         samples_per_problem=args.samples_per_problem, batch_size=args.batch_size,
         device=args.device, run_id=args.run_id,
     )  # fmt: skip
+    from engine.models import resolve_device
+
+    resolve_device(args.device)  # a bad device fails now, not once the store is open
     return _execute(tuner, args, console)
 
 
@@ -197,7 +251,8 @@ def _app(args: argparse.Namespace, console: Console) -> int:
 def _watch(args: argparse.Namespace, console: Console) -> int:
     from engine.errors import ConfigError
 
-    _existing_store(args.store).get_run(args.run)  # an unknown run fails before the app opens
+    with _existing_store(args.store) as store:
+        store.get_run(args.run)  # an unknown run fails before the app opens
     if not _interactive():
         raise ConfigError("watch needs a terminal; `codellmtuner show RUN` prints a run")
     return _open_app(args, watch=args.run)
@@ -236,7 +291,7 @@ def _open_app(args: argparse.Namespace, **kwargs: Any) -> int:
         except KeyboardInterrupt:
             os._exit(130)  # the engine thread cannot be interrupted; committed work is safe
     if live.error:
-        print(f"error: {live.error}", file=sys.stderr)
+        print_error(str(live.error))
         return 2
     if not live.finished:
         print(f"resume with: codellmtuner resume {live.run_id}{_store_hint(live.store_path)}")
@@ -268,9 +323,14 @@ def _tasks(args: argparse.Namespace, console: Console) -> int:
 
 
 def _runs(args: argparse.Namespace, console: Console) -> int:
+    with _existing_store(args.store) as store:
+        _print_runs(store, args, console)
+    return 0
+
+
+def _print_runs(store: Any, args: argparse.Namespace, console: Console) -> None:
     from tui.format import budget_used
 
-    store = _existing_store(args.store)
     table = Table(title=f"runs in {args.store}", title_justify="left")
     table.add_column("run", no_wrap=True)  # the id is what the user copies
     for column in ("status", "stage", "task", "candidates", "budget", "winner"):
@@ -282,16 +342,20 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
             budget_used(store, run), run.winner or "",
         )  # fmt: skip
     console.print(table)
-    return 0
 
 
 def _show(args: argparse.Namespace, console: Console) -> int:
+    with _existing_store(args.store) as store:
+        _print_run(store, args.run, console)
+    return 0
+
+
+def _print_run(store: Any, run_id: str, console: Console) -> None:
     from engine import CandidateEstimate
     from tui.format import budget_used, format_metrics, format_params
     from tui.headless import ranking_table
 
-    store = _existing_store(args.store)
-    run = store.get_run(args.run)
+    run = store.get_run(run_id)
     used = budget_used(store, run)
     console.print(f"[bold]run {run.id}[/] {run.status}, stage {run.stage}, "
                   f"{used}, seed {run.seed}")  # fmt: skip
@@ -308,7 +372,6 @@ def _show(args: argparse.Namespace, console: Console) -> int:
         if summary.get("holdout"):
             held = format_metrics(summary["holdout"])
             console.print(f"held-out: {held}")
-    return 0
 
 
 def run_summary(store: Any, run_id: str) -> dict[str, Any] | None:
@@ -342,30 +405,41 @@ def _model_of(run: Any, name: str | None = None) -> dict[str, str] | None:
 
 
 def _export(args: argparse.Namespace, console: Console) -> int:
-    from engine.errors import StoreError
+    from engine.errors import ConfigError, StoreError
     from engine.export import write_generation_config, write_json
 
-    store = _existing_store(args.store)
-    summary = run_summary(store, args.run)
+    with _existing_store(args.store) as store:
+        summary = run_summary(store, args.run)
     if summary is None:
         raise StoreError(f"run {args.run} has no samples yet; nothing to export")
-    if args.format == "generation-config":
-        path = write_generation_config(summary["params"], args.output)
-    else:
-        path = write_json(summary, args.output)
+    try:
+        if args.format == "generation-config":
+            path = write_generation_config(summary["params"], args.output)
+        else:
+            path = write_json(summary, args.output)
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigError(f"cannot write to {args.output}: {reason}") from None
     console.print(f"wrote {path} ({summary['candidate']}: {summary['params']})")
     return 0
 
 
-def _existing_store(path: str) -> Any:
+@contextlib.contextmanager
+def _existing_store(path: str) -> Iterator[Any]:
+    """The store at ``path``, closed afterwards (a reader leaves no -wal or -shm file)."""
     from pathlib import Path
 
     from engine import Store
     from engine.errors import StoreError
 
-    if not Path(path).exists():
+    try:
+        exists = Path(path).exists()
+    except OSError:  # a name too long for any file
+        exists = False
+    if not exists:
         raise StoreError(f"no store at {path}; run `codellmtuner run` first or pass --store")
-    return Store(path)
+    with contextlib.closing(Store(path)) as store:
+        yield store
 
 
 COMMANDS = {

@@ -231,11 +231,19 @@ def finish_tokens(
     return text, lo
 
 
+#: How allocators word a failed allocation: CUDA and MPS ("... out of memory"), torch's CPU
+#: allocator ("DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes.
+#: Error code 12 (Cannot allocate memory)", what a memory limit such as ``ulimit -v`` gives).
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """True for CUDA's ``OutOfMemoryError`` and for allocator ``RuntimeError`` s saying so."""
-    if isinstance(error, torch.cuda.OutOfMemoryError):
+    """True for a failed allocation: torch's ``OutOfMemoryError`` (CUDA), Python's
+    ``MemoryError``, and allocator ``RuntimeError`` s saying so (CPU, MPS)."""
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(words in text for words in _OUT_OF_MEMORY)
 
 
 def _checked_kwargs(generation_kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,23 +15,34 @@ A unit is ``(line, source, counted)``: ``line`` labels its error messages, and o
 from __future__ import annotations
 
 import json
+import re
 
 __all__ = ["Unit", "read_report", "with_harness"]
 
 Unit = tuple[int, str, bool]
+_FUTURE = re.compile(r"^from\s+__future__\s+import\b")
 
-_HARNESS = """
+# Defined before the code under test runs, with what it relies on bound as defaults, so
+# code that replaces builtins.exec, json.dumps or os.write does not change how the
+# results are reported; the program file is removed so its text (and the nonce in it)
+# cannot be read back. This raises the bar; it is not a wall (see docs/sandbox.md).
+_HARNESS = """\
+import builtins as _cl_builtins, json as _cl_json, os as _cl_os
+import signal as _cl_signal, sys as _cl_sys
 
-def _codellmtuner_harness(nonce, alias, units, limit):
-    import json, os, signal, sys
 
-    class _TimeLimit(BaseException):
+def _codellmtuner_harness(
+    nonce, alias, units, limit, _exec=_cl_builtins.exec, _compile=_cl_builtins.compile,
+    _dumps=_cl_json.dumps, _write=_cl_os.write, _exit=_cl_os._exit, _signal=_cl_signal,
+    _sys=_cl_sys, _BaseException=BaseException,
+):
+    class _TimeLimit(_BaseException):
         pass
 
     def _alarm(signum, frame):
         raise _TimeLimit(f"took longer than {limit} s")
 
-    signal.signal(signal.SIGALRM, _alarm)
+    _signal.signal(_signal.SIGALRM, _alarm)
     scope = dict(globals())
     if alias:
         scope[alias[0]] = scope.get(alias[1])
@@ -39,26 +50,33 @@ def _codellmtuner_harness(nonce, alias, units, limit):
     for line, source, counted in units:
         try:
             try:
-                signal.setitimer(signal.ITIMER_REAL, limit)
-                exec(compile(source, f"<test line {line}>", "exec"), scope)
+                _signal.setitimer(_signal.ITIMER_REAL, limit)
+                _exec(_compile(source, f"<test line {line}>", "exec"), scope)
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                _signal.setitimer(_signal.ITIMER_REAL, 0)
             ok = True
-        except BaseException as error:
+        except _BaseException as error:
             ok = False
             try:
-                os.write(2, f"test line {line}: {error!r}"[:300].encode() + b"\\n")
-            except BaseException:
+                _write(2, f"test line {line}: {error!r}"[:300].encode() + b"\\n")
+            except _BaseException:
                 pass
         if counted:
-            results.append(ok)
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            results.append(ok is True)
+    for stream in (_sys.stdout, _sys.stderr, _sys.__stdout__, _sys.__stderr__):
         try:
             stream.flush()
-        except BaseException:
+        except _BaseException:
             pass
-    os.write(1, ("\\n" + nonce + " " + json.dumps(results) + "\\n").encode())
-    os._exit(0 if all(results) else 1)
+    _write(1, ("\\n" + nonce + " " + _dumps(results) + "\\n").encode())
+    _exit(0 if all(results) else 1)
+
+
+try:
+    _cl_os.unlink(__file__)
+except OSError:
+    pass
+del _cl_builtins, _cl_json, _cl_os, _cl_signal, _cl_sys
 """
 
 
@@ -70,13 +88,18 @@ def with_harness(
     assert_timeout: float,
     alias: tuple[str, str] | None = None,
 ) -> str:
-    """``program``, then the harness running ``units`` with ``assert_timeout`` s each.
+    """The harness, ``program``, then the call running ``units`` with ``assert_timeout`` s
+    each.
 
     ``alias=(name, target)`` binds ``name`` to the program's ``target`` in the units'
     namespace (HumanEval's ``check(candidate)`` calls the entry point ``candidate``).
     """
     call = f"_codellmtuner_harness({nonce!r}, {alias!r}, {units!r}, {float(assert_timeout)!r})\n"
-    return f"{program.rstrip()}\n\n{_HARNESS}\n\n{call}"
+    # A __future__ import must open the file: it goes before the harness.
+    lines = program.rstrip().split("\n")
+    future = [line for line in lines if _FUTURE.match(line)]
+    body = "\n".join(line for line in lines if not _FUTURE.match(line))
+    return "".join(f"{line}\n" for line in future) + f"{_HARNESS}\n\n{body}\n\n\n{call}"
 
 
 def read_report(stdout: str, nonce: str) -> list[bool] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,14 +76,21 @@ def optional_str(row: Mapping[str, Any], field: str, default: str = "") -> str:
 def _read_lines(path: Path) -> list[str]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as file:
+        # A FIFO or a device (/dev/zero) would block or never end: only plain files.
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise DatasetError(f"{path}: not a regular file; give a .jsonl file")
+        # utf-8-sig: a byte-order mark some editors write is not part of the first row.
+        with opener(path, "rt", encoding="utf-8-sig") as file:
             return file.read().splitlines()
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such dataset file") from None
     except IsADirectoryError:
         raise DatasetError(f"{path}: is a folder; give a .jsonl file") from None
-    except (OSError, UnicodeDecodeError, EOFError) as error:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as error:
+        # zlib.error: a .gz file whose compressed body is corrupted
         raise DatasetError(f"{path}: cannot read the dataset ({error})") from None
+    except ValueError as error:  # a NUL byte in the path
+        raise DatasetError(f"{str(path)!r}: not a usable file path ({error})") from None
 
 
 def _object(line: str) -> dict[str, Any]:
@@ -90,9 +98,36 @@ def _object(line: str) -> dict[str, Any]:
         row = json.loads(line)
     except json.JSONDecodeError as error:
         raise RowError(f"invalid JSON ({error.msg})") from None
+    except ValueError:  # Python refuses to convert integers of more than 4300 digits
+        raise RowError("invalid JSON (a number is too long)") from None
+    except RecursionError:
+        raise RowError("invalid JSON (nested too deeply)") from None
     if not isinstance(row, dict):
         raise RowError(f"expected a JSON object, got {type(row).__name__}")
+    for key, value in row.items():
+        # "\ud800" escapes decode to lone surrogates: not text, and SQLite, hashing and
+        # tokenizers cannot encode them, so they would fail far from the file.
+        if _has_surrogate(key) or _has_surrogate(value):
+            raise RowError(f"field {key!r} holds a lone surrogate (an invalid \\uD8xx escape)")
     return row
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether ``value`` (a parsed JSON value) holds a string that is not valid Unicode."""
+    pending = [value]  # iterative: a deeply nested value must not exhaust the stack
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+    return False
 
 
 def _refusal(path: Path, errors: list[tuple[int, str]], total: int) -> str:

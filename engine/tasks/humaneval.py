@@ -167,7 +167,9 @@ class HumanEvalTask(Task):
             code, timeout=self.timeout, memory_mb=self.memory_mb, mode=self.sandbox
         )
         results = read_report(run.stdout, nonce)
-        passed = bool(results) and all(results)
+        # Both the report and the exit status must say so: a program that tampers with
+        # the report's writing cannot also make the harness exit 0.
+        passed = run.status == "passed" and bool(results) and all(results)
         fraction = sum(results) / len(results) if results else 0.0
         status = "failed" if run.status == "passed" and not passed else run.status
         stdout = "\n".join(line for line in run.stdout.splitlines() if nonce not in line)
