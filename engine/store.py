@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import random
 import secrets
 import sqlite3
 import time
@@ -140,18 +141,26 @@ class Store:
 
     def __init__(self, path: str | Path = "samples.db", *, timeout: float = 60.0) -> None:
         self.path = str(path)
-        conn = None
-        try:
-            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self.db = sqlite_utils.Database(conn)
-            if self.path != ":memory:":
-                self.db.enable_wal()
-            if not self._schema_current():
-                self._create_tables()
-        except (sqlite3.Error, sqlite_utils.db.TransactionError) as error:
-            if conn is not None:
-                conn.close()
-            raise store_error(self.path, error) from error
+        # Switching a new file to WAL takes an exclusive lock that SQLite may refuse at
+        # once, without waiting, while another process opens the same new file: retry.
+        deadline = time.monotonic() + timeout
+        while True:
+            conn = None
+            try:
+                conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+                self.db = sqlite_utils.Database(conn)
+                if self.path != ":memory:":
+                    self.db.enable_wal()
+                if not self._schema_current():
+                    self._create_tables()
+                return
+            except (sqlite3.Error, sqlite_utils.db.TransactionError) as error:
+                if conn is not None:
+                    conn.close()
+                busy = "locked" in str(error) or "busy" in str(error)
+                if not busy or time.monotonic() > deadline:
+                    raise store_error(self.path, error) from error
+                time.sleep(0.05 + random.random() * 0.05)
 
     def close(self) -> None:
         self.db.conn.close()

@@ -153,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     # SIGTERM (kill, a scheduler's time limit) stops like Ctrl-C: committed samples stay.
     signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too: a shell starts background jobs with it ignored, and a `kill -INT` sent
+    # on purpose should still stop the run cleanly.
+    signal.signal(signal.SIGINT, _interrupt)
     from engine.errors import TunerError
 
     try:
