@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 import secrets
 import textwrap
@@ -42,11 +41,10 @@ from typing import Any
 
 from engine import sandbox
 from engine.errors import ConfigError, DatasetError
-from engine.sandbox import MODES
 from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
-from engine.tasks._options import is_positive, is_whole, require
-from engine.tasks._splits import split_by_hash
+from engine.tasks._options import is_positive, is_whole, require, set_common_options
+from engine.tasks._splits import problems_of, split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.metrics import pass_at_k
 
@@ -138,25 +136,18 @@ class AppsTask(Task):
         timeout: float = 40.0,
         memory_mb: int = 1024,
     ) -> None:
-        require(
-            is_whole(samples_per_problem, 1),
-            f"samples_per_problem must be an integer >= 1: {samples_per_problem!r}",
+        set_common_options(
+            self, samples_per_problem=samples_per_problem, workers=workers, sandbox=sandbox
         )
         require(is_whole(max_tests, 1), f"max_tests must be an integer >= 1: {max_tests!r}")
         require(is_positive(test_timeout), f"test_timeout must be positive: {test_timeout!r}")
         require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
         require(is_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
-        workers = (os.cpu_count() or 1) if workers is None else workers
-        require(is_whole(workers, 1), f"workers must be an integer >= 1: {workers!r}")
-        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
-        self.samples_per_problem = samples_per_problem
         self.metrics = ("avg_tests", *(f"pass@{k}" for k in PASS_KS if k <= samples_per_problem))
         self.max_tests = max_tests
         self.timeout = float(timeout)
         self.test_timeout = min(float(test_timeout), self.timeout)
-        self.workers = workers
         self.memory_mb = memory_mb
-        self.sandbox = sandbox
         self.dataset = Path(dataset) if dataset is not None else bundled_dataset()
         problems, self.skipped = load_problems(self.dataset, max_tests=max_tests)
         if dataset is None:
@@ -172,9 +163,7 @@ class AppsTask(Task):
     # -- data ------------------------------------------------------------------------------
 
     def problems(self, split: Split) -> list[Problem]:
-        if split not in self._splits:
-            raise ConfigError(f"unknown split {split!r}; use train, tune or holdout")
-        return list(self._splits[split])
+        return problems_of(self._splits, split)
 
     # -- prompt pieces ---------------------------------------------------------------------
 

