@@ -1,57 +1,108 @@
 """Candidates: what the tuner chooses between.
 
-A candidate is a model plus the way it is prompted. On the command line it is written
-``[NAME=]MODEL[@STYLE]``:
+A candidate is a model, optionally adapted (a PEFT adapter) and quantized, plus the way it
+is prompted. On the command line it is written ``[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT]``:
 
 ``smollm2``                       the bundled SmolLM2-135M-Instruct, chat template
 ``smollm2@raw``                   the same model continuing the raw prompt
-``fewshot=smollm2@fewshot-2``     two worked examples first, named ``fewshot``
+``icl=smollm2@fewshot-2``         two seeded train examples first (ICL-2), named ``icl``
+``rag=smollm2@rag-3``             the three most similar train examples first (RAG-3)
+``lora=smollm2+lora-humaneval``   with a registered adapter (``codellmtuner finetune``)
+``smollm2+./adapters/ia3``        with an adapter folder
+``smollm2:nf4``                   loaded 4-bit (NF4) through bitsandbytes; ``:int8`` 8-bit
 ``./my-model@chat``               a local transformers folder
 ``org/name``                      a model in the local Hugging Face cache
+
+A folder whose own name contains ``+`` is read as a whole when it exists.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from engine.errors import ConfigError
 from engine.prompting import parse_style
+from engine.quantization import parse_quantization
+
+SPEC = "[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT]"
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """``model`` is a model source (:func:`engine.models.resolve_model`), ``adapter`` an
+    adapter folder or registered name (:func:`engine.adapters.resolve_adapter`),
+    ``quantization`` ``"int8"``, ``"nf4"`` or ``None``, ``style`` a prompt style."""
+
     name: str
     model: str
     style: str = "chat"
+    adapter: str | None = None
+    quantization: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
+    @property
+    def weights(self) -> tuple[str, str | None, str | None]:
+        """What is loaded: candidates with equal ``weights`` share one loaded model."""
+        return (self.model, self.adapter, self.quantization)
+
+    def to_dict(self) -> dict[str, str | None]:
         return asdict(self)
 
 
 def parse_candidate(spec: str) -> Candidate:
-    """Parse ``[NAME=]MODEL[@STYLE]``; the style is validated, the model is not (yet)."""
+    """Parse ``[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT]``; the style and quantization are
+    validated, the model and adapter are not (yet)."""
     spec = spec.strip()
     name, sep, rest = spec.partition("=")
     if not sep:
         name, rest = "", spec
+    rest, quantization = _split_quantization(rest)
     model, at, style = rest.rpartition("@")
     if not at:
         model, style = rest, "chat"
+    model, adapter = _split_adapter(model)
     if not model:
-        raise ConfigError(f"candidate {spec!r}: no model given; expected [NAME=]MODEL[@STYLE]")
+        raise ConfigError(f"candidate {spec!r}: no model given; expected {SPEC}")
+    if adapter == "":
+        raise ConfigError(f"candidate {spec!r}: no adapter after '+'; expected {SPEC}")
     style = str(parse_style(style))
     if not name:
-        base = PurePath(model.rstrip("/")).name or model
-        name = base if style == "chat" else f"{base}@{style}"
+        name = _default_name(model, adapter, style, quantization)
     name = name.strip()
     if not name.isprintable():  # control characters, or bytes that are not UTF-8
         raise ConfigError(
             f"candidate {spec!r}: the name {name!r} has unprintable characters; "
             "name it with NAME=MODEL"
         )
-    return Candidate(name=name, model=model, style=style)
+    return Candidate(name, model, style, adapter, quantization)
+
+
+def _split_quantization(text: str) -> tuple[str, str | None]:
+    head, colon, tail = text.rpartition(":")
+    if not colon or not tail:
+        return text, None
+    try:
+        return head, parse_quantization(tail)
+    except ConfigError:  # not a quantization: a colon belongs to the model or style
+        return text, None
+
+
+def _split_adapter(model: str) -> tuple[str, str | None]:
+    """``MODEL+ADAPTER`` split at the first ``+``, unless the whole names a folder."""
+    base, plus, adapter = model.partition("+")
+    if not plus or Path(model).expanduser().exists():
+        return model, None
+    return base, adapter
+
+
+def _default_name(model: str, adapter: str | None, style: str, quantization: str | None) -> str:
+    name = PurePath(model.rstrip("/")).name or model
+    if adapter:
+        name += "+" + (PurePath(adapter.rstrip("/")).name or adapter)
+    if style != "chat":
+        name += f"@{style}"
+    return name + (f":{quantization}" if quantization else "")
 
 
 def unique_names(candidates: Iterable[Candidate]) -> list[Candidate]:

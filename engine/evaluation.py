@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine._faults import crash_point
+from engine.adapters import check_adapter_fits, check_unseen, resolve_adapter
 from engine.backends import Backend
 from engine.candidates import Candidate
 from engine.errors import ConfigError, TunerError
-from engine.models import resolve_model
+from engine.models import resolve_device, resolve_model
 from engine.prompting import PromptStyle, build_prompts, parse_style
+from engine.quantization import check_quantization
 from engine.space import generation_kwargs
 from engine.store import Store
 from engine.tasks import Problem, Task
@@ -118,15 +120,17 @@ class ObjectiveEvaluator(Evaluator):
 class TaskEvaluator(Evaluator):
     """Generates with real models and scores on a task.
 
-    Models load once per source and are shared by the candidates that use them (e.g. one
-    model under several prompt styles). Completions are cached in the store by
-    (model fingerprint, rendered prompt, generation arguments, stop sequences, seed), so a
-    deterministic configuration is never generated twice.
+    Models load once per (model, adapter, quantization) and are shared by the candidates
+    that use them (e.g. one model under several prompt styles). Completions are cached in
+    the store by (model fingerprint, rendered prompt, generation arguments, stop sequences,
+    seed), so a deterministic configuration is never generated twice.
 
     Args:
         task: the task.
         candidates: the candidates to evaluate.
-        load_backend: ``source -> Backend``; called once per distinct model source.
+        load_backend: ``candidate -> Backend``; called once per distinct
+            :attr:`Candidate.weights`.
+        device: where models will run; quantized candidates are checked against it.
         metric: the task metric to maximise (default: the task's first).
         seed: seeds sampling (greedy decoding ignores it).
         tune_size / holdout_size: use the first N problems of each split (None: all).
@@ -138,8 +142,9 @@ class TaskEvaluator(Evaluator):
         task: Task,
         candidates: Sequence[Candidate],
         *,
-        load_backend: Callable[[str], Backend],
+        load_backend: Callable[[Candidate], Backend],
         metric: str | None = None,
+        device: str = "auto",
         seed: int = 0,
         tune_size: int | None = None,
         holdout_size: int | None = None,
@@ -157,11 +162,12 @@ class TaskEvaluator(Evaluator):
                 f"{', '.join(task.metrics)}"
             )
         self.seed = seed
+        self.device = device
         self.sizes = {"tune": tune_size, "holdout": holdout_size}
         for split, size in self.sizes.items():
             if size is not None and size < 1:
                 raise ConfigError(f"{split} size must be at least 1, got {size}")
-        self._backends: dict[str, Backend] = {}
+        self._backends: dict[tuple, Backend] = {}
         self._prompts: dict[tuple[str, str], list[str]] = {}
 
     @property
@@ -172,21 +178,31 @@ class TaskEvaluator(Evaluator):
         self.store = store
 
     def prepare(self) -> None:
-        for spec in self.specs.values():
-            resolve_model(spec.model)
+        """Check every candidate and split without loading a model: sources resolve,
+        adapters fit their base and have not seen the problems scored, quantization runs
+        on the device."""
         for split in self.sizes:
             if not self.problems(split):
                 raise ConfigError(f"task {self.task.name} has no {split} problems")
+        for spec in self.specs.values():
+            ref = resolve_model(spec.model)
+            if spec.quantization:
+                check_quantization(spec.quantization, resolve_device(self.device))
+            if spec.adapter:
+                adapter = resolve_adapter(spec.adapter)
+                check_adapter_fits(adapter, ref)
+                for split in self.sizes:
+                    check_unseen(adapter, [p.id for p in self.problems(split)], split)
 
     def problems(self, split: str) -> list[Problem]:
         size = self.sizes[split]
         problems = self.task.problems(split)  # type: ignore[arg-type]
         return problems if size is None else problems[:size]
 
-    def backend(self, source: str) -> Backend:
-        if source not in self._backends:
-            self._backends[source] = self.load_backend(source)
-        return self._backends[source]
+    def backend(self, spec: Candidate) -> Backend:
+        if spec.weights not in self._backends:
+            self._backends[spec.weights] = self.load_backend(spec)
+        return self._backends[spec.weights]
 
     def _rendered(self, spec: Candidate, split: str, backend: Backend) -> list[str]:
         key = (spec.name, split)
@@ -206,7 +222,7 @@ class TaskEvaluator(Evaluator):
         start = time.perf_counter()
         spec = self.specs[candidate]
         continuation = self.styles[candidate].continuation
-        backend = self.backend(spec.model)
+        backend = self.backend(spec)
         problems = self.problems(split)
         prompts = self._rendered(spec, split, backend)
         kwargs = generation_kwargs(params)

@@ -199,7 +199,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, name = gguf.parent, gguf.name
-    with _quiet_transformers():
+    with quiet_transformers():
         try:
             gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
             config = AutoConfig.from_pretrained(folder, gguf_file=name)
@@ -238,12 +238,16 @@ def model_fingerprint(path: str | Path) -> str:
     return _fingerprint(path, stats)
 
 
-def load_model(ref: ModelRef, *, device: str = "auto", dtype: Any = None) -> tuple[Any, Any]:
+def load_model(
+    ref: ModelRef, *, device: str = "auto", dtype: Any = None, quantization: str | None = None
+) -> tuple[Any, Any]:
     """Load ``ref`` for generation; returns ``(model, tokenizer)``.
 
     ``device="auto"`` picks CUDA when available, else the CPU. ``dtype=None`` picks
     float32 on the CPU and bfloat16 (float16 where bf16 is unsupported) on CUDA; a
-    ``torch.dtype`` or its name (``"float16"``) overrides. The tokenizer pads on the left
+    ``torch.dtype`` or its name (``"float16"``) overrides. ``quantization`` (``"int8"``,
+    ``"nf4"``) loads the weights through bitsandbytes, after checking that it works on the
+    device (:func:`engine.quantization.check_quantization`). The tokenizer pads on the left
     (generation continues the right edge) and has a pad token (its EOS if it had none).
     """
     import torch
@@ -251,11 +255,18 @@ def load_model(ref: ModelRef, *, device: str = "auto", dtype: Any = None) -> tup
 
     target = resolve_device(device)
     dtype = _resolve_dtype(dtype, target)
-    with _quiet_transformers():
+    quantized: dict[str, Any] = {}
+    if quantization:
+        from engine.quantization import bnb_config
+
+        # Quantized weights are placed while loading; a quantized model cannot be moved.
+        quantized = {"quantization_config": bnb_config(quantization, target)}
+        quantized["device_map"] = {"": target}
+    with quiet_transformers():
         try:
             tokenizer = AutoTokenizer.from_pretrained(ref.path, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(
-                ref.path, dtype=dtype, local_files_only=True
+                ref.path, dtype=dtype, local_files_only=True, **quantized
             )
         except (OSError, ValueError, KeyError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -265,8 +276,28 @@ def load_model(ref: ModelRef, *, device: str = "auto", dtype: Any = None) -> tup
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"tokenizer of {ref.source!r} has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
-    model = model.to(torch.device(target)).eval()
-    return model, tokenizer
+    if not quantization:
+        model = model.to(torch.device(target))
+    else:
+        _probe_quantized(ref, model.eval(), quantization, target)
+    return model.eval(), tokenizer
+
+
+def _probe_quantized(ref: ModelRef, model: Any, quantization: str, device: str) -> None:
+    """Run one token through a quantized model: some kernels only support some layer
+    shapes, and a model that cannot run should fail here, while loading, with its reason."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device))
+    except Exception as error:  # any failure means this model cannot run quantized here
+        lines = str(error).strip().splitlines()
+        detail = lines[0] if lines else type(error).__name__
+        raise ModelLoadError(
+            f"{ref.source!r} cannot run {quantization}-quantized on {device}: {detail}; "
+            f"drop the :{quantization} suffix to load it unquantized"
+        ) from error
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -394,7 +425,7 @@ def _file_lock(path: Path) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Hide transformers' progress bars: front ends show their own progress."""
     from transformers.utils import logging
 

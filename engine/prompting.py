@@ -3,18 +3,25 @@
 ``chat``
     zero-shot: one user turn, ``task.instruction(problem)``, rendered with the tokenizer's
     chat template and the assistant turn opened.
-``fewshot-K`` (``fewshot`` = ``fewshot-3``)
+``fewshot-K`` (``fewshot`` = ``fewshot-3``; ``icl`` / ``icl-K`` are other spellings)
     the same, after K worked examples (user turn ``task.instruction(ex)``, assistant turn
-    ``task.example_response(ex)``) drawn from the task's ``train`` split. The examples are
-    chosen by the seed, are the same for every problem, and never include the problem
-    itself.
+    ``task.example_response(ex)``) drawn at random from the task's ``train`` split. The
+    examples are chosen by the seed, are the same for every problem, and never include
+    the problem itself. ``str()`` spells it ``fewshot-K`` whichever spelling was parsed.
+``rag-K`` (``rag`` = ``rag-3``)
+    worked examples rendered like ``fewshot-K``, but for each problem the K train
+    problems whose instructions are most similar to its own (retrieval-augmented, see
+    :mod:`engine.retrieval`), never the problem itself. They are shown least similar
+    first, so the most similar example sits right before the question. The retriever is
+    fitted on the train split's instructions once per :func:`build_prompts` call.
 ``raw``
     plain completion of ``task.completion_prefix(problem)``; the output *continues* the
     prefix (:attr:`PromptStyle.continuation`), for base models without a chat template.
 
-A tokenizer without a chat template cannot render ``chat`` or ``fewshot``: that raises
-:class:`~engine.errors.ConfigError` pointing at ``@raw`` rather than inventing a plain-text
-chat format the model was never trained on (its answers would look like a worse model).
+A tokenizer without a chat template cannot render ``chat``, ``fewshot`` or ``rag``: that
+raises :class:`~engine.errors.ConfigError` pointing at ``@raw`` rather than inventing a
+plain-text chat format the model was never trained on (its answers would look like a worse
+model).
 """
 
 from __future__ import annotations
@@ -28,18 +35,20 @@ from typing import TYPE_CHECKING, Any, Literal
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:  # engine.candidates imports this module; keep it free of task imports
+    from engine.retrieval import Retriever
     from engine.tasks.base import Problem, Task
 
 DEFAULT_SHOTS = 3
 MAX_SHOTS = 16
-_FEWSHOT = re.compile(r"^fewshot(?:-(\d+))?$")
+_WITH_SHOTS = re.compile(r"^(fewshot|icl|rag)(?:-(\d+))?$")
+_ALIASES = {"icl": "fewshot"}  # ICL-k: k in-context examples drawn at random = fewshot-k
 
 
 @dataclass(frozen=True)
 class PromptStyle:
     """A validated prompt style; ``str(style)`` is its canonical spelling."""
 
-    kind: Literal["chat", "raw", "fewshot"]
+    kind: Literal["chat", "raw", "fewshot", "rag"]
     shots: int = 0
 
     @property
@@ -48,25 +57,29 @@ class PromptStyle:
         return self.kind == "raw"
 
     def __str__(self) -> str:
-        return f"fewshot-{self.shots}" if self.kind == "fewshot" else self.kind
+        return f"{self.kind}-{self.shots}" if self.shots else self.kind
 
 
 def parse_style(text: str | PromptStyle) -> PromptStyle:
-    """Parse ``chat``, ``raw``, ``fewshot`` or ``fewshot-K`` (1 <= K <= 16)."""
+    """Parse ``chat``, ``raw``, ``fewshot[-K]``, ``icl[-K]`` (= ``fewshot[-K]``) or
+    ``rag[-K]``; K defaults to 3 and must be 1 to 16."""
     if isinstance(text, PromptStyle):
         return text
     spelled = str(text).strip().lower()
     if spelled in ("chat", "raw"):
         return PromptStyle(spelled)  # type: ignore[arg-type]
-    match = _FEWSHOT.match(spelled)
+    match = _WITH_SHOTS.match(spelled)
     if not match:
-        raise ConfigError(f"unknown prompt style {text!r}; use chat, raw, fewshot or fewshot-K")
-    shots = _count(match.group(1)) if match.group(1) else DEFAULT_SHOTS
+        raise ConfigError(
+            f"unknown prompt style {text!r}; use chat, raw, fewshot-K (or icl-K) or rag-K"
+        )
+    shots = _count(match.group(2)) if match.group(2) else DEFAULT_SHOTS
     if not 1 <= shots <= MAX_SHOTS:
         raise ConfigError(
             f"prompt style {text!r}: K must be between 1 and {MAX_SHOTS} (use chat for zero-shot)"
         )
-    return PromptStyle("fewshot", shots)
+    kind = _ALIASES.get(match.group(1), match.group(1))
+    return PromptStyle(kind, shots)  # type: ignore[arg-type]
 
 
 def _count(digits: str) -> int:
@@ -83,34 +96,73 @@ def build_prompts(
     tokenizer: Any,
     *,
     seed: int = 0,
+    retriever: Retriever | None = None,
 ) -> list[str]:
     """Render one prompt string per problem, ready for :meth:`Backend.generate`.
 
     ``tokenizer`` supplies the chat template (unused, and may be ``None``, for ``raw``);
-    ``seed`` chooses the few-shot examples.
+    ``seed`` chooses the few-shot examples; ``retriever`` finds the ``rag`` examples
+    (``None``: :func:`engine.retrieval.default_retriever`) and is fitted here on the train
+    split's instructions.
     """
     style = parse_style(style)
     if style.continuation:
         return [task.completion_prefix(p) for p in problems]
     _require_chat_template(tokenizer, style)
-    drawn = _draw_examples(task, style.shots, seed) if style.kind == "fewshot" else []
-    prompts = []
+    if style.kind == "rag":
+        chosen = _retrieved_examples(task, problems, style.shots, retriever)
+    else:
+        chosen = _drawn_examples(task, problems, style.shots, seed)
+    return [
+        _render(tokenizer, _messages(task, examples, problem))
+        for problem, examples in zip(problems, chosen, strict=True)
+    ]
+
+
+def _drawn_examples(
+    task: Task, problems: Sequence[Problem], shots: int, seed: int
+) -> list[list[Problem]]:
+    """The seeded random examples of each problem (none for ``shots=0``): ``shots`` train
+    problems plus one spare, replacing an example that is the problem being asked; the
+    same for every problem so the examples form a common prefix."""
+    pool = task.problems("train") if shots else []
+    drawn = random.Random(seed).sample(pool, min(len(pool), shots + 1))
+    chosen = []
     for problem in problems:
-        examples = [ex for ex in drawn if ex.id != problem.id][: style.shots]
-        if len(examples) < style.shots:
-            raise ConfigError(
-                f"prompt style {style} needs {style.shots} train problems besides the one "
-                f"asked; task {task.name or type(task).__name__} has {len(drawn)}"
-            )
-        prompts.append(_render(tokenizer, _messages(task, examples, problem)))
-    return prompts
+        examples = [ex for ex in drawn if ex.id != problem.id][:shots]
+        if len(examples) < shots:
+            raise _too_few(task, f"fewshot-{shots}", shots, len(drawn))
+        chosen.append(examples)
+    return chosen
 
 
-def _draw_examples(task: Task, shots: int, seed: int) -> list[Problem]:
-    """``shots`` train problems plus one spare, replacing an example that is the problem
-    being asked; the same for every problem so the examples form a common prefix."""
+def _retrieved_examples(
+    task: Task, problems: Sequence[Problem], shots: int, retriever: Retriever | None
+) -> list[list[Problem]]:
+    """Each problem's ``shots`` most similar train problems, other than itself, least
+    similar first so that the most similar one is right before the question."""
     pool = task.problems("train")
-    return random.Random(seed).sample(pool, min(len(pool), shots + 1))
+    position = {p.id: i for i, p in enumerate(pool)}
+    exclude = [position.get(p.id) for p in problems]
+    if any(len(pool) - (skip is not None) < shots for skip in exclude):
+        raise _too_few(task, f"rag-{shots}", shots, len(pool))
+    if not problems:  # spares loading an embedding model for nothing
+        return []
+    if retriever is None:
+        from engine.retrieval import default_retriever
+
+        retriever = default_retriever()
+    retriever.fit([task.instruction(p) for p in pool])
+    queries = [task.instruction(p) for p in problems]
+    found = retriever.neighbours(queries, shots, exclude=exclude)
+    return [[pool[i] for i in reversed(indices)] for indices in found]
+
+
+def _too_few(task: Task, style: str, shots: int, available: int) -> ConfigError:
+    return ConfigError(
+        f"prompt style {style} needs {shots} train problems besides the one asked; "
+        f"task {task.name or type(task).__name__} has {available}"
+    )
 
 
 def _messages(task: Task, examples: Sequence[Problem], problem: Problem) -> list[dict[str, str]]:

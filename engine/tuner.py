@@ -111,6 +111,9 @@ class Tuner:
         metric, dataset, tune_size, holdout_size, batch_size, device: task runs only.
         samples_per_problem: completions drawn per problem in each sample (the ``n`` of
             pass@k and EM@k); task runs given by name only (a :class:`Task` carries its own).
+        train_size: the task's train split (the few-shot and retrieval pool, and what
+            ``codellmtuner finetune`` trains on); ``None`` keeps the task's default. Task
+            runs given by name only.
         run_id: name of the run; an existing id continues that run (see :meth:`resume`).
 
     Call :meth:`subscribe` to receive :mod:`engine.events`, then :meth:`run`.
@@ -134,6 +137,7 @@ class Tuner:
         tune_size: int | None = None,
         holdout_size: int | None = None,
         samples_per_problem: int = 1,
+        train_size: int | None = None,
         batch_size: int = 8,
         device: str = "auto",
         run_id: str | None = None,
@@ -186,6 +190,7 @@ class Tuner:
             "tune_size": tune_size,
             "holdout_size": holdout_size,
             "samples_per_problem": samples_per_problem,
+            "train_size": train_size,
             "batch_size": batch_size,
             "device": device,
         }
@@ -285,24 +290,30 @@ class Tuner:
             return ObjectiveEvaluator(
                 self.objective, self.names, require_cost=self.budget.unit == "tokens"
             )
+        from engine.adapters import resolve_adapter
         from engine.backends.transformers import TransformersBackend
         from engine.models import resolve_model
 
         s = self.settings
         task = self.task
         if not isinstance(task, Task):
+            # Only a given train size is passed on: each task keeps its own default.
+            sizes = {"n_train": s["train_size"]} if s["train_size"] is not None else {}
             task = get_task(
-                task, dataset=s["dataset"], samples_per_problem=s["samples_per_problem"]
+                task, dataset=s["dataset"], samples_per_problem=s["samples_per_problem"], **sizes
             )
 
-        def load_backend(source: str) -> TransformersBackend:
+        def load_backend(spec: Candidate) -> TransformersBackend:
+            adapter = resolve_adapter(spec.adapter) if spec.adapter else None
             return TransformersBackend(
-                resolve_model(source), device=s["device"], batch_size=s["batch_size"],
+                resolve_model(spec.model), device=s["device"], batch_size=s["batch_size"],
                 on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),
+                quantization=spec.quantization, adapter=adapter,
             )  # fmt: skip
 
         return TaskEvaluator(
             task, self.candidates, load_backend=load_backend, metric=s["metric"],
+            device=s["device"],
             seed=self.seed, tune_size=s["tune_size"], holdout_size=s["holdout_size"],
         )  # fmt: skip
 

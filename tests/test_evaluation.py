@@ -18,9 +18,9 @@ SAMPLED = {"temperature": 0.9, "top_p": 0.95, "top_k": 50, "repetition_penalty":
 def evaluator(tiny_model_dir, tmp_path):
     loads = []
 
-    def load(source):
-        loads.append(source)
-        return TransformersBackend(resolve_model(source), batch_size=4)
+    def load(spec):
+        loads.append(spec.model)
+        return TransformersBackend(resolve_model(spec.model), batch_size=4)
 
     candidates = [parse_candidate(f"chat={tiny_model_dir}"),
                   parse_candidate(f"raw={tiny_model_dir}@raw")]  # fmt: skip
@@ -59,8 +59,8 @@ def test_evaluation_reports_metrics_cost_and_per_problem_outcomes(evaluator):
 def _replicated(tiny_model_dir, tmp_path, n):
     backends = []
 
-    def load(source):
-        backends.append(TransformersBackend(resolve_model(source), batch_size=8))
+    def load(spec):
+        backends.append(TransformersBackend(resolve_model(spec.model), batch_size=8))
         return backends[-1]
 
     task = get_task("humaneval", samples_per_problem=n)

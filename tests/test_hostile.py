@@ -493,7 +493,7 @@ class ScriptedTuner(Tuner):
     def _evaluator(self) -> TaskEvaluator:
         s = self.settings
         return TaskEvaluator(
-            self.task, self.candidates, load_backend=lambda source: self.backend,
+            self.task, self.candidates, load_backend=lambda spec: self.backend,
             seed=self.seed, tune_size=s["tune_size"], holdout_size=s["holdout_size"],
         )  # fmt: skip
 

@@ -58,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start a tuning run")
     run.add_argument("--task", default="humaneval", help="task name (default: humaneval)")
     run.add_argument(
-        "--candidate", "-c", action="append", metavar="[NAME=]MODEL[@STYLE]",
+        "--candidate", "-c", action="append", metavar="[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT]",
         help="a candidate; repeat for several. MODEL: smollm2 (bundled), a folder or a "
-        "cached hub id; STYLE: chat, raw, fewshot-K. Default: "
+        "cached hub id; ADAPTER: a PEFT adapter folder or a name from `codellmtuner "
+        "finetune`; STYLE: chat, raw, fewshot-K (ICL), rag-K; QUANT: int8, nf4. Default: "
         + ", ".join(DEFAULT_CANDIDATES),
     )  # fmt: skip
     run.add_argument(
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--samples-per-problem", "-n", type=int, default=1, metavar="N",
         help="completions per problem in each sample, the n of pass@k and EM@k (default: 1)",
+    )  # fmt: skip
+    run.add_argument(
+        "--train-size", type=int, metavar="N",
+        help="problems in the task's train split: the few-shot/RAG pool, and what "
+        "finetune trained on (default: the task's, 8)",
     )  # fmt: skip
     run.add_argument(
         "--problems", type=int, default=6, metavar="N",
@@ -204,7 +210,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         criterion=args.criterion, stage1_fraction=args.stage1_fraction, sampler=args.sampler,
         metric=args.metric, dataset=args.dataset, tune_size=args.problems or None,
         holdout_size=args.holdout_problems or None,
-        samples_per_problem=args.samples_per_problem, batch_size=args.batch_size,
+        samples_per_problem=args.samples_per_problem, train_size=args.train_size,
+        batch_size=args.batch_size,
         device=args.device, run_id=args.run_id,
     )  # fmt: skip
     from engine.models import resolve_device

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from engine.adapters import AdapterRef, attach_adapter
 from engine.backends import Backend, Generation, truncate_at_stop
 from engine.errors import ConfigError, TunerError
 from engine.models import ModelRef, load_model
@@ -28,6 +29,8 @@ class TransformersBackend(Backend):
         batch_size: the most prompts generated at once.
         on_warning: receives one-line warnings.
         dtype: overrides the default precision (float32 on CPU, bf16/fp16 on CUDA).
+        quantization: ``"int8"`` or ``"nf4"`` to load the weights through bitsandbytes.
+        adapter: a PEFT adapter attached to the model.
     """
 
     def __init__(
@@ -38,16 +41,25 @@ class TransformersBackend(Backend):
         batch_size: int = 8,
         on_warning: Callable[[str], None] | None = None,
         dtype: Any = None,
+        quantization: str | None = None,
+        adapter: AdapterRef | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
         self.ref = ref
         self.batch_size = batch_size
         self.on_warning = on_warning or (lambda _text: None)
-        self.model, self.tokenizer = load_model(ref, device=device, dtype=dtype)
-        # Precision and device change greedy outputs too, so they are part of the identity.
+        self.model, self.tokenizer = load_model(
+            ref, device=device, dtype=dtype, quantization=quantization
+        )
+        # Precision, quantization and device change greedy outputs too: part of the identity.
         dtype_name = str(self.model.dtype).removeprefix("torch.")
         self.fingerprint = f"{ref.fingerprint}-{self.model.device.type}-{dtype_name}"
+        if quantization:
+            self.fingerprint += f"-{quantization}"
+        if adapter is not None:
+            self.model = attach_adapter(self.model, adapter)
+            self.fingerprint += f"-{adapter.fingerprint}"
         self._stop_criteria: dict[tuple[str, ...], Any] = {}
 
     def generate(
