@@ -93,15 +93,25 @@ class ModelChoice:
 
 
 def available_models(hub_cache: str | Path | None = None) -> list[ModelChoice]:
-    """The bundled model (if its package is installed) and every model in the Hugging
-    Face cache that has a ``config.json``; nothing is loaded or converted.
+    """The bundled model (if its package is installed), the adapters ``codellmtuner
+    finetune`` registered (as ``BASE+ADAPTER``) and every model in the Hugging Face cache
+    that has a ``config.json``; nothing is loaded or converted.
 
     ``hub_cache`` overrides the cache folder (default: the hub's own setting).
     """
+    from engine.adapters import registered_adapters
+
     found: list[ModelChoice] = []
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is not None:
         found.append(ModelChoice("smollm2", "bundled SmolLM2-135M-Instruct"))
+    for adapter in registered_adapters():
+        meta = adapter.metadata
+        if meta.get("base_model"):
+            what = f"{meta.get('method', adapter.peft_type.lower())} adapter"
+            trained = f", trained on {meta['task']} (train size {meta.get('n_train', '?')})"
+            description = what + (trained if meta.get("task") else "")
+            found.append(ModelChoice(f"{meta['base_model']}+{adapter.source}", description))
     from huggingface_hub import scan_cache_dir
 
     try:

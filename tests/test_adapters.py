@@ -248,3 +248,16 @@ def test_a_run_tunes_an_adapter_beside_its_base(adapters, tiny_model_dir, tmp_pa
     )  # fmt: skip
     result = tuner.run()
     assert {r.candidate for r in result.ranking} == {"base", "lora"}
+
+
+def test_the_app_lists_registered_adapters_on_their_base(adapters, tmp_path, monkeypatch):
+    import shutil
+
+    from engine.models import available_models
+
+    monkeypatch.setenv("CODELLMTUNER_CACHE", str(tmp_path))
+    folder = shutil.copytree(adapters["lora"], tmp_path / "adapters" / "lora-conala")
+    meta = {"base_model": "smollm2", "method": "lora", "task": "conala", "n_train": 30}
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    listed = {m.source: m.description for m in available_models(tmp_path / "no-hub")}
+    assert listed["smollm2+lora-conala"] == "lora adapter, trained on conala (train size 30)"

@@ -151,7 +151,12 @@ def test_the_task_note_shows_splits_or_why_a_dataset_is_refused(tmp_path, monkey
     async def test(pilot):
         screen = app.screen
         await wait_until(pilot, lambda: screen.task_note)
-        assert screen.task_note == "tune 121 · holdout 35 · avg_tests"
+        assert screen.task_note == "train 8 · tune 121 · holdout 35 · avg_tests"
+        train = screen.query_one("#train-size", Input)
+        train.focus()
+        train.value = "40"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.task_note.startswith("train 40 · tune 89"))
         screen.query_one("#task", Select).value = "conala"
         await wait_until(pilot, lambda: screen.task_note.endswith("codebleu"))
         dataset = screen.query_one("#dataset", Input)

@@ -19,10 +19,14 @@ SIZES = [(80, 24), (120, 40)]
 
 @pytest.fixture
 def quiet_machine(tmp_path, monkeypatch):
-    """The same screens on every machine: an empty hub cache, UTC, a relative store."""
+    """The same screens on every machine: empty hub and adapter caches, UTC, a relative
+    store."""
     import huggingface_hub.constants
 
+    import engine.adapters
+
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(engine.adapters, "adapter_home", lambda: tmp_path / "adapters")
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     monkeypatch.chdir(tmp_path)

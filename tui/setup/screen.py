@@ -18,7 +18,9 @@ from engine.tasks import TASKS, get_task
 from tui.setup.space_editor import SpaceEditor
 
 #: Prompt styles offered for every model; a candidate is a (model, style) pair.
-STYLES = ("chat", "fewshot-1", "raw")
+STYLES = ("chat", "fewshot-1", "rag-1", "raw")
+#: The styles of the default model selected at start, as ``codellmtuner run`` compares.
+PRESELECTED = ("chat", "fewshot-1", "raw")
 DEFAULT_MODEL = "smollm2"
 
 
@@ -77,6 +79,13 @@ class SetupScreen(Screen):
                         "1", id="samples-per-problem", compact=True, type="integer",
                         tooltip="completions per problem in each sample: the n of pass@k",
                     )  # fmt: skip
+                    yield Label("train")
+                    yield Input(
+                        placeholder="task default", id="train-size", compact=True,
+                        type="integer",
+                        tooltip="train split size: the few-shot/RAG pool; an adapter needs "
+                        "the size it was fine-tuned with",
+                    )  # fmt: skip
                     yield Label("store")
                     yield Input(self.store_path, id="store", compact=True)
                 yield Static("", id="task-note")
@@ -106,7 +115,9 @@ class SetupScreen(Screen):
         for style in STYLES:
             spec = f"{source}@{style}"
             label = f"{source} · {style}" + (f"  ({description})" if style == STYLES[0] else "")
-            options.add_option(Selection(label, spec, initial_state=select))
+            options.add_option(
+                Selection(label, spec, initial_state=select and style in PRESELECTED)
+            )
 
     # -- adding a model by path -------------------------------------------------------------
 
@@ -141,30 +152,32 @@ class SetupScreen(Screen):
 
     @on(Select.Changed, "#task")
     @on(Input.Submitted, "#dataset")
+    @on(Input.Submitted, "#train-size")
     def task_changed(self) -> None:
         self.describe_task(*self._task_choice())
 
-    def _task_choice(self) -> tuple[str, str | None]:
+    def _task_choice(self) -> tuple[str, str | None, str]:
         dataset = self.query_one("#dataset", Input).value.strip() or None
-        return str(self.query_one("#task", Select).value), dataset
+        train = self.query_one("#train-size", Input).value.strip()
+        return str(self.query_one("#task", Select).value), dataset, train
 
     @work(thread=True, exclusive=True, group="task")
-    def describe_task(self, name: str, dataset: str | None) -> None:
+    def describe_task(self, name: str, dataset: str | None, train: str) -> None:
         """Load the task's data off the UI thread (building a corpus can take seconds)
         and show its split sizes and default metric, or why the data is refused."""
+        choice = (name, dataset, train)
         try:
-            task = get_task(name, dataset=dataset)
-        except TunerError as error:
+            task = get_task(name, dataset=dataset, **({"n_train": int(train)} if train else {}))
+        except (TunerError, ValueError) as error:
             note = f"[red]{escape(str(error))}[/]"
-            self.app.call_from_thread(self._task_described, (name, dataset), note, False, "")
+            self.app.call_from_thread(self._task_described, choice, note, False, "")
             return
-        tune, holdout = (len(task.problems(split)) for split in ("tune", "holdout"))
-        note = f"tune {tune} · holdout {holdout} · {task.metrics[0]}"
-        described = (name, dataset), note, True, task.description
-        self.app.call_from_thread(self._task_described, *described)
+        train_n, tune, holdout = (len(task.problems(s)) for s in ("train", "tune", "holdout"))
+        note = f"train {train_n} · tune {tune} · holdout {holdout} · {task.metrics[0]}"
+        self.app.call_from_thread(self._task_described, choice, note, True, task.description)
 
     def _task_described(
-        self, choice: tuple[str, str | None], note: str, ok: bool, description: str
+        self, choice: tuple[str, str | None, str], note: str, ok: bool, description: str
     ) -> None:
         if choice != self._task_choice():
             return  # a slower answer about a task or file no longer chosen
@@ -194,6 +207,7 @@ class SetupScreen(Screen):
             task=self.query_one("#task", Select).value,
             dataset=self.query_one("#dataset", Input).value.strip() or None,
             samples_per_problem=_integer(self, "samples-per-problem", minimum=1),
+            train_size=_optional_integer(self, "train-size", minimum=0),
             candidates=candidates,
             budget=self.query_one("#budget", Input).value,
             seed=_integer(self, "seed"),
@@ -205,6 +219,13 @@ class SetupScreen(Screen):
 
     def action_history(self) -> None:
         self.app.action_history()
+
+
+def _optional_integer(screen: Screen, field: str, minimum: int | None = None) -> int | None:
+    """The whole number in ``field``, or ``None`` when it is empty."""
+    if not screen.query_one(f"#{field}", Input).value.strip():
+        return None
+    return _integer(screen, field, minimum)
 
 
 def _integer(screen: Screen, field: str, minimum: int | None = None) -> int:
