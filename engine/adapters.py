@@ -141,9 +141,7 @@ def check_unseen(adapter: AdapterRef, problem_ids: Iterable[str], split: str) ->
 
 def attach_adapter(model: Any, adapter: AdapterRef) -> Any:
     """``model`` wrapped with ``adapter`` for inference (a ``peft.PeftModel``)."""
-    from engine.quantization import import_bitsandbytes_quietly
 
-    import_bitsandbytes_quietly()  # peft imports it; keep its import-time warning quiet
     from peft import PeftModel
 
     try:
@@ -161,12 +159,8 @@ def attach_adapter(model: Any, adapter: AdapterRef) -> Any:
 def _expected_shapes(adapter: AdapterRef, model: ModelRef) -> dict[str, tuple[int, ...]]:
     """The adapter tensors ``model`` needs, by saved name, computed on the meta device."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from engine.quantization import import_bitsandbytes_quietly
-
-    import_bitsandbytes_quietly()
     from peft import PeftConfig, get_peft_model, get_peft_model_state_dict
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     config = PeftConfig.from_pretrained(adapter.path)
     if config.is_prompt_learning:  # derive the sizes from the model, not the saved config

@@ -249,7 +249,12 @@ def model_fingerprint(path: str | Path) -> str:
 
 
 def load_model(
-    ref: ModelRef, *, device: str = "auto", dtype: Any = None, quantization: str | None = None
+    ref: ModelRef,
+    *,
+    device: str = "auto",
+    dtype: Any = None,
+    quantization: str | None = None,
+    trainable: bool = False,
 ) -> tuple[Any, Any]:
     """Load ``ref`` for generation; returns ``(model, tokenizer)``.
 
@@ -257,7 +262,9 @@ def load_model(
     float32 on the CPU and bfloat16 (float16 where bf16 is unsupported) on CUDA; a
     ``torch.dtype`` or its name (``"float16"``) overrides. ``quantization`` (``"int8"``,
     ``"nf4"``) loads the weights through bitsandbytes, after checking that it works on the
-    device (:func:`engine.quantization.check_quantization`). The tokenizer pads on the left
+    device (:func:`engine.quantization.check_quantization`); ``trainable`` keeps quantized
+    weights in a layout that can be trained (see :func:`_probe_quantized`). The tokenizer
+    pads on the left
     (generation continues the right edge) and has a pad token (its EOS if it had none).
     """
     import torch
@@ -289,14 +296,26 @@ def load_model(
     if not quantization:
         model = model.to(torch.device(target))
     else:
-        _probe_quantized(ref, model.eval(), quantization, target)
+        _probe_quantized(ref, model.eval(), quantization, target, trainable=trainable)
     return model.eval(), tokenizer
 
 
-def _probe_quantized(ref: ModelRef, model: Any, quantization: str, device: str) -> None:
+def _probe_quantized(
+    ref: ModelRef, model: Any, quantization: str, device: str, *, trainable: bool
+) -> None:
     """Run one token through a quantized model: some kernels only support some layer
-    shapes, and a model that cannot run should fail here, while loading, with its reason."""
+    shapes, and a model that cannot run should fail here, while loading, with its reason.
+
+    On a CPU with AVX512-BF16 the first eval-mode forward repacks 4-bit weights into a
+    faster layout that has no backward pass; ``trainable`` tells the layers to keep the
+    layout training needs.
+    """
     import torch
+
+    if trainable:
+        for layer in model.modules():
+            if hasattr(layer, "support_avx512bf16_for_cpu"):  # a bitsandbytes Linear4bit
+                layer.support_avx512bf16_for_cpu = False
 
     try:
         with torch.inference_mode():

@@ -16,6 +16,10 @@ from typing import Any
 
 from engine.errors import ConfigError
 
+# bitsandbytes warns on import when an optional package of faster CPU kernels is absent;
+# its own kernels work, so the warning would only alarm users.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
 QUANTIZATIONS = ("int8", "nf4")
 _SPELLINGS = {"int8": "int8", "8bit": "int8", "nf4": "nf4", "4bit": "nf4"}
 
@@ -23,7 +27,6 @@ __all__ = [
     "QUANTIZATIONS",
     "bnb_config",
     "check_quantization",
-    "import_bitsandbytes_quietly",
     "parse_quantization",
 ]
 
@@ -77,7 +80,7 @@ def _unsupported_reason(kind: str | None, device: str) -> str:
     if kind is None:
         return ""
     try:
-        bnb = import_bitsandbytes_quietly()
+        import bitsandbytes as bnb
     except ImportError as error:
         return f"bitsandbytes is not installed ({error}); run `pip install bitsandbytes`"
     import torch
@@ -95,16 +98,3 @@ def _unsupported_reason(kind: str | None, device: str) -> str:
         detail = lines[0] if lines else type(error).__name__
         return f"bitsandbytes {getattr(bnb, '__version__', '?')} failed on {device}: {detail}"
     return ""
-
-
-def import_bitsandbytes_quietly() -> Any:
-    # bitsandbytes logs a warning at import when optional CPU kernels from another package
-    # are absent; its own kernels still work, so the warning would only alarm users.
-    logger = logging.getLogger("bitsandbytes")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        import bitsandbytes
-    finally:
-        logger.setLevel(level)
-    return bitsandbytes

@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from tui import finetune as finetune_command
+
 DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
 
 #: Set (to anything) to see the traceback of an internal error instead of one line.
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("-o", "--output", required=True, metavar="DIR")
     _store_flag(export)
+    finetune_command.add_parser(sub)
     return parser
 
 
@@ -453,6 +456,7 @@ def _existing_store(path: str) -> Iterator[Any]:
 
 
 COMMANDS = {
+    "finetune": finetune_command.command,
     "app": _app,
     "serve": _serve,
     "watch": _watch,
