@@ -60,6 +60,7 @@ from typing import Any
 from engine.adapters import METADATA_FILE, adapter_home
 from engine.errors import ConfigError
 from engine.models import ModelRef, load_model, resolve_device, resolve_model
+from engine.tasks._options import is_positive, is_whole, require
 from engine.tasks._splits import unit_hash
 from engine.tasks.base import Problem, Task
 
@@ -347,33 +348,33 @@ def _check_arguments(
     validation_fraction: Any, seed: Any, device: Any, on_progress: Any,
 ) -> _Spec:  # fmt: skip
     """Every argument checked, each failure one ConfigError line; nothing is loaded."""
-    _require(isinstance(task, Task), f"task must be an engine Task, got {type(task).__name__}")
-    _require(isinstance(model, (str, ModelRef)), f"model must be a model source, got {model!r}")
-    _require(method in METHODS, f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    require(isinstance(task, Task), f"task must be an engine Task, got {type(task).__name__}")
+    require(isinstance(model, (str, ModelRef)), f"model must be a model source, got {model!r}")
+    require(method in METHODS, f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if name is not None:
-        _require(
+        require(
             isinstance(name, str) and bool(_NAME.match(name)) and not name.startswith("."),
             f"invalid adapter name {name!r}: use letters, digits, '-', '_' and '.', "
             "not starting with '.'",
         )
-    _require(
+    require(
         output is None or (isinstance(output, (str, Path)) and str(output).strip() != ""),
         f"output must be a folder path, got {output!r}",
     )
-    _require(isinstance(overwrite, bool), f"overwrite must be true or false, got {overwrite!r}")
+    require(isinstance(overwrite, bool), f"overwrite must be true or false, got {overwrite!r}")
     for label, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
                               ("max_length", max_length, 8), ("seed", seed, 0)):  # fmt: skip
-        _require(_is_whole(value, low), f"{label} must be a whole number >= {low}, got {value!r}")
-    _require(
-        learning_rate is None or _is_positive(learning_rate),
+        require(is_whole(value, low), f"{label} must be a whole number >= {low}, got {value!r}")
+    require(
+        learning_rate is None or is_positive(learning_rate),
         f"learning_rate must be a number above 0, got {learning_rate!r}",
     )
-    _require(
+    require(
         _is_number(validation_fraction) and 0.0 < validation_fraction < 1.0,
         f"validation_fraction must be between 0 and 1 (exclusive), got {validation_fraction!r}",
     )
-    _require(on_progress is None or callable(on_progress), "on_progress must be callable")
-    _require(isinstance(device, str), f"device must be a string, got {device!r}")
+    require(on_progress is None or callable(on_progress), "on_progress must be callable")
+    require(isinstance(device, str), f"device must be a string, got {device!r}")
     resolved = resolve_device(device)
     quantization = METHODS[method].quantization
     if quantization:
@@ -388,21 +389,8 @@ def _check_arguments(
     )  # fmt: skip
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_whole(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_positive(value: object) -> bool:
-    return _is_number(value) and math.isfinite(value) and value > 0  # type: ignore[arg-type]
 
 
 def _output_folder(
