@@ -69,7 +69,7 @@ def resolve_adapter(source: str) -> AdapterRef:
     if not path.is_dir() and _NAME.match(source) and (adapter_home() / source).is_dir():
         path = adapter_home() / source
     if not path.is_dir():
-        known = ", ".join(a.name for a in registered_adapters()) or "none yet"
+        known = ", ".join(a.source for a in registered_adapters()) or "none yet"
         raise ModelLoadError(
             f"adapter {source!r} not found: not a folder and not a registered adapter "
             f"(registered: {known}); train one with `codellmtuner finetune`"

@@ -80,20 +80,26 @@ def parse_candidate(spec: str) -> Candidate:
 
 def _split_quantization(text: str) -> tuple[str, str | None]:
     head, colon, tail = text.rpartition(":")
-    if not colon or not tail:
+    if not colon or _exists(text):  # a folder whose name has a colon
         return text, None
-    try:
-        return head, parse_quantization(tail)
-    except ConfigError:  # not a quantization: a colon belongs to the model or style
-        return text, None
+    return head, parse_quantization(tail)
 
 
 def _split_adapter(model: str) -> tuple[str, str | None]:
     """``MODEL+ADAPTER`` split at the first ``+``, unless the whole names a folder."""
     base, plus, adapter = model.partition("+")
-    if not plus or Path(model).expanduser().exists():
+    if not plus or _exists(model):
         return model, None
     return base, adapter
+
+
+def _exists(path: str) -> bool:
+    """Whether ``path`` names a file or folder; ``False`` for names no file can have
+    (too long, a NUL byte, ``~unknown-user``)."""
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 def _default_name(model: str, adapter: str | None, style: str, quantization: str | None) -> str:

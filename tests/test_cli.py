@@ -82,6 +82,10 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
         (["run", "--budget", "-5"], "positive"),
         (["run", "--budget", "2.5"], "whole number"),
         (["run", "--samples-per-problem", "0"], "samples per problem"),
+        (["run", "-c", "smollm2+no-such-adapter"], "adapter 'no-such-adapter' not found"),
+        (["run", "-c", "smollm2@rag-0"], "rag-0"),
+        (["run", "-c", "smollm2:fp8"], "unknown quantization 'fp8'"),
+        (["run", "--train-size", "-1"], "n_train"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_no_store(tmp_path, args, message):
