@@ -14,9 +14,11 @@ with the shapes stored in its weight file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +147,7 @@ def attach_adapter(model: Any, adapter: AdapterRef) -> Any:
     from peft import PeftModel
 
     try:
-        with quiet_transformers():
+        with quiet_transformers(), _no_future_warnings():
             wrapped = PeftModel.from_pretrained(model, adapter.path, is_trainable=False)
     except (ValueError, RuntimeError, KeyError, OSError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -169,13 +171,23 @@ def _expected_shapes(adapter: AdapterRef, model: ModelRef) -> dict[str, tuple[in
     with torch.device("meta"):
         base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model.path))
     try:
-        wrapped = get_peft_model(base, config)
+        with _no_future_warnings():
+            wrapped = get_peft_model(base, config)
     except (ValueError, RuntimeError, KeyError, TypeError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ConfigError(
             f"adapter {adapter.source!r} does not fit model {model.source!r}: {detail}"
         ) from None
     return {k: tuple(v.shape) for k, v in get_peft_model_state_dict(wrapped).items()}
+
+
+@contextlib.contextmanager
+def _no_future_warnings() -> Iterator[None]:
+    """Hide the deprecation warnings peft's calls into transformers raise: they concern
+    those libraries' authors, and would only alarm a user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def _stored_shapes(adapter: AdapterRef) -> dict[str, tuple[int, ...]]:

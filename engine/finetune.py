@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
 import random
@@ -848,14 +847,7 @@ def _peak_memory_mib(device: str) -> float:
 @contextlib.contextmanager
 def _quiet_training() -> Iterator[None]:
     """Hide library warnings that say nothing a user can act on while training."""
-    # bitsandbytes' int8 layers log that they cast inputs to float16 on every call.
-    logger = logging.getLogger("bitsandbytes.autograd._functions")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            # peft calls transformers' gradient checkpointing API by its deprecated names.
-            warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated")
-            yield
-    finally:
-        logger.setLevel(level)
+    with warnings.catch_warnings():
+        # peft calls transformers' gradient checkpointing API by its deprecated names.
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated")
+        yield

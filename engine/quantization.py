@@ -16,9 +16,11 @@ from typing import Any
 
 from engine.errors import ConfigError
 
-# bitsandbytes warns on import when an optional package of faster CPU kernels is absent;
-# its own kernels work, so the warning would only alarm users.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# bitsandbytes warns on import when an optional package of faster CPU kernels is absent
+# (its own kernels work), and its int8 layers on every call that they cast float32 inputs
+# to float16: nothing a user can act on, so neither is shown.
+for _logger in ("bitsandbytes.backends.cpu.ops", "bitsandbytes.autograd._functions"):
+    logging.getLogger(_logger).setLevel(logging.ERROR)
 
 QUANTIZATIONS = ("int8", "nf4")
 _SPELLINGS = {"int8": "int8", "8bit": "int8", "nf4": "nf4", "4bit": "nf4"}
