@@ -153,7 +153,8 @@ class FineTuneResult:
     ``train_losses`` holds each epoch's mean training loss; ``peak_memory_mib`` is
     ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak resident set size
     (``ru_maxrss``, since the process started) on the CPU; ``truncated`` counts examples
-    cut at ``max_length``; ``device`` is where it trained.
+    cut at ``max_length``, ``dropped`` those of them left without a response token (not
+    trained or validated on); ``device`` is where it trained.
     """
 
     path: Path
@@ -170,6 +171,7 @@ class FineTuneResult:
     seconds: float
     peak_memory_mib: float
     truncated: int
+    dropped: int
     device: str
 
 
@@ -601,7 +603,9 @@ class _Run:
                 self.task, validation, tokenizer, self.spec.max_length
             )
             self.pad_id = tokenizer.pad_token_id
+            dropped = len(train) + len(validation) - len(train_rows) - len(val_rows)
             self.metadata = self._metadata(train, validation, n_train, cut_train + cut_val)
+            self.metadata["dropped"] = dropped
             self._train(train_rows, val_rows)
         self._save_metadata()  # the whole run's losses and time, beside the best weights
         trainable, total = self.metadata["trainable_params"], self.metadata["total_params"]
@@ -613,7 +617,7 @@ class _Run:
             best_validation_loss=self.metadata["best_validation_loss"],
             best_epoch=self.metadata["best_epoch"], train_losses=tuple(self.train_losses),
             seconds=self.metadata["seconds"], peak_memory_mib=self.metadata["peak_memory_mib"],
-            truncated=cut_train + cut_val, device=self.spec.device,
+            truncated=cut_train + cut_val, dropped=dropped, device=self.spec.device,
         )  # fmt: skip
 
     def _load(self) -> tuple[Any, Any]:

@@ -156,9 +156,11 @@ def print_summary(console: Console, result: FineTuneResult, args: argparse.Names
     ]  # fmt: skip
     if result.truncated:
         examples = "example" if result.truncated == 1 else "examples"
+        dropped = f", {result.dropped} of them dropped (the prompt alone fills it)"
         lines.append(
-            ("truncated", f"{result.truncated} {examples} cut at {args.max_length} tokens")
-        )
+            ("truncated", f"{result.truncated} {examples} cut at {args.max_length} tokens"
+                          + (dropped if result.dropped else ""))
+        )  # fmt: skip
     for label, text in lines:
         console.print(f"  {label:<10}{escape(text)}", highlight=False)
     # One line whatever the width, so it can be copied as it is.
