@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, ModelLoadError
-from engine.models import ModelRef, cache_root, model_fingerprint, quiet_transformers
+from engine.models import (
+    ModelRef,
+    cache_root,
+    empty_model,
+    model_fingerprint,
+    quiet_transformers,
+)
 
 METADATA_FILE = "codellmtuner.json"
 CONFIG_FILE = "adapter_config.json"
@@ -160,16 +166,13 @@ def attach_adapter(model: Any, adapter: AdapterRef) -> Any:
 
 def _expected_shapes(adapter: AdapterRef, model: ModelRef) -> dict[str, tuple[int, ...]]:
     """The adapter tensors ``model`` needs, by saved name, computed on the meta device."""
-    import torch
     from peft import PeftConfig, get_peft_model, get_peft_model_state_dict
-    from transformers import AutoConfig, AutoModelForCausalLM
 
     config = PeftConfig.from_pretrained(adapter.path)
     if config.is_prompt_learning:  # derive the sizes from the model, not the saved config
         config.token_dim = config.num_layers = config.num_attention_heads = None
         config.num_transformer_submodules = None
-    with torch.device("meta"):
-        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model.path))
+    base = empty_model(model)
     try:
         with _no_future_warnings():
             wrapped = get_peft_model(base, config)

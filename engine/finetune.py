@@ -58,7 +58,7 @@ from typing import Any
 
 from engine.adapters import METADATA_FILE, adapter_home
 from engine.errors import ConfigError
-from engine.models import ModelRef, load_model, resolve_device, resolve_model
+from engine.models import ModelRef, empty_model, load_model, resolve_device, resolve_model
 from engine.tasks._options import is_positive, is_whole, require
 from engine.tasks._splits import unit_hash
 from engine.tasks.base import Problem, Task
@@ -471,7 +471,9 @@ def peft_config(method: str, model: str | ModelRef | Any) -> Any:
         )
     if kind == "prefix":
         return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=VIRTUAL_TOKENS)
-    module = _meta_model(model) if isinstance(model, (str, ModelRef)) else model
+    if isinstance(model, str):
+        model = resolve_model(model)
+    module = empty_model(model) if isinstance(model, ModelRef) else model
     names, model_type = _linear_names(module), getattr(module.config, "model_type", "")
     if kind == "lora":
         return LoraConfig(
@@ -482,16 +484,6 @@ def peft_config(method: str, model: str | ModelRef | Any) -> Any:
     return IA3Config(
         task_type=TaskType.CAUSAL_LM, target_modules=targets, feedforward_modules=feedforward
     )
-
-
-def _meta_model(model: str | ModelRef) -> Any:
-    """``model``'s architecture on the meta device: module names, no memory, no weights."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    ref = model if isinstance(model, ModelRef) else resolve_model(model)
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(ref.path))
 
 
 def _linear_names(module: Any) -> set[str]:

@@ -329,6 +329,16 @@ def _probe_quantized(
         ) from error
 
 
+def empty_model(ref: ModelRef) -> Any:
+    """``ref``'s architecture built on PyTorch's ``meta`` device: its modules and shapes,
+    with no memory and no weights (for checks that must not load anything)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(ref.path))
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` → ``"cuda"`` if available else ``"cpu"``; other names are validated."""
     import torch
