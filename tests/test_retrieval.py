@@ -172,6 +172,11 @@ def test_default_without_the_package_is_tfidf(monkeypatch):
     assert isinstance(default_retriever(), TfidfRetriever)
 
 
+def test_the_embedder_variable_can_ask_for_tfidf(minilm, monkeypatch):
+    monkeypatch.setenv(EMBEDDER_ENV, "TFIDF")
+    assert isinstance(default_retriever(), TfidfRetriever)
+
+
 def test_embedder_variable_naming_a_missing_folder(tmp_path, monkeypatch):
     monkeypatch.setenv(EMBEDDER_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=f"^{EMBEDDER_ENV}: .*nowhere is not a folder"):
