@@ -129,6 +129,7 @@ def test_an_invalid_model_folder_is_refused_and_nothing_starts(tmp_path, monkeyp
     async def test(pilot):
         screen = app.screen
         assert isinstance(screen, SetupScreen)
+        await app.workers.wait_for_complete()  # models found in the caches are listed
         before = list(screen.query_one("#candidates", SelectionList)._options)
         source = screen.query_one("#model-source", Input)
         source.focus()
