@@ -1,0 +1,1 @@
+"""Pieces of ``benchmarks.strategies``: the synthetic landscapes and the strategies."""
