@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, ModelLoadError
+from engine.errors import ConfigError, ModelLoadError, first_line
 from engine.models import (
     ModelRef,
     cache_root,
@@ -156,8 +156,9 @@ def attach_adapter(model: Any, adapter: AdapterRef) -> Any:
         with quiet_transformers(), _no_future_warnings():
             wrapped = PeftModel.from_pretrained(model, adapter.path, is_trainable=False)
     except (ValueError, RuntimeError, KeyError, OSError) as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ModelLoadError(f"cannot load adapter {adapter.source!r}: {detail}") from error
+        raise ModelLoadError(
+            f"cannot load adapter {adapter.source!r}: {first_line(error)}"
+        ) from error
     return wrapped.eval()
 
 
@@ -177,9 +178,8 @@ def _expected_shapes(adapter: AdapterRef, model: ModelRef) -> dict[str, tuple[in
         with _no_future_warnings():
             wrapped = get_peft_model(base, config)
     except (ValueError, RuntimeError, KeyError, TypeError) as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ConfigError(
-            f"adapter {adapter.source!r} does not fit model {model.source!r}: {detail}"
+            f"adapter {adapter.source!r} does not fit model {model.source!r}: {first_line(error)}"
         ) from None
     return {k: tuple(v.shape) for k, v in get_peft_model_state_dict(wrapped).items()}
 

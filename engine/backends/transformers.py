@@ -9,7 +9,7 @@ import torch
 
 from engine.adapters import AdapterRef, attach_adapter
 from engine.backends import Backend, Generation, truncate_at_stop
-from engine.errors import ConfigError, TunerError
+from engine.errors import ConfigError, TunerError, first_line
 from engine.models import ModelRef, load_model
 
 
@@ -123,7 +123,7 @@ class TransformersBackend(Backend):
                 pad = {"pad_token_id": self.tokenizer.pad_token_id}
                 output = self.model.generate(**batch, **{**pad, **kwargs})
         except ValueError as error:  # transformers validates the generation arguments
-            raise ConfigError(f"invalid generation arguments: {_first_line(error)}") from error
+            raise ConfigError(f"invalid generation arguments: {first_line(error)}") from error
         return output[:, batch["input_ids"].shape[1] :]
 
     def _finish(
@@ -267,8 +267,3 @@ def _checked_kwargs(generation_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if int(kwargs.get("num_return_sequences") or 1) != 1:
         raise ConfigError("num_return_sequences must be 1: a backend returns one text per prompt")
     return kwargs
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
