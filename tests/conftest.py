@@ -79,3 +79,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def wide_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model's architecture at hidden size 64 (head_dim 16, MLP 128): adapters
+    made for the tiny model do not fit it, and every layer size is a multiple of 32, as
+    bitsandbytes' CPU 4-bit kernel requires."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.hidden_size, config.intermediate_size, config.head_dim = 64, 128, 16
+    folder = tmp_path_factory.mktemp("wide-llama")
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder

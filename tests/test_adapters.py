@@ -59,20 +59,6 @@ def adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
     return {kind: _save_adapter(tiny_model_dir, kind, root / kind) for kind in PEFT_TYPES}
 
 
-@pytest.fixture(scope="module")
-def wider_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model's architecture with a wider hidden size: adapters must not fit."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(tiny_model_dir)
-    # head_dim too: prefix tuning only sees the attention's key/value sizes
-    config.hidden_size, config.intermediate_size, config.head_dim = 64, 128, 16
-    folder = tmp_path_factory.mktemp("wider")
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
-
-
 # -- spelling --------------------------------------------------------------------------------
 
 
@@ -119,13 +105,13 @@ def test_candidates_sharing_weights_share_a_key():
 
 @pytest.mark.parametrize("kind", PEFT_TYPES)
 def test_each_peft_type_fits_its_base_and_not_a_wider_one(kind, adapters, tiny_model_dir,
-                                                          wider_model_dir):  # fmt: skip
+                                                          wide_model_dir):  # fmt: skip
     adapter = resolve_adapter(str(adapters[kind]))
     assert adapter.peft_type == {"lora": "LORA", "ia3": "IA3", "prompt": "PROMPT_TUNING",
                                  "prefix": "PREFIX_TUNING"}[kind]  # fmt: skip
     check_adapter_fits(adapter, resolve_model(str(tiny_model_dir)))
     with pytest.raises(ConfigError, match="does not fit model"):
-        check_adapter_fits(adapter, resolve_model(str(wider_model_dir)))
+        check_adapter_fits(adapter, resolve_model(str(wide_model_dir)))
 
 
 def test_an_adapter_for_modules_the_model_lacks_is_refused(tiny_model_dir, tmp_path):

@@ -61,23 +61,10 @@ def test_a_run_refuses_before_anything_loads(without_bitsandbytes, tiny_model_di
     assert not (tmp_path / "s.db").exists()
 
 
-@pytest.fixture(scope="module")
-def kernel_sized_model_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny model with layer sizes bitsandbytes' CPU kernels take (multiples of 32)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(tiny_model_dir)
-    config.hidden_size, config.intermediate_size, config.head_dim = 64, 128, 16
-    folder = tmp_path_factory.mktemp("kernel-sized")
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize(("kind", "layer"), [("nf4", "Linear4bit"), ("int8", "Linear8bitLt")])
-def test_quantized_loading_on_this_machine(kind, layer, kernel_sized_model_dir):
+def test_quantized_loading_on_this_machine(kind, layer, wide_model_dir):
     pytest.importorskip("bitsandbytes")
-    ref = resolve_model(str(kernel_sized_model_dir))
+    ref = resolve_model(str(wide_model_dir))
     check_quantization(kind, "cpu")  # bitsandbytes >= 0.48 has CPU kernels
     model, _ = load_model(ref, device="cpu", quantization=kind)
     plain, _ = load_model(ref, device="cpu")
