@@ -5,6 +5,11 @@ candidate has evidence early. Stage 2 (selection) ranks candidates with
 :func:`engine.psm.rank` on those samples. Stage 3 (tuning) spends the rest of the budget
 on the winner's own study.
 
+Early elimination (off by default) drops a candidate from stage 1 once, after a finished
+round, its bootstrap probability of being the best falls below a threshold
+(:func:`to_eliminate`); its remaining stage-1 share goes to stage 3. Its samples still
+count in every ranking, so it can still be selected.
+
 A budget of samples is split in advance (:func:`plan_budget`). A budget of tokens or
 minutes (:class:`engine.budget.Budget`) cannot be: stage 1 goes round-robin until its
 share of the cost is spent and the round is finished (:func:`next_cost_stage1_candidate`,
@@ -20,10 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import ConfigError
+from engine.psm import CandidateEstimate
 
 #: Fewest stage-1 samples per candidate: the first is a shared default point, the rest
 #: give the propensity model something to balance.
 MIN_STAGE1_SAMPLES = 2
+#: Early elimination looks at the ranking after this many rounds at the earliest: with
+#: fewer, a candidate's bootstrap resamples one or two points and ``prob_best`` is noise.
+ELIMINATION_ROUND = 3
+#: Bootstrap draws behind an elimination decision (resolution 1 / draws of ``prob_best``).
+ELIMINATION_DRAWS = 200
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,28 @@ def next_cost_stage1_candidate(
     top = max(numbers)
     rounds = top + 1 if min(numbers) == top else top
     return next_stage1_candidate(candidates, counts, max(MIN_STAGE1_SAMPLES, rounds))
+
+
+def check_elimination(threshold: float) -> None:
+    """Raise :class:`ConfigError` unless ``threshold`` is a probability below 1/2."""
+    if not 0 <= threshold < 0.5:
+        raise ConfigError(
+            f"elimination threshold must be in [0, 0.5) (0 turns it off), got {threshold}"
+        )
+
+
+def to_eliminate(
+    ranking: Sequence[CandidateEstimate], active: Sequence[str], threshold: float
+) -> list[str]:
+    """The ``active`` candidates to drop from stage 1: those whose bootstrap probability
+    of being the best is below ``threshold``. The leader is never dropped, and NaN
+    (a ranking without bootstrap) drops nothing."""
+    leader = ranking[0].candidate
+    return [
+        e.candidate
+        for e in ranking
+        if e.candidate in active and e.candidate != leader and e.prob_best < threshold
+    ]
 
 
 def budget_spent(spent: float, amount: float) -> bool:

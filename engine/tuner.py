@@ -31,15 +31,19 @@ from engine.events import (
 )
 from engine.space import SearchSpace
 from engine.stages import (
+    ELIMINATION_DRAWS,
+    ELIMINATION_ROUND,
     MIN_STAGE1_SAMPLES,
     BudgetPlan,
     best_sample_index,
     budget_spent,
+    check_elimination,
     check_split,
     next_cost_stage1_candidate,
     next_stage1_candidate,
     plan_budget,
     sampler_seed,
+    to_eliminate,
 )
 from engine.store import (
     Run,
@@ -107,6 +111,10 @@ class Tuner:
         space: a :class:`SearchSpace` or a mapping of parameter ranges.
         criterion: ``"peak"`` (default; targets the tuned best) or ``"mean"`` for stage 2.
         stage1_fraction: roughly the share of the budget spent on stage 1.
+        eliminate: early elimination threshold: after each stage-1 round from round
+            :data:`~engine.stages.ELIMINATION_ROUND` on, a candidate whose bootstrap
+            probability of being the best is below it gets no more stage-1 samples, and
+            its share goes to stage 3. ``0`` (default) turns it off.
         sampler: ``"tpe"``, ``"gp"`` or ``"random"``.
         metric, dataset, tune_size, holdout_size, batch_size, device: task runs only.
         samples_per_problem: completions drawn per problem in each sample (the ``n`` of
@@ -131,6 +139,7 @@ class Tuner:
         space: SearchSpace | Mapping[str, Any] | None = None,
         criterion: str = "peak",
         stage1_fraction: float = 0.5,
+        eliminate: float = 0.0,
         sampler: str = "tpe",
         metric: str | None = None,
         dataset: str | Path | None = None,
@@ -153,6 +162,7 @@ class Tuner:
         # stored in SQLite (64-bit) and mixed into those, so refuse what either cannot hold.
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be a whole number between 0 and 2**63-1, got {seed!r}")
+        check_elimination(eliminate)
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if isinstance(task, Task):
@@ -184,6 +194,7 @@ class Tuner:
         self.settings = {
             "criterion": criterion,
             "stage1_fraction": stage1_fraction,
+            "eliminate": eliminate,
             "sampler": sampler,
             "metric": metric,
             "dataset": str(dataset) if dataset else None,
@@ -330,6 +341,7 @@ class _Run:
         self.studies: dict[str, optuna.Study] = {}
         self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
         self.ranking: tuple[psm.CandidateEstimate, ...] = ()
+        self.eliminated: dict[int, list[str]] = {}  # stage-1 round -> candidates dropped
         self.lost_in_a_row = 0  # samples not recorded since the last one that was
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -441,6 +453,8 @@ class _Run:
         t = self.tuner
         if t.plan is not None:
             detail = f"{t.plan.per_candidate} per candidate"
+            if t.settings["eliminate"]:
+                detail += f", early elimination below P(best) {t.settings['eliminate']}"
         else:
             target = t.settings["stage1_fraction"] * t.budget.amount
             detail = (f"until {format_amount(target, t.budget.unit)} {t.budget.unit} are "
@@ -448,11 +462,13 @@ class _Run:
         t._emit(StageChanged(self.run_id, "sampling", detail))
         while True:
             counts = {name: len(s) for name, s in self.samples.items()}
+            active = self._active()
             if t.plan is not None:
-                name = next_stage1_candidate(t.names, counts, t.plan.per_candidate)
+                name = next_stage1_candidate(active, counts, t.plan.per_candidate)
             else:
-                name = next_cost_stage1_candidate(t.names, counts, self.spent(), target)
-            if name is None:
+                name = next_cost_stage1_candidate(active, counts, self.spent(), target)
+            alone = len(active) == 1 < len(t.names)  # the others were eliminated
+            if name is None or alone:
                 break
             self._sample(name, "sampling")  # a sample that was not recorded is taken again
         if t.plan is None and t.settings["stage1_fraction"] < 1:
@@ -465,6 +481,42 @@ class _Run:
         crash_point("selected")
         t._emit(StageChanged(self.run_id, "selection", f"{winner} selected"))
         return winner
+
+    def _active(self) -> list[str]:
+        """The candidates still in stage 1: elimination decisions are taken once per
+        finished round (and taken again, identically, by a resumed run: each depends only
+        on the samples of the rounds before it)."""
+        t = self.tuner
+        threshold = t.settings["eliminate"]
+        active = list(t.names)
+        last = t.plan.per_candidate if t.plan else float("inf")
+        round_ = ELIMINATION_ROUND
+        while threshold and round_ < last and len(active) > 1:
+            if any(len(self.samples[n]) < round_ for n in active):
+                break
+            if round_ not in self.eliminated:
+                self.eliminated[round_] = self._eliminate(active, round_, threshold)
+            active = [n for n in active if n not in self.eliminated[round_]]
+            round_ += 1
+        return active
+
+    def _eliminate(self, active: list[str], round_: int, threshold: float) -> list[str]:
+        t = self.tuner
+        pooled = [s for n in t.names for s in self.samples[n] if s.trial < round_]
+        ranking = psm.rank(
+            t.names, [t.space.covariates(s.params) for s in pooled],
+            [s.candidate for s in pooled], [s.score for s in pooled],
+            criterion=t.settings["criterion"], n_bootstrap=ELIMINATION_DRAWS,
+            random_state=t.seed,
+        )  # fmt: skip
+        dropped = to_eliminate(ranking, active, threshold)
+        chance = {e.candidate: e.prob_best for e in ranking}
+        for name in dropped:
+            t._emit(Message(self.run_id, "info", (
+                f"{name} eliminated after {round_} samples each: probability of being "
+                f"the best {chance[name]:.2f} < {threshold}"
+            )))  # fmt: skip
+        return dropped
 
     def _stage3(self, winner: str) -> TuneResult:
         t = self.tuner

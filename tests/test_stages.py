@@ -1,16 +1,21 @@
+import math
+
 import pytest
 
 from engine.errors import ConfigError
+from engine.psm import CandidateEstimate
 from engine.stages import (
     MIN_STAGE1_SAMPLES,
     best_sample_index,
     budget_spent,
+    check_elimination,
     check_split,
     next_cost_stage1_candidate,
     next_stage1_candidate,
     plan_budget,
     sampler_seed,
     stage1_complete,
+    to_eliminate,
 )
 
 
@@ -101,3 +106,25 @@ def test_budget_spent_and_split_checks():
         check_split(0, 0.5)
     with pytest.raises(ConfigError, match="fraction"):
         check_split(2, 1.5)
+
+
+def _estimate(name: str, score: float, prob_best: float) -> CandidateEstimate:
+    return CandidateEstimate(name, score, 0.0, 1.0, score, score, 5, 5, prob_best=prob_best)
+
+
+def test_to_eliminate_drops_unlikely_active_candidates_but_never_the_leader():
+    ranking = [_estimate("a", 0.9, 0.02), _estimate("b", 0.8, 0.96), _estimate("c", 0.5, 0.02),
+               _estimate("d", 0.4, 0.0)]  # fmt: skip
+    # "a" leads on the point estimate; "d" was eliminated before and is not active
+    assert to_eliminate(ranking, ["a", "b", "c"], 0.05) == ["c"]
+    assert to_eliminate(ranking, ["a", "b", "c"], 0.01) == []
+    nan = [_estimate("a", 0.9, math.nan), _estimate("b", 0.1, math.nan)]
+    assert to_eliminate(nan, ["a", "b"], 0.4) == []
+
+
+@pytest.mark.parametrize("threshold", [-0.01, 0.5, math.nan])
+def test_check_elimination_refuses_thresholds_outside_0_to_a_half(threshold):
+    with pytest.raises(ConfigError, match="elimination threshold"):
+        check_elimination(threshold)
+    check_elimination(0.0)
+    check_elimination(0.2)

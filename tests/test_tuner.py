@@ -324,3 +324,76 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_samples(tmp_path, ki
 def test_a_seed_outside_what_the_samplers_and_the_store_hold_is_refused(seed):
     with pytest.raises(ConfigError, match="seed must be a whole number between 0 and 2"):
         Tuner(objective=lambda c, p: 0.0, candidates=["a", "b"], seed=seed)
+
+
+# -- early elimination ---------------------------------------------------------------------
+
+
+def _stage1_counts(samples):
+    counts: dict[str, int] = {}
+    for s in samples:
+        if s.stage == "sampling":
+            counts[s.candidate] = counts.get(s.candidate, 0) + 1
+    return counts
+
+
+def test_early_elimination_moves_a_dominated_candidates_share_to_the_winner(tmp_path):
+    # "c" peaks at 0.5, far below "b" (0.8): dominated from the first rounds on.
+    db = tmp_path / "s.db"
+    events = []
+    tuner = Tuner(objective=landscape, candidates=["a", "b", "c"], budget=30, seed=1,
+                  store=db, eliminate=0.05)  # fmt: skip
+    tuner.subscribe(events.append)
+    result = tuner.run()
+    samples = Store(db).samples(tuner.run_id)
+    counts = _stage1_counts(samples)
+    assert counts["c"] == 3  # dropped after round 3 of 5
+    assert sum(counts.values()) < 15  # 15 = 3 x 5 without elimination
+    dropped = [e.text for e in events if isinstance(e, Message) and "eliminated" in e.text]
+    assert any(t.startswith("c eliminated after 3 samples each") for t in dropped)
+    assert result.best_candidate == "b" and result.n_samples == 30
+    assert sum(s.stage == "tuning" for s in samples) == 30 - sum(counts.values())
+    # the eliminated candidate's samples still count in the ranking
+    assert {e.candidate: e.n for e in result.ranking}["c"] == 3
+
+
+def test_elimination_never_drops_the_leader_and_is_off_by_default():
+    events = []
+    tuner = Tuner(objective=landscape, candidates=["a", "b", "c"], budget=30, seed=1)
+    tuner.subscribe(events.append)
+    tuner.run()
+    assert not any(isinstance(e, Message) and "eliminated" in e.text for e in events)
+
+    # Two candidates with the same surface and a threshold just under 1/2: whichever
+    # leads after round 3 is never the one dropped.
+    twin = lambda c, p: landscape("b", p)  # noqa: E731
+    events.clear()
+    tuner = Tuner(objective=twin, candidates=["x", "y"], budget=12, seed=0, eliminate=0.49)
+    tuner.subscribe(events.append)
+    result = tuner.run()
+    texts = [e.text for e in events if isinstance(e, Message) and "eliminated" in e.text]
+    assert len(texts) <= 1
+    if texts:
+        assert not texts[0].startswith(result.best_candidate)
+
+
+def test_a_stopped_run_with_elimination_resumes_to_the_same_end(tmp_path):
+    db = tmp_path / "s.db"
+    kwargs = {"objective": landscape, "candidates": ["a", "b", "c"], "budget": 24, "seed": 5,
+              "store": db, "eliminate": 0.05}  # fmt: skip
+    full = Tuner(**kwargs, run_id="full").run()
+    tuner = Tuner(**kwargs, run_id="split")
+    stop_at_10 = lambda e: isinstance(e, SampleRecorded) and e.budget_used == 10 and tuner.stop()  # noqa: E731
+    tuner.subscribe(stop_at_10)
+    tuner.run()
+    result = Tuner.resume("split", store=db, objective=landscape).run()
+    assert (result.best_candidate, result.best_params) == (full.best_candidate, full.best_params)
+    store = Store(db)
+    params = lambda run: [(s.candidate, s.params) for s in store.samples(run)]  # noqa: E731
+    assert params("split") == params("full")
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 0.5, 1.0])
+def test_an_elimination_threshold_outside_0_to_a_half_is_refused(threshold):
+    with pytest.raises(ConfigError, match=r"elimination threshold must be in \[0, 0.5\)"):
+        Tuner(objective=landscape, candidates=["a", "b"], budget=10, eliminate=threshold)
