@@ -1,3 +1,4 @@
+import math
 import os
 import signal
 import sqlite3
@@ -397,3 +398,15 @@ def test_a_stopped_run_with_elimination_resumes_to_the_same_end(tmp_path):
 def test_an_elimination_threshold_outside_0_to_a_half_is_refused(threshold):
     with pytest.raises(ConfigError, match=r"elimination threshold must be in \[0, 0.5\)"):
         Tuner(objective=landscape, candidates=["a", "b"], budget=10, eliminate=threshold)
+
+
+def test_n_bootstrap_0_ranks_by_the_same_point_estimates_without_intervals():
+    kwargs = {"objective": noisy_landscape, "candidates": ["a", "b", "c"], "budget": 12, "seed": 2}
+    exact = Tuner(**kwargs).run()
+    fast = Tuner(**kwargs, n_bootstrap=0).run()
+    assert (fast.best_candidate, fast.best_params) == (exact.best_candidate, exact.best_params)
+    assert [e.score for e in fast.ranking] == [e.score for e in exact.ranking]
+    assert all(math.isnan(e.ci_low) and math.isnan(e.prob_best) for e in fast.ranking)
+    assert not any(math.isnan(e.ci_low) for e in exact.ranking)
+    with pytest.raises(ConfigError, match="n_bootstrap"):
+        Tuner(**kwargs, n_bootstrap=-1)
