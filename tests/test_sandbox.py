@@ -169,6 +169,23 @@ def test_environment_is_scrubbed(mode, monkeypatch):
     assert outcome.status == "passed", outcome.stderr
 
 
+def test_the_interpreter_is_the_engines_with_its_packages_but_no_pth_hooks(mode):
+    # The launcher starts Python with -S and puts site-packages back itself: installed
+    # packages import and site's builtins exist, but no .pth file ran (an editable
+    # install's finder, say).
+    import numpy
+
+    code = (
+        "import sys, numpy\n"
+        f"assert sys.prefix == {sys.prefix!r}, sys.prefix\n"
+        f"assert numpy.__version__ == {numpy.__version__!r}\n"
+        "assert not any('__editable__' in repr(f) for f in sys.meta_path + sys.path_hooks)\n"
+        "exit(7)\n"
+    )
+    outcome = execute(code, timeout=10, mode=mode)
+    assert outcome.exit_code == 7, outcome.stderr
+
+
 def test_hash_seed_is_fixed_so_runs_repeat(mode):
     code = "print(hash('abc'), list({'x', 'y', 'z', 'w'}))"
     assert (
