@@ -31,9 +31,9 @@ The last line sums it up over every (family, seed) run (ratios and curve pooled)
 ``three-stage vs two-stage: score ratio X.XX, budget ratio Y.YY, right-candidate rate Z.ZZ``.
 A plot of median true score against budget (one panel per family) goes to ``--plot``.
 
-Speed: by default the Tuner's PSM ranking skips its bootstrap (200 refits after every
-sample), which cannot change the choice (the ranking sorts by the point estimate);
-``--exact-psm`` keeps it, about 30x slower.
+Speed: by default the Tuner runs with ``n_bootstrap=0``: its rankings skip the bootstrap
+behind their intervals (200 refits after every sample), which cannot change the choice
+(the ranking sorts by the point estimate); ``--exact-psm`` keeps it, about 30x slower.
 """
 
 from __future__ import annotations
@@ -51,8 +51,19 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._strategies.landscapes import FAMILIES
-from benchmarks._strategies.runners import BASELINE, STRATEGIES, three_stage
+from benchmarks._strategies import landscapes
+from benchmarks._strategies.landscapes import Family
+from benchmarks._strategies.replay import replay_family
+from benchmarks._strategies.runners import BASELINE, STRATEGIES, TUNER_STRATEGIES
+
+#: Every family: the synthetic ones and the replay of recorded HumanEval evaluations.
+FAMILIES = (*landscapes.FAMILIES, "replay")
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name`` (the replay one is read from disk on first use)."""
+    return replay_family() if name == "replay" else landscapes.FAMILIES[name]
+
 
 DEFAULT_PLOT = "docs/strategies.png"
 
@@ -71,12 +82,12 @@ class Record:
 
 def run_cell(family: str, seed: int, budgets: tuple[int, ...], exact_psm: bool) -> list[Record]:
     """Every strategy at every budget for one (family, seed): the unit of parallel work."""
-    fam = FAMILIES[family]
+    fam = get_family(family)
     records = []
     for budget in budgets:
         for name, strategy in STRATEGIES.items():
-            if strategy is three_stage:
-                choice = three_stage(fam, budget, seed, fast=not exact_psm)
+            if name in TUNER_STRATEGIES:
+                choice = strategy(fam, budget, seed, fast=not exact_psm)
             else:
                 choice = strategy(fam, budget, seed)
             score = fam.true(choice.candidate, choice.params)
@@ -168,7 +179,7 @@ def table(records: list[Record], families: Sequence[str], budget: int, seeds: in
                    "right cand.", "budget ratio"):  # fmt: skip
         out.add_column(column, justify="left" if column in ("strategy",) else "right")
     for family in families:
-        fam = FAMILIES[family]
+        fam = get_family(family)
         for i, name in enumerate(STRATEGIES):
             row = summarise(records, family, name, budget)
             q25, q50, q75 = np.percentile(row.ratios[budget], [25, 50, 75])
@@ -201,7 +212,7 @@ def plot(records: list[Record], families: Sequence[str], path: str) -> None:
                 for b in grid
             ]  # fmt: skip
             ax.plot(grid, medians, marker="o", label=name)
-        ax.axhline(FAMILIES[family].best_score, color="grey", linestyle="--", linewidth=1)
+        ax.axhline(get_family(family).best_score, color="grey", linestyle="--", linewidth=1)
         ax.set_title(family)
         ax.set_xlabel("budget (evaluations)")
         ax.set_ylabel("median true score")
@@ -223,7 +234,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", type=int, default=None, help="default 30 (quick: 2)")
     parser.add_argument("--budget", type=int, default=None, help="default 30 (quick: 12)")
-    parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     parser.add_argument(
         "--multipliers",
         type=float,
@@ -246,7 +257,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.workers = args.workers or (1 if quick else 2)
     multipliers = set(args.multipliers or ((0.5, 1, 2) if quick else (0.5, 0.75, 1, 1.5, 2)))
     # Stage 1 of the Tuner needs 2 samples per candidate: smaller budgets are dropped.
-    least = 2 * max(len(FAMILIES[f].candidates) for f in args.families)
+    least = 2 * max(len(get_family(f).candidates) for f in args.families)
     args.budgets = tuple(sorted({round(m * args.budget) for m in multipliers | {1}}))
     args.budgets = tuple(b for b in args.budgets if b >= least)
     if args.budget < least:

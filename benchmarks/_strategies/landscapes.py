@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -121,9 +121,30 @@ class Surface:
         return float(self.values(random_unit_points(n, np.random.default_rng(seed))).mean())
 
 
+class Family(Protocol):
+    """What a strategy and the report see of a benchmark family."""
+
+    name: str
+    description: str
+    candidates: tuple[str, ...]
+
+    def true(self, candidate: str, params: Mapping[str, Any]) -> float:
+        """The noise-free score of ``params`` (what a choice is judged by)."""
+
+    def observe(self, candidate: str, params: Mapping[str, Any], rng: np.random.Generator) -> float:
+        """One noisy evaluation, as a strategy sees it."""
+
+    @property
+    def best_candidate(self) -> str: ...
+
+    @property
+    def best_score(self) -> float: ...
+
+
 @dataclass(frozen=True)
-class Family:
-    """A benchmark family: named candidate surfaces and the observation noise (sd)."""
+class SyntheticFamily:
+    """A synthetic :class:`Family`: named candidate surfaces and Gaussian observation
+    noise of standard deviation ``noise``."""
 
     name: str
     description: str
@@ -136,6 +157,9 @@ class Family:
 
     def true(self, candidate: str, params: Mapping[str, Any]) -> float:
         return self.surfaces[candidate](params)
+
+    def observe(self, candidate: str, params: Mapping[str, Any], rng: np.random.Generator) -> float:
+        return self.true(candidate, params) + rng.normal(0.0, self.noise)
 
     @property
     def best_candidate(self) -> str:
@@ -166,7 +190,7 @@ def _w(main: float, rest: float) -> tuple[float, ...]:
     return (main, main, rest, rest, rest)
 
 
-def _families() -> dict[str, Family]:
+def _families() -> dict[str, SyntheticFamily]:
     broad = _w(0.3, 0.8)
     smooth = {
         "a": Surface(0.2, (Mode(_p(1.0, 0.9, 40, 1.05, 128), broad, 0.50),)),
@@ -206,16 +230,17 @@ def _families() -> dict[str, Family]:
         "b": _centred(0.5, (Mode(_p(0.4, 0.85, 25, 1.05, 180), _w(0.12, 0.5), 0.4),)),
         "c": _centred(0.5, (Mode(_p(1.0, 0.7, 70, 1.2, 90), _w(0.3, 0.6), 0.3),)),
     }
+    family = SyntheticFamily
     families = [
-        Family("smooth", "one broad bump each, small noise", smooth, 0.02),
-        Family("multimodal", "a broad local mode, a narrower global one, ripples", multimodal,
+        family("smooth", "one broad bump each, small noise", smooth, 0.02),
+        family("multimodal", "a broad local mode, a narrower global one, ripples", multimodal,
                0.03),
-        Family("noisy", "broad bumps, close peaks, noise sd 0.15", noisy, 0.15),
-        Family("narrow", "the best candidate's peak is narrow; another is broad", narrow, 0.02),
-        Family("regions", "best regions differ: greedy, hot, mid", regions, 0.03),
-        Family("equal_mean", "equal mean over the space, different peaks", equal_mean, 0.03),
+        family("noisy", "broad bumps, close peaks, noise sd 0.15", noisy, 0.15),
+        family("narrow", "the best candidate's peak is narrow; another is broad", narrow, 0.02),
+        family("regions", "best regions differ: greedy, hot, mid", regions, 0.03),
+        family("equal_mean", "equal mean over the space, different peaks", equal_mean, 0.03),
     ]  # fmt: skip
     return {f.name: f for f in families}
 
 
-FAMILIES: dict[str, Family] = _families()
+FAMILIES: dict[str, SyntheticFamily] = _families()
