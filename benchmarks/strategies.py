@@ -1,15 +1,18 @@
-"""Tuning strategies compared on synthetic objectives with known optima, at equal budget.
+"""Tuning strategies compared at equal budget on objectives with known optima.
 
     python -m benchmarks.strategies [--quick] [--seeds 30] [--budget 30]
         [--families smooth noisy ...] [--multipliers 0.5 0.75 1 1.5 2] [--workers 2]
         [--plot docs/strategies.png] [--exact-psm]
 
 Budget = objective evaluations ("samples"). Strategies (``benchmarks/_strategies/runners.py``):
-three-stage (the real ``engine.Tuner``), two-stage (random screen by mean, then tune the
-winner from scratch; the baseline), naive pooling (the Tuner's flow, selection by raw
-mean), tune everything, random search. Families (``benchmarks/_strategies/landscapes.py``)
-have a deterministic true score per candidate plus observation noise; a strategy's
-*true score* is its choice's score without noise.
+three-stage (the real ``engine.Tuner`` with its defaults), the same with early
+elimination off, two-stage (random screen by mean, then tune the winner from scratch; the
+baseline), naive pooling (the Tuner's flow, selection by raw mean), tune everything,
+random search. Families: six synthetic ones (``benchmarks/_strategies/landscapes.py``)
+with a deterministic true score per candidate plus observation noise, and ``replay``,
+real HumanEval evaluations of the bundled model served as an oracle
+(``benchmarks/_strategies/replay.py``); a strategy's *true score* is its choice's score
+without noise.
 
 Every strategy runs once per (family, seed, budget) with budgets ``multiplier * --budget``.
 Reported per family and strategy, at the budget ``B = --budget``:

@@ -5,7 +5,7 @@ candidate has evidence early. Stage 2 (selection) ranks candidates with
 :func:`engine.psm.rank` on those samples. Stage 3 (tuning) spends the rest of the budget
 on the winner's own study.
 
-Early elimination (off by default) drops a candidate from stage 1 once, after a finished
+Early elimination (on by default) drops a candidate from stage 1 once, after a finished
 round, its bootstrap probability of being the best falls below a threshold
 (:func:`to_eliminate`); its remaining stage-1 share goes to stage 3. Its samples still
 count in every ranking, so it can still be selected.
@@ -35,6 +35,9 @@ MIN_STAGE1_SAMPLES = 2
 ELIMINATION_ROUND = 3
 #: Bootstrap draws behind an elimination decision (resolution 1 / draws of ``prob_best``).
 ELIMINATION_DRAWS = 200
+#: The default elimination threshold of P(best): on, because ``benchmarks.strategies``
+#: measured it better than none (docs/benchmarks.md).
+DEFAULT_ELIMINATION = 0.05
 
 
 @dataclass(frozen=True)

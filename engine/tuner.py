@@ -31,6 +31,7 @@ from engine.events import (
 )
 from engine.space import SearchSpace
 from engine.stages import (
+    DEFAULT_ELIMINATION,
     ELIMINATION_DRAWS,
     ELIMINATION_ROUND,
     MIN_STAGE1_SAMPLES,
@@ -114,7 +115,8 @@ class Tuner:
         eliminate: early elimination threshold: after each stage-1 round from round
             :data:`~engine.stages.ELIMINATION_ROUND` on, a candidate whose bootstrap
             probability of being the best is below it gets no more stage-1 samples, and
-            its share goes to stage 3. ``0`` (default) turns it off.
+            its share goes to stage 3. Default :data:`~engine.stages.DEFAULT_ELIMINATION`
+            (0.05); ``0`` turns it off.
         sampler: ``"tpe"``, ``"gp"`` or ``"random"``.
         n_bootstrap: bootstrap refits behind every ranking's intervals and P(best); 0
             ranks by point estimates only (the choice is the same: rankings sort by the
@@ -143,7 +145,7 @@ class Tuner:
         space: SearchSpace | Mapping[str, Any] | None = None,
         criterion: str = "peak",
         stage1_fraction: float = 0.5,
-        eliminate: float = 0.0,
+        eliminate: float = DEFAULT_ELIMINATION,
         sampler: str = "tpe",
         n_bootstrap: int = 200,
         metric: str | None = None,
@@ -235,6 +237,7 @@ class Tuner:
             raise ConfigError(f"run {run.id} tuned a Python objective; pass objective= to resume")
         budget = Budget.of_run(run)
         config.pop("budget", None)
+        config.setdefault("eliminate", 0.0)  # a run recorded before elimination existed
         candidates = [Candidate(**c) for c in config.pop("candidates")]
         task = config.pop("task")
         config.pop("objective", None)

@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import signal
@@ -358,17 +359,22 @@ def test_early_elimination_moves_a_dominated_candidates_share_to_the_winner(tmp_
     assert {e.candidate: e.n for e in result.ranking}["c"] == 3
 
 
-def test_elimination_never_drops_the_leader_and_is_off_by_default():
-    events = []
-    tuner = Tuner(objective=landscape, candidates=["a", "b", "c"], budget=30, seed=1)
-    tuner.subscribe(events.append)
-    tuner.run()
-    assert not any(isinstance(e, Message) and "eliminated" in e.text for e in events)
+def test_elimination_is_on_by_default_and_0_turns_it_off():
+    for eliminate, expected in ((None, True), (0.0, False)):
+        events = []
+        kwargs = {} if eliminate is None else {"eliminate": eliminate}
+        tuner = Tuner(objective=landscape, candidates=["a", "b", "c"], budget=30, seed=1, **kwargs)
+        tuner.subscribe(events.append)
+        tuner.run()
+        dropped = any(isinstance(e, Message) and "eliminated" in e.text for e in events)
+        assert dropped == expected
 
+
+def test_elimination_never_drops_the_leader():
+    events = []
     # Two candidates with the same surface and a threshold just under 1/2: whichever
     # leads after round 3 is never the one dropped.
     twin = lambda c, p: landscape("b", p)  # noqa: E731
-    events.clear()
     tuner = Tuner(objective=twin, candidates=["x", "y"], budget=12, seed=0, eliminate=0.49)
     tuner.subscribe(events.append)
     result = tuner.run()
@@ -410,3 +416,19 @@ def test_n_bootstrap_0_ranks_by_the_same_point_estimates_without_intervals():
     assert not any(math.isnan(e.ci_low) for e in exact.ranking)
     with pytest.raises(ConfigError, match="n_bootstrap"):
         Tuner(**kwargs, n_bootstrap=-1)
+
+
+def test_a_run_recorded_before_elimination_existed_resumes_without_it(tmp_path):
+    db = tmp_path / "s.db"
+    tuner = Tuner(objective=landscape, candidates=["a", "b"], budget=20, store=db, run_id="old",
+                  eliminate=0.0)  # fmt: skip
+    tuner.subscribe(lambda e: isinstance(e, SampleRecorded) and e.budget_used == 3 and tuner.stop())
+    tuner.run()
+    with sqlite3.connect(db) as con:  # the config as an older version wrote it
+        (config,) = con.execute("select config from runs where id = 'old'").fetchone()
+        config = json.loads(config)
+        del config["eliminate"]
+        con.execute("update runs set config = ? where id = 'old'", [json.dumps(config)])
+    resumed = Tuner.resume("old", store=db, objective=landscape)
+    assert resumed.settings["eliminate"] == 0.0
+    assert resumed.run().n_samples == 20

@@ -101,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sampler", choices=("tpe", "gp", "random"), default="tpe")
     run.add_argument("--stage1-fraction", type=float, default=0.5)
     run.add_argument(
-        "--eliminate", type=float, default=0.0, metavar="P",
+        "--eliminate", type=float, metavar="P",
         help="drop a candidate from stage 1 once its chance of being the best is below P "
-        "(e.g. 0.05; default 0: off)",
+        "(default 0.05; 0 turns it off)",
     )  # fmt: skip
     run.add_argument("--batch-size", type=int, default=8)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -216,12 +216,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         candidates=args.candidate or list(DEFAULT_CANDIDATES),
         budget=args.budget, seed=args.seed, store=args.store, space=space,
         criterion=args.criterion, stage1_fraction=args.stage1_fraction, sampler=args.sampler,
-        eliminate=args.eliminate, metric=args.metric, dataset=args.dataset,
+        metric=args.metric, dataset=args.dataset,
         tune_size=args.problems or None,
         holdout_size=args.holdout_problems or None,
         samples_per_problem=args.samples_per_problem, train_size=args.train_size,
         batch_size=args.batch_size,
         device=args.device, run_id=args.run_id,
+        **({} if args.eliminate is None else {"eliminate": args.eliminate}),
     )  # fmt: skip
     from engine.models import resolve_device
 
