@@ -514,12 +514,7 @@ class _Run:
     def _eliminate(self, active: list[str], round_: int, threshold: float) -> list[str]:
         t = self.tuner
         pooled = [s for n in t.names for s in self.samples[n] if s.trial < round_]
-        ranking = psm.rank(
-            t.names, [t.space.covariates(s.params) for s in pooled],
-            [s.candidate for s in pooled], [s.score for s in pooled],
-            criterion=t.settings["criterion"], n_bootstrap=ELIMINATION_DRAWS,
-            random_state=t.seed,
-        )  # fmt: skip
+        ranking = self._psm_rank(pooled, ELIMINATION_DRAWS)
         dropped = to_eliminate(ranking, active, threshold)
         chance = {e.candidate: e.prob_best for e in ranking}
         for name in dropped:
@@ -622,17 +617,7 @@ class _Run:
         pooled = [s for name in self.tuner.names for s in self.samples[name]]
         if not pooled:
             return ()
-        self.ranking = tuple(
-            psm.rank(
-                self.tuner.names,
-                [self.tuner.space.covariates(s.params) for s in pooled],
-                [s.candidate for s in pooled],
-                [s.score for s in pooled],
-                criterion=self.tuner.settings["criterion"],
-                n_bootstrap=self.tuner.settings["n_bootstrap"],
-                random_state=self.tuner.seed,
-            )
-        )
+        self.ranking = tuple(self._psm_rank(pooled, self.tuner.settings["n_bootstrap"]))
         entries = [asdict(e) for e in self.ranking]
         try:
             self.store.add_ranking(self.run_id, len(pooled), stage, entries)
@@ -642,6 +627,14 @@ class _Run:
             self.tuner._emit(Message(self.run_id, "warning", warning))
         self.tuner._emit(RankingUpdated(self.run_id, self.ranking, len(pooled)))
         return self.ranking
+
+    def _psm_rank(self, pooled: list[Sample], n_bootstrap: int) -> list[psm.CandidateEstimate]:
+        t = self.tuner
+        return psm.rank(
+            t.names, [t.space.covariates(s.params) for s in pooled],
+            [s.candidate for s in pooled], [s.score for s in pooled],
+            criterion=t.settings["criterion"], n_bootstrap=n_bootstrap, random_state=t.seed,
+        )  # fmt: skip
 
     def _holdout(self, winner: str) -> dict[str, float]:
         done = self.store.samples(self.run_id, stage="holdout")
