@@ -31,7 +31,8 @@ Reported per family and strategy, at the budget ``B = --budget``:
   does not.
 
 The last line sums it up over every (family, seed) run (ratios and curve pooled):
-``three-stage vs two-stage: score ratio X.XX, budget ratio Y.YY, right-candidate rate Z.ZZ``.
+``three-stage vs two-stage: score ratio X.XX, budget ratio Y.YY, right-candidate rate Z.ZZ``;
+the lines before it say the same of every other strategy.
 A plot of median true score against budget (one panel per family) goes to ``--plot``.
 
 Speed: by default the Tuner runs with ``n_bootstrap=0``: its rankings skip the bootstrap
@@ -162,11 +163,14 @@ def pooled(rows: Sequence[Row]) -> Row:
     )
 
 
-def summary_line(records: list[Record], families: Sequence[str], budget: int) -> str:
-    """The one-line verdict over every (family, seed) run (format fixed by the brief)."""
-    row = pooled([summarise(records, f, "three-stage", budget) for f in families])
+def summary_line(
+    records: list[Record], families: Sequence[str], budget: int, strategy: str = "three-stage"
+) -> str:
+    """The one-line verdict of ``strategy`` over every (family, seed) run (format fixed by
+    the brief for three-stage)."""
+    row = pooled([summarise(records, f, strategy, budget) for f in families])
     return (
-        f"three-stage vs two-stage: score ratio {np.median(row.ratios[budget]):.2f}, "
+        f"{strategy} vs {BASELINE}: score ratio {np.median(row.ratios[budget]):.2f}, "
         f"budget ratio {row.budget_ratio(budget):.2f}, "
         f"right-candidate rate {row.rights.mean():.2f}"
     )
@@ -283,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.plot:
         plot(records, args.families, args.plot)
         console.print(f"plot: {args.plot}")
+    for name in STRATEGIES:  # the others first: the last line is three-stage's verdict
+        if name not in ("three-stage", BASELINE):
+            console.print(summary_line(records, args.families, args.budget, name), soft_wrap=True)
     console.print(summary_line(records, args.families, args.budget), soft_wrap=True)
 
 

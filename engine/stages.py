@@ -35,8 +35,9 @@ MIN_STAGE1_SAMPLES = 2
 ELIMINATION_ROUND = 3
 #: Bootstrap draws behind an elimination decision (resolution 1 / draws of ``prob_best``).
 ELIMINATION_DRAWS = 200
-#: The default elimination threshold of P(best): on, because ``benchmarks.strategies``
-#: measured it better than none (docs/benchmarks.md).
+#: The default elimination threshold of P(best). ``benchmarks.strategies`` measured it
+#: neutral over all families, better where a candidate is clearly out (the replay of real
+#: evaluations included) and worse where the best peak shows late (docs/benchmarks.md).
 DEFAULT_ELIMINATION = 0.05
 
 
