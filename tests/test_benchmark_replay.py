@@ -3,12 +3,15 @@ outcomes, and its oracle is the kernel regression its docstring states."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
 from benchmarks import record_replay
 from benchmarks._strategies.landscapes import SPACE, unit_coordinates
 from benchmarks._strategies.replay import DATA, ReplayFamily, load, replay_family
+from engine.store import Store
 
 GREEDY = SPACE.default_params()
 HOT = {"temperature": 1.5, "top_p": 0.5, "top_k": 1, "repetition_penalty": 1.3,
@@ -76,6 +79,8 @@ def test_the_recorder_writes_real_per_problem_outcomes_and_continues_a_stopped_r
     record_replay.record(store, configs=2, problems=2, candidates=candidates)
     data = record_replay.export(store, out)
     assert load(out) == data
+    with contextlib.closing(Store(store)) as s:  # a grid: no candidate is dropped early
+        assert s.get_run(record_replay.RUN_ID).config["eliminate"] == 0.0
     assert len(data["problems"]) == 2 and len(data["samples"]) == 4
     assert [r["params"] == SPACE.default_params() for r in data["samples"]] == [
         True, True, False, False,
