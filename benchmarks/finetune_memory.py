@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,9 +23,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks._fresh import run_marked
 from engine.finetune import METHODS
 
-ROOT = Path(__file__).resolve().parents[1]
 MARKER = "FINETUNE-RESULT "
 MIB = 1 << 20
 
@@ -69,14 +68,8 @@ def measure(method: str, args: argparse.Namespace) -> dict:
     options = ["--train-size", args.train_size, "--max-length", args.max_length]
     options += ["--batch-size", args.batch_size, "--device", args.device]
     command = [sys.executable, "-m", "benchmarks.finetune_memory", "--one", method]
-    done = subprocess.run(
-        command + [str(o) for o in options], capture_output=True, text=True, cwd=ROOT
-    )
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER) :])
-    last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-    return {"method": method, "error": last}
+    result = run_marked(command + [str(o) for o in options], MARKER)
+    return {"method": method, **result} if "error" in result else result
 
 
 def footprints(methods: list[str], device: str) -> Table:

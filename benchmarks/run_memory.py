@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks._fresh import run_marked
+
 MARKER = "RUN-MEMORY-RESULT "
 STEPS = ("python", "import", "load", "warm", "run")
 NAMES = {
@@ -121,18 +121,11 @@ def measure(step: str, args: argparse.Namespace) -> dict:
         command = [sys.executable, "-m", "benchmarks.run_memory", "--one", step]
         command += [str(o) for o in options]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    result = run_marked(command, MARKER)
     seconds = time.perf_counter() - start
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(MARKER):
-            return {
-                "step": step,
-                "detail": "",
-                **json.loads(line[len(MARKER) :]),
-                "seconds": seconds,
-            }
-    last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-    return {"step": step, "error": last}
+    if "error" in result:
+        return {"step": step, **result}
+    return {"step": step, "detail": "", **result, "seconds": seconds}
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> Table:

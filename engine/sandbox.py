@@ -68,7 +68,7 @@ _LAUNCHER = """\
 import os, resource, runpy, signal, site, sys
 memory, cpu, fsize, nproc = (int(a) for a in sys.argv[1:5])
 # Started with -S: what site does, but the .pth files. Their hooks (an editable install's
-# import finder) took ~30 ms of every start and are nothing the program needs.
+# import finder) cost time at every start and are nothing the program needs.
 sys.prefix = sys.exec_prefix = sys.argv[6]
 sys.path.extend(sys.argv[7:])
 site.setquit(); site.setcopyright(); site.sethelper()

@@ -36,3 +36,17 @@ def cost_landscape(candidate: str, params: dict) -> tuple[float, float]:
 def token_landscape(candidate: str, params: dict) -> tuple[float, int]:
     """``(score, generated tokens)``: as if every evaluation generated ``max_new_tokens``."""
     return landscape(candidate, params), int(params["max_new_tokens"])
+
+
+def random_params(space, n: int, seed: int) -> list[dict]:
+    """``n`` decoding-params dicts of ``space`` (a :class:`engine.space.SearchSpace`), as
+    Optuna's RandomSampler proposes them."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    points = []
+    for _ in range(n):
+        trial = study.ask()
+        points.append(space.suggest(trial))
+        study.tell(trial, 0.0)
+    return points

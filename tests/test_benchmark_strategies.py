@@ -7,7 +7,6 @@ import math
 import re
 
 import numpy as np
-import optuna
 import pytest
 
 from benchmarks import strategies
@@ -19,22 +18,12 @@ from benchmarks._strategies.landscapes import (
     unit_coordinates,
 )
 from benchmarks._strategies.runners import STRATEGIES
+from tests.objectives import random_params
 
 SUMMARY = re.compile(
     r"^three-stage vs two-stage: score ratio \d+\.\d\d, budget ratio (\d+\.\d\d|inf), "
     r"right-candidate rate [01]\.\d\d$"
 )
-
-
-def _random_params(n: int, seed: int) -> list[dict]:
-    """Real decoding params from Optuna's RandomSampler over the engine's space."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    out = []
-    for _ in range(n):
-        trial = study.ask()
-        out.append(SPACE.suggest(trial))
-        study.tell(trial, 0.0)
-    return out
 
 
 # -- the harness -----------------------------------------------------------------------------
@@ -114,7 +103,7 @@ def test_skipping_the_ranking_bootstrap_does_not_change_the_tuners_choice(seed):
 @pytest.mark.parametrize("family", FAMILIES.values(), ids=list(FAMILIES))
 def test_the_stated_optimum_beats_random_points(family):
     points = random_unit_points(3000, np.random.default_rng(1))
-    params = _random_params(300, seed=2)
+    params = random_params(SPACE, 300, seed=2)
     for name, surface in family.surfaces.items():
         at_optimum = surface(surface.optimum)
         assert at_optimum == pytest.approx(surface.peak)
@@ -151,7 +140,7 @@ def test_one_candidate_is_clearly_best_and_optima_lie_in_the_space(family):
 
 def test_equal_mean_family_has_equal_means_and_different_peaks():
     surfaces = FAMILIES["equal_mean"].surfaces.values()
-    params = _random_params(2000, seed=4)
+    params = random_params(SPACE, 2000, seed=4)
     means = [np.mean([s(p) for p in params]) for s in surfaces]
     assert max(means) - min(means) < 0.015
     peaks = [s.peak for s in surfaces]

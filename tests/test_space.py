@@ -5,16 +5,11 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.space import MIN_SAMPLING_TEMPERATURE, SearchSpace, generation_kwargs
+from tests.objectives import random_params
 
 
 def _points(space: SearchSpace, n: int = 60) -> list[dict]:
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    points = []
-    for _ in range(n):
-        trial = study.ask()
-        points.append(space.suggest(trial))
-        study.tell(trial, 0.0)
-    return points
+    return random_params(space, n, seed=1)
 
 
 def test_default_space_mixes_greedy_and_sampling_with_conditional_params():
