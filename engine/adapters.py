@@ -15,6 +15,7 @@ with the shapes stored in its weight file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import warnings
@@ -159,10 +160,44 @@ def attach_adapter(model: Any, adapter: AdapterRef) -> Any:
         raise ModelLoadError(
             f"cannot load adapter {adapter.source!r}: {first_line(error)}"
         ) from error
+    if wrapped.active_peft_config.is_prompt_learning:
+        _name_the_cache_for_peft(wrapped)
     return wrapped.eval()
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _name_the_cache_for_peft(wrapped: Any) -> None:
+    """Let ``peft`` see the generation cache under the name it reads.
+
+    Newer ``transformers`` hands the KV cache to ``prepare_inputs_for_generation`` as
+    ``cache`` instead of ``past_key_values``. ``peft`` decides from ``past_key_values``
+    whether the prefix still has to be injected, so it never sees the cache: it injects the
+    prefix under the old name on every step, the model keeps the new-named (prefix-less)
+    cache, and a prefix-tuned model generates as if untuned. Renaming the key on the way
+    into ``peft``'s step and back on the way out restores its intended flow; where
+    ``transformers`` still says ``past_key_values`` nothing is renamed.
+    """
+    base_step = wrapped.base_model_prepare_inputs_for_generation
+    peft_step = wrapped.prepare_inputs_for_generation
+
+    @functools.wraps(base_step)  # generate() checks its kwargs against this signature
+    def base_step_with_old_name(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _renamed(base_step(*args, **kwargs), "cache", "past_key_values")
+
+    @functools.wraps(peft_step)
+    def peft_step_with_new_name(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _renamed(peft_step(*args, **kwargs), "past_key_values", "cache")
+
+    wrapped.base_model_prepare_inputs_for_generation = base_step_with_old_name
+    wrapped.prepare_inputs_for_generation = peft_step_with_new_name
+
+
+def _renamed(inputs: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    if old in inputs and new not in inputs:
+        inputs[new] = inputs.pop(old)
+    return inputs
 
 
 def _expected_shapes(adapter: AdapterRef, model: ModelRef) -> dict[str, tuple[int, ...]]:
