@@ -6,50 +6,161 @@ The public surface::
     result = Tuner(objective=f, candidates=["a", "b"], budget=40).run()  # or "20000 tokens", "30m"
     result.best_candidate, result.best_params, result.ranking
 
-Everything here works without the terminal app.
+Everything here works without the terminal app, and the app imports nothing else (but
+:mod:`engine.errors`). Names load on first use, so a viewer that only folds events and
+reads the store (``from engine import RunFollower``) pulls in neither Optuna nor torch.
 """
 
-from engine.budget import Budget
-from engine.candidates import Candidate, parse_candidate
-from engine.errors import ConfigError, DatasetError, ModelLoadError, StoreError, TunerError
-from engine.events import (
-    Event,
-    Message,
-    RankingUpdated,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    SampleRecorded,
-    StageChanged,
-)
-from engine.psm import CandidateEstimate
-from engine.space import SearchSpace, generation_kwargs
-from engine.store import Run, Sample, Store
-from engine.tuner import Tuner, TuneResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> the module that defines it
+_FACE = {
+    "Budget": "engine.budget",
+    "format_amount": "engine.budget",
+    "Candidate": "engine.candidates",
+    "parse_candidate": "engine.candidates",
+    "ConfigError": "engine.errors",
+    "DatasetError": "engine.errors",
+    "ModelLoadError": "engine.errors",
+    "StoreError": "engine.errors",
+    "TunerError": "engine.errors",
+    **dict.fromkeys(
+        (
+            "Event",
+            "Message",
+            "RankingUpdated",
+            "RunFailed",
+            "RunFinished",
+            "RunStarted",
+            "SampleRecorded",
+            "StageChanged",
+            "Subscriber",
+        ),
+        "engine.events",
+    ),  # fmt: skip
+    "write_generation_config": "engine.export",
+    "write_json": "engine.export",
+    "available_models": "engine.catalog",
+    "resolve_device": "engine.models",
+    "resolve_model": "engine.models",
+    "RunFollower": "engine.follow",
+    "stored_answer": "engine.follow",
+    "propensity": "engine.psm",
+    "CandidateEstimate": "engine.records",
+    "Run": "engine.records",
+    "Sample": "engine.records",
+    "TuneResult": "engine.records",
+    "PARAM_NAMES": "engine.space",
+    "SearchSpace": "engine.space",
+    "generation_kwargs": "engine.space",
+    **dict.fromkeys(
+        ("BUDGET_STAGES", "HOLDOUT", "SAMPLING", "SELECTION", "STAGES", "TUNING"), "engine.stages"
+    ),
+    "answer_so_far": "engine.stages",
+    "leader": "engine.stages",
+    "Store": "engine.store",
+    "TASKS": "engine.tasks",
+    "get_task": "engine.tasks",
+    "Tuner": "engine.tuner",
+}
 
 __all__ = [
+    "BUDGET_STAGES",
     "Budget",
     "Candidate",
     "CandidateEstimate",
     "ConfigError",
+    "HOLDOUT",
+    "SAMPLING",
+    "SELECTION",
+    "TUNING",
     "DatasetError",
     "Event",
     "Message",
     "ModelLoadError",
+    "PARAM_NAMES",
     "RankingUpdated",
     "Run",
     "RunFailed",
     "RunFinished",
+    "RunFollower",
     "RunStarted",
+    "STAGES",
     "Sample",
     "SampleRecorded",
     "SearchSpace",
     "StageChanged",
     "Store",
     "StoreError",
+    "Subscriber",
+    "TASKS",
     "TuneResult",
     "Tuner",
     "TunerError",
+    "answer_so_far",
+    "available_models",
+    "format_amount",
     "generation_kwargs",
+    "get_task",
+    "leader",
     "parse_candidate",
+    "propensity",
+    "resolve_device",
+    "resolve_model",
+    "stored_answer",
+    "write_generation_config",
+    "write_json",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access skips this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from engine.budget import Budget, format_amount
+    from engine.candidates import Candidate, parse_candidate
+    from engine.catalog import available_models
+    from engine.errors import ConfigError, DatasetError, ModelLoadError, StoreError, TunerError
+    from engine.events import (
+        Event,
+        Message,
+        RankingUpdated,
+        RunFailed,
+        RunFinished,
+        RunStarted,
+        SampleRecorded,
+        StageChanged,
+        Subscriber,
+    )
+    from engine.export import write_generation_config, write_json
+    from engine.follow import RunFollower, stored_answer
+    from engine.models import resolve_device, resolve_model
+    from engine.psm import propensity
+    from engine.records import CandidateEstimate, Run, Sample, TuneResult
+    from engine.space import PARAM_NAMES, SearchSpace, generation_kwargs
+    from engine.stages import (
+        BUDGET_STAGES,
+        HOLDOUT,
+        SAMPLING,
+        SELECTION,
+        STAGES,
+        TUNING,
+        answer_so_far,
+        leader,
+    )
+    from engine.store import Store
+    from engine.tasks import TASKS, get_task
+    from engine.tuner import Tuner

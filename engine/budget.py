@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError
+from engine.stages import BUDGET_STAGES
 
 if TYPE_CHECKING:
-    from engine.store import Sample
+    from engine.records import Sample
 
 #: The units a budget can be given in.
 UNITS = ("samples", "tokens", "minutes")
@@ -152,7 +153,7 @@ class Budget:
 
         Whole numbers for samples and tokens, minutes as a float.
         """
-        counted = [s for s in samples if s.stage != "holdout"]
+        counted = [s for s in samples if s.stage in BUDGET_STAGES]
         if self.unit == "samples":
             return len(counted)
         if self.unit == "tokens":

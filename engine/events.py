@@ -12,12 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.psm import CandidateEstimate
-    from engine.store import Sample
-    from engine.tuner import TuneResult
-
-#: The stages of a run, in order.
-STAGES = ("sampling", "selection", "tuning", "holdout")
+    from engine.records import CandidateEstimate, Sample, TuneResult
 
 
 @dataclass(frozen=True)
@@ -46,8 +41,12 @@ class RunStarted(Event):
 
 @dataclass(frozen=True)
 class StageChanged(Event):
-    stage: str  # one of STAGES
+    """The run entered ``stage`` (one of :data:`engine.stages.STAGES`). ``winner`` is the
+    candidate stage 2 selected, from the selection on; ``detail`` is for people."""
+
+    stage: str
     detail: str = ""
+    winner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ both. Following only reads: attaching and detaching never disturb the run.
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.budget import Budget
 from engine.events import (
     Event,
@@ -22,10 +20,9 @@ from engine.events import (
     SampleRecorded,
     StageChanged,
 )
-from engine.psm import CandidateEstimate
-from engine.stages import best_sample_index, plan_budget
-from engine.store import Run, Sample, Store
-from engine.tuner import BUDGET_STAGES, TuneResult
+from engine.records import CandidateEstimate, Run, Sample, TuneResult
+from engine.stages import BUDGET_STAGES, SELECTION, TUNING, answer_so_far, plan_budget
+from engine.store import Store
 
 
 class RunFollower:
@@ -112,11 +109,12 @@ class RunFollower:
         events: list[Event] = []
         if run.winner and run.winner != self._winner:
             self._winner = run.winner
-            events.append(StageChanged(self.run_id, "selection", f"{run.winner} selected"))
+            detail = f"{run.winner} selected"
+            events.append(StageChanged(self.run_id, SELECTION, detail, winner=run.winner))
         if run.stage != self._stage:
             self._stage = run.stage
-            detail = f"tuning {run.winner}" if run.stage == "tuning" and run.winner else ""
-            events.append(StageChanged(self.run_id, run.stage, detail))
+            detail = f"tuning {run.winner}" if run.stage == TUNING and run.winner else ""
+            events.append(StageChanged(self.run_id, run.stage, detail, winner=run.winner))
         return events
 
     def _status_change(self, run: Run) -> list[Event]:
@@ -124,29 +122,22 @@ class RunFollower:
             return []
         self._status = run.status
         if run.status == "finished" and run.result:
-            return [RunFinished(self.run_id, result_from_dict(run.result))]
+            return [RunFinished(self.run_id, TuneResult.from_dict(run.result))]
         if run.status == "stopped":
-            return [RunFinished(self.run_id, self._partial_result(), stopped=True)]
+            answer = answer_so_far(self.run_id, self._samples, self._ranking, winner=run.winner)
+            return [RunFinished(self.run_id, answer, stopped=True)]
         if run.status == "failed":
             return [RunFailed(self.run_id, run.error or "the run failed")]
         return []
 
-    def _partial_result(self) -> TuneResult:
-        leader = self._winner or (self._ranking[0].candidate if self._ranking else None)
-        own = [s for s in self._samples if s.candidate == leader] or self._samples
-        best = own[best_sample_index([s.score for s in own])] if own else None
-        return TuneResult(
-            run_id=self.run_id,
-            best_candidate=best.candidate if best else (leader or ""),
-            best_params=dict(best.params) if best else {},
-            best_score=best.score if best else float("nan"),
-            ranking=self._ranking,
-            holdout=None,
-            n_samples=len(self._samples),
-        )
 
-
-def result_from_dict(data: dict[str, Any]) -> TuneResult:
-    """The :class:`TuneResult` stored with a finished run (inverse of ``to_dict``)."""
-    ranking = tuple(CandidateEstimate(**e) for e in data.get("ranking", []))
-    return TuneResult(**{**data, "ranking": ranking})
+def stored_answer(store: Store, run_id: str) -> TuneResult:
+    """The answer of a run as the store holds it: the result it recorded when it finished,
+    else :func:`~engine.stages.answer_so_far` over its committed samples, its latest
+    ranking and its winner, which is what the run itself answers when it stops there."""
+    run = store.get_run(run_id)
+    if run.status == "finished" and run.result:
+        return TuneResult.from_dict(run.result)
+    history = store.rankings(run.id)
+    ranking = [CandidateEstimate(**e) for e in history[-1]["entries"]] if history else []
+    return answer_so_far(run.id, store.samples(run.id), ranking, winner=run.winner)

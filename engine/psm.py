@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from engine.errors import ConfigError
+from engine.records import CandidateEstimate
 
 Criterion = Literal["peak", "mean"]
 
@@ -33,43 +34,6 @@ DEFAULT_QUANTILE = 0.25
 # Distances this close count as a tie: identical parameter points (every greedy sample,
 # say) get identical logits, so their outcomes are averaged rather than picked by order.
 _TIE = 1e-9
-
-
-@dataclass(frozen=True)
-class CandidateEstimate:
-    """One candidate's standing in a :func:`rank` result. Every field is a plain ``str``,
-    ``float`` or ``int``, so ``dataclasses.asdict`` round-trips through JSON.
-
-    Attributes:
-        candidate: The candidate's name.
-        score: The selection criterion's value (higher is better); the ranking sorts by it.
-        ci_low: Lower end of the bootstrap percentile interval of ``score``.
-        ci_high: Upper end of that interval.
-        adjusted_mean: Expected score over the common parameter distribution (PSM).
-        raw_mean: Plain mean of the candidate's own scores.
-        n: The candidate's samples.
-        matched: Its distinct samples that the matched set uses.
-        overlap: Fraction of pooled samples on common support (the same for every
-            candidate). ``0.0`` means there is none: every estimate then fell back to the
-            candidate's raw scores and ``matched`` is 0.
-        prob_best: Bootstrap probability that this candidate has the highest ``score``.
-
-    A candidate without samples has ``n == 0`` and NaN estimates and is ranked last. With
-    ``n_bootstrap=0`` the interval and ``prob_best`` are NaN. The last two fields have
-    defaults, so an estimate built by hand (a front end's test, say) needs only the first
-    eight.
-    """
-
-    candidate: str
-    score: float
-    ci_low: float
-    ci_high: float
-    adjusted_mean: float
-    raw_mean: float
-    n: int
-    matched: int
-    overlap: float = 1.0
-    prob_best: float = math.nan
 
 
 # -- the method's steps (pure) -------------------------------------------------------------

@@ -19,13 +19,19 @@ share of the cost is spent and the round is finished (:func:`next_cost_stage1_ca
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.psm import CandidateEstimate
+from engine.records import CandidateEstimate, Sample, TuneResult
+
+SAMPLING, SELECTION, TUNING, HOLDOUT = "sampling", "selection", "tuning", "holdout"
+#: The stages of a run, in order.
+STAGES = (SAMPLING, SELECTION, TUNING, HOLDOUT)
+#: The stages whose samples the budget pays for; the held-out score is extra.
+BUDGET_STAGES = (SAMPLING, TUNING)
 
 #: Fewest stage-1 samples per candidate: the first is a shared default point, the rest
 #: give the propensity model something to balance.
@@ -163,3 +169,42 @@ def best_sample_index(scores: Sequence[float]) -> int:
     if not scores:
         raise ValueError("no scores")
     return int(np.argmax(np.asarray(scores, dtype=float)))
+
+
+def leader(ranking: Sequence[CandidateEstimate], winner: str | None = None) -> str | None:
+    """The candidate a run answers with: the winner once stage 2 has selected one, else
+    the top of the latest ranking (``None`` before any candidate has a sample)."""
+    if winner:
+        return winner
+    return ranking[0].candidate if ranking and ranking[0].n else None
+
+
+def answer_so_far(
+    run_id: str,
+    samples: Iterable[Sample],
+    ranking: Sequence[CandidateEstimate],
+    *,
+    winner: str | None = None,
+    holdout: dict[str, float] | None = None,
+) -> TuneResult:
+    """The answer of a run from the samples it has committed: the :func:`leader`'s
+    best budget sample (the best sample of all when there is no ranking yet).
+
+    The tuner answers with it when a run ends or stops, and every viewer (the follower,
+    the app, ``show`` and ``export``) with it while a run is unfinished, so all of them
+    name the same parameters at any point of a run. With no sample, ``best_params`` is
+    empty and ``best_score`` NaN.
+    """
+    counted = [s for s in samples if s.stage in BUDGET_STAGES]
+    name = leader(ranking, winner)
+    own = [s for s in counted if s.candidate == name] if name else counted
+    best = own[best_sample_index([s.score for s in own])] if own else None
+    return TuneResult(
+        run_id=run_id,
+        best_candidate=name or (best.candidate if best else ""),
+        best_params=dict(best.params) if best else {},
+        best_score=best.score if best else math.nan,
+        ranking=tuple(ranking),
+        holdout=holdout,
+        n_samples=len(counted),
+    )

@@ -31,7 +31,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -39,6 +39,8 @@ import sqlite_utils
 
 from engine._faults import crash_point
 from engine.errors import StoreError, first_line
+from engine.records import Run, Sample
+from engine.stages import SAMPLING
 
 SCHEMA_VERSION = 2  # 2: outcomes have a replicate number and per-problem metrics
 #: What a store of the current schema holds (checked on opening, so a reader writes nothing).
@@ -61,46 +63,6 @@ class StoreFullError(TransientStoreError):
 
 class StoreLockedError(TransientStoreError):
     """Another process held the store's lock for longer than the busy timeout."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One evaluation of a candidate at a point of the decoding space.
-
-    ``stage`` is ``"sampling"`` (stage 1), ``"tuning"`` (stage 3) or ``"holdout"`` (the
-    final score on the held-out split, outside the budget). ``trial`` numbers a
-    candidate's samples 0, 1, 2, ... within the run.
-    """
-
-    run_id: str
-    candidate: str
-    stage: str
-    trial: int
-    params: dict[str, Any]
-    score: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    cached: int = 0
-    seconds: float = 0.0
-    id: int | None = None
-    created_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class Run:
-    """A run's row: ``config`` holds everything needed to resume it."""
-
-    id: str
-    created_at: float
-    status: str
-    stage: str
-    budget: int | float  # the amount; its unit is config["budget"] (engine.budget.Budget.of_run)
-    seed: int
-    config: dict[str, Any]
-    winner: str | None = None
-    result: dict[str, Any] | None = None
-    error: str | None = None
 
 
 P = ParamSpec("P")
@@ -251,7 +213,7 @@ class Store:
         now = time.time()
         row = {
             "id": run_id, "created_at": now, "updated_at": now, "status": "running",
-            "stage": "sampling", "budget": budget, "seed": seed,
+            "stage": SAMPLING, "budget": budget, "seed": seed,
             "config": json.dumps(config, sort_keys=True),
         }  # fmt: skip
         try:

@@ -6,7 +6,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,20 @@ from engine.events import (
     StageChanged,
     Subscriber,
 )
+from engine.records import CandidateEstimate, Run, Sample, TuneResult
 from engine.space import SearchSpace
 from engine.stages import (
+    BUDGET_STAGES,
     DEFAULT_ELIMINATION,
     ELIMINATION_DRAWS,
     ELIMINATION_ROUND,
+    HOLDOUT,
     MIN_STAGE1_SAMPLES,
+    SAMPLING,
+    SELECTION,
+    TUNING,
     BudgetPlan,
-    best_sample_index,
+    answer_so_far,
     budget_spent,
     check_elimination,
     check_split,
@@ -47,8 +53,6 @@ from engine.stages import (
     to_eliminate,
 )
 from engine.store import (
-    Run,
-    Sample,
     Store,
     StoreFullError,
     TransientStoreError,
@@ -59,33 +63,9 @@ from engine.tasks import Task, get_task
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SAMPLERS = ("tpe", "gp", "random")
-BUDGET_STAGES = ("sampling", "tuning")
 #: Samples in a row that may fail to be written (disk full, store locked) before the run
 #: stops: a disk that stays full must not burn hours of evaluations that cannot be kept.
 MAX_LOST_SAMPLES = 3
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    """The answer of a run.
-
-    ``best_params`` are the winner's best decoding parameters seen while tuning and
-    ``best_score`` their tuning score; ``holdout`` holds the metrics of those parameters
-    on the held-out split (task runs only), the unbiased figure to report.
-    """
-
-    run_id: str
-    best_candidate: str
-    best_params: dict[str, Any]
-    best_score: float
-    ranking: tuple[psm.CandidateEstimate, ...]
-    holdout: dict[str, float] | None
-    n_samples: int
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ranking"] = [asdict(e) for e in self.ranking]
-        return data
 
 
 class _Stop(Exception):
@@ -351,7 +331,8 @@ class _Run:
         self.evaluator.attach(store)
         self.studies: dict[str, optuna.Study] = {}
         self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
-        self.ranking: tuple[psm.CandidateEstimate, ...] = ()
+        self.ranking: tuple[CandidateEstimate, ...] = ()
+        self.winner: str | None = None  # stage 2's choice, once made
         self.eliminated: dict[int, list[str]] = {}  # stage-1 round -> candidates dropped
         self.lost_in_a_row = 0  # samples not recorded since the last one that was
 
@@ -382,11 +363,11 @@ class _Run:
                 RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(),
                            t.plan.per_candidate if t.plan else 0, t.budget.unit, self.spent())
             )  # fmt: skip
-            winner = run.winner or self._stage1()
-            result = self._stage3(winner)
+            self.winner = run.winner or self._stage1()
+            result = self._stage3(self.winner)
         except _Stop:
             self._set_stopped()
-            result = self._result(self._current_leader(), holdout=None)
+            result = self._answer(self.winner)
             t._emit(RunFinished(self.run_id, result, stopped=True))
             return result
         except KeyboardInterrupt:
@@ -470,7 +451,7 @@ class _Run:
             target = t.settings["stage1_fraction"] * t.budget.amount
             detail = (f"until {format_amount(target, t.budget.unit)} {t.budget.unit} are "
                       f"spent, at least {MIN_STAGE1_SAMPLES} per candidate")  # fmt: skip
-        t._emit(StageChanged(self.run_id, "sampling", detail))
+        t._emit(StageChanged(self.run_id, SAMPLING, detail))
         while True:
             counts = {name: len(s) for name, s in self.samples.items()}
             active = self._active()
@@ -481,16 +462,16 @@ class _Run:
             alone = len(active) == 1 < len(t.names)  # the others were eliminated
             if name is None or alone:
                 break
-            self._sample(name, "sampling")  # a sample that was not recorded is taken again
+            self._sample(name, SAMPLING)  # a sample that was not recorded is taken again
         if t.plan is None and t.settings["stage1_fraction"] < 1:
             self._warn_if_spent()
         # The ranking after the last stage-1 sample is the selection; a run resumed right
         # after stage 1 has none yet.
-        ranking = self.ranking or self._rank(stage="sampling")
+        ranking = self.ranking or self._rank(stage=SAMPLING)
         winner = ranking[0].candidate
-        self.store.update_run(self.run_id, winner=winner, stage="tuning")
+        self.store.update_run(self.run_id, winner=winner, stage=TUNING)
         crash_point("selected")
-        t._emit(StageChanged(self.run_id, "selection", f"{winner} selected"))
+        t._emit(StageChanged(self.run_id, SELECTION, f"{winner} selected", winner=winner))
         return winner
 
     def _active(self) -> list[str]:
@@ -526,16 +507,17 @@ class _Run:
 
     def _stage3(self, winner: str) -> TuneResult:
         t = self.tuner
-        t._emit(StageChanged(self.run_id, "tuning", f"tuning {winner}"))
+        t._emit(StageChanged(self.run_id, TUNING, f"tuning {winner}", winner=winner))
         while not budget_spent(self.spent(), t.budget.amount):
-            self._sample(winner, "tuning")
+            self._sample(winner, TUNING)
         if not self.ranking:
-            self._rank(stage="tuning")
+            self._rank(stage=TUNING)
         holdout = None
         if self.evaluator.has_holdout:
-            t._emit(StageChanged(self.run_id, "holdout", f"scoring {winner} on held-out"))
+            detail = f"scoring {winner} on held-out"
+            t._emit(StageChanged(self.run_id, HOLDOUT, detail, winner=winner))
             holdout = self._holdout(winner)
-        return self._result(winner, holdout)
+        return self._answer(winner, holdout)
 
     def _sample(self, name: str, stage: str) -> Sample | None:
         """Evaluate and record the next sample of ``name``; ``None`` if it could not be
@@ -613,7 +595,7 @@ class _Run:
                 "larger budget or a smaller stage-1 fraction"
             )))  # fmt: skip
 
-    def _rank(self, stage: str) -> tuple[psm.CandidateEstimate, ...]:
+    def _rank(self, stage: str) -> tuple[CandidateEstimate, ...]:
         pooled = [s for name in self.tuner.names for s in self.samples[name]]
         if not pooled:
             return ()
@@ -628,7 +610,7 @@ class _Run:
         self.tuner._emit(RankingUpdated(self.run_id, self.ranking, len(pooled)))
         return self.ranking
 
-    def _psm_rank(self, pooled: list[Sample], n_bootstrap: int) -> list[psm.CandidateEstimate]:
+    def _psm_rank(self, pooled: list[Sample], n_bootstrap: int) -> list[CandidateEstimate]:
         t = self.tuner
         return psm.rank(
             t.names, [t.space.covariates(s.params) for s in pooled],
@@ -637,41 +619,25 @@ class _Run:
         )  # fmt: skip
 
     def _holdout(self, winner: str) -> dict[str, float]:
-        done = self.store.samples(self.run_id, stage="holdout")
+        done = self.store.samples(self.run_id, stage=HOLDOUT)
         if done:
             return done[0].metrics
-        params = self._best_sample(winner).params
+        params = self._answer(winner).best_params
         while True:
             self.tuner._checkpoint()
             try:
                 evaluation = self.evaluator.evaluate(winner, params, split="holdout")
-                return self._commit(winner, "holdout", 0, params, evaluation).metrics
+                return self._commit(winner, HOLDOUT, 0, params, evaluation).metrics
             except TransientStoreError as error:
                 self._lost(f"the held-out score of {winner}", error)
 
-    # -- answers ----------------------------------------------------------------------------
+    # -- the answer -------------------------------------------------------------------------
 
-    def _best_sample(self, name: str) -> Sample:
-        samples = self.samples[name]
-        return samples[best_sample_index([s.score for s in samples])]
-
-    def _current_leader(self) -> str:
-        if self.ranking:
-            return self.ranking[0].candidate
-        names = [n for n in self.tuner.names if self.samples[n]]
-        return names[0] if names else self.tuner.names[0]
-
-    def _result(self, winner: str, holdout: dict[str, float] | None) -> TuneResult:
-        best = self._best_sample(winner) if self.samples[winner] else None
-        return TuneResult(
-            run_id=self.run_id,
-            best_candidate=winner,
-            best_params=dict(best.params) if best else {},
-            best_score=best.score if best else float("nan"),
-            ranking=self.ranking,
-            holdout=holdout,
-            n_samples=self.used(),
-        )
+    def _answer(
+        self, winner: str | None = None, holdout: dict[str, float] | None = None
+    ) -> TuneResult:
+        samples = [s for name in self.tuner.names for s in self.samples[name]]
+        return answer_so_far(self.run_id, samples, self.ranking, winner=winner, holdout=holdout)
 
 
 def _make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:

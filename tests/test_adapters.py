@@ -239,7 +239,7 @@ def test_a_run_tunes_an_adapter_beside_its_base(adapters, tiny_model_dir, tmp_pa
 def test_the_app_lists_registered_adapters_on_their_base(adapters, tmp_path, monkeypatch):
     import shutil
 
-    from engine.models import available_models
+    from engine.catalog import available_models
 
     monkeypatch.setenv("CODELLMTUNER_CACHE", str(tmp_path))
     folder = shutil.copytree(adapters["lora"], tmp_path / "adapters" / "lora-conala")

@@ -86,10 +86,10 @@ def test_export_writes_a_generation_config_that_loads(tmp_path):
         field.value = str(out)
         await pilot.press("enter")
         await wait_until(pilot, lambda: (out / "generation_config.json").exists())
-        best = screen.state.best_overall()
+        params = screen.state.answer().best_params
         config = GenerationConfig.from_pretrained(out)
-        assert config.max_new_tokens == best.params["max_new_tokens"]
-        assert config.do_sample == (best.params["temperature"] > 0)
+        assert config.max_new_tokens == params["max_new_tokens"]
+        assert config.do_sample == (params["temperature"] > 0)
 
     run_app(app, test)
 

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 import engine.tuner
-from engine import Message, RunFinished, SampleRecorded, Store, Tuner
+from engine import Message, RunFinished, SampleRecorded, Store, Tuner, TuneResult
 from engine.events import Event
-from engine.follow import RunFollower, result_from_dict
+from engine.follow import RunFollower
 from engine.store import Sample, StoreLockedError
 from tests.apphelpers import run_app, wait_until
 from tests.objectives import landscape
@@ -142,7 +142,7 @@ def test_runs_writing_one_store_at_once_lose_nothing_and_a_follower_sees_each_sa
         assert [s.id for s in seen] == [s.id for s in samples]
         assert seen == samples
         finished = [e for e in events[run_id] if isinstance(e, RunFinished)]
-        assert [f.result for f in finished] == [result_from_dict(run.result)]
+        assert [f.result for f in finished] == [TuneResult.from_dict(run.result)]
     # The objective runs really overlapped (they were released together) ...
     spans = [(min(s.created_at for s in store.samples(r)),
               max(s.created_at for s in store.samples(r))) for r in objective_runs]  # fmt: skip
@@ -184,7 +184,7 @@ def test_the_app_watching_a_run_ends_with_exactly_the_stores_samples(tmp_path):
     store = Store(path)
     assert [s.id for s in state.samples] == [s.id for s in store.samples("far")]
     assert len(state.samples) == 12
-    assert state.result == result_from_dict(store.get_run("far").result)
+    assert state.result == TuneResult.from_dict(store.get_run("far").result)
     # sources.py reports a failed poll as a "reading the store" warning: there was none
     assert state.messages == []
 

@@ -268,7 +268,7 @@ def test_bundled_model_converts_once_to_an_equivalent_folder(tmp_path, monkeypat
 def test_available_models_lists_hub_cache_models_with_a_config(tmp_path, tiny_model_dir):
     import shutil
 
-    from engine.models import available_models
+    from engine.catalog import available_models
 
     snap = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
     shutil.copytree(tiny_model_dir, snap)

@@ -23,12 +23,12 @@ def test_state_tracks_progress_leader_elimination_and_pace():
         state.apply(SampleRecorded("r", _sample(name, i // 2, score, 1000.0 + 10 * i), i, 10))
     state.apply(RankingUpdated("r", (_estimate("b", 0.5), _estimate("a", 0.4)), 4))
 
-    assert state.leader == "b" and state.best_overall().score == 0.5
+    assert state.leader == "b" and state.answer().best_score == 0.5
     assert state.best("a").score == 0.4 and not state.eliminated("a")
     # 4 of 10 samples in 40 s: 6 left at 10 s each
     assert state.elapsed(now=1040.0) == 40.0 and state.remaining(now=1040.0) == 60.0
 
-    state.apply(StageChanged("r", "selection", "b selected"))
+    state.apply(StageChanged("r", "selection", "b selected", winner="b"))
     assert state.winner == "b" and state.eliminated("a") and not state.eliminated("b")
 
 

@@ -3,13 +3,15 @@ import math
 import pytest
 
 from engine.errors import ConfigError
-from engine.psm import CandidateEstimate
+from engine.records import CandidateEstimate, Sample
 from engine.stages import (
     MIN_STAGE1_SAMPLES,
+    answer_so_far,
     best_sample_index,
     budget_spent,
     check_elimination,
     check_split,
+    leader,
     next_cost_stage1_candidate,
     next_stage1_candidate,
     plan_budget,
@@ -128,3 +130,49 @@ def test_check_elimination_refuses_thresholds_outside_0_to_a_half(threshold):
         check_elimination(threshold)
     check_elimination(0.0)
     check_elimination(0.2)
+
+
+# -- the answer of a run ---------------------------------------------------------------------
+
+
+def _scored(candidate: str, trial: int, score: float, stage: str = "sampling") -> Sample:
+    return Sample("r", candidate, stage, trial, {"temperature": trial / 10}, score)
+
+
+def _ranked(*names: str) -> list[CandidateEstimate]:
+    return [CandidateEstimate(n, 1.0 - i / 10, 0, 0, 0, 0, 2, 2) for i, n in enumerate(names)]
+
+
+SAMPLES = [
+    _scored("a", 0, 0.9),  # the best sample of all, but "a" does not lead the ranking
+    _scored("b", 0, 0.5),
+    _scored("b", 1, 0.7),
+    _scored("b", 2, 0.7),  # a tie: the earlier sample is the answer
+    _scored("b", 3, 0.99, stage="holdout"),  # outside the budget: never the answer
+    _scored("c", 0, 0.6),
+]
+
+
+def test_the_answer_is_the_leaders_best_budget_sample():
+    answer = answer_so_far("r", SAMPLES, _ranked("b", "a", "c"))
+    assert (answer.best_candidate, answer.best_score) == ("b", 0.7)
+    assert answer.best_params == {"temperature": 0.1} and answer.n_samples == 5
+    assert answer.holdout is None and [e.candidate for e in answer.ranking] == ["b", "a", "c"]
+
+
+def test_the_selected_winner_answers_whatever_the_ranking_says_later():
+    answer = answer_so_far("r", SAMPLES, _ranked("a", "b"), winner="c", holdout={"x": 1.0})
+    assert (answer.best_candidate, answer.best_score, answer.holdout) == ("c", 0.6, {"x": 1.0})
+
+
+def test_without_a_ranking_the_best_sample_answers_and_without_samples_nothing_does():
+    assert answer_so_far("r", SAMPLES, []).best_candidate == "a"
+    empty = answer_so_far("r", [], [])
+    assert empty.best_candidate == "" and empty.best_params == {} and empty.n_samples == 0
+    assert math.isnan(empty.best_score)
+
+
+def test_a_leader_needs_a_sample_or_a_selection():
+    unsampled = [CandidateEstimate("a", math.nan, 0, 0, 0, 0, 0, 0)]
+    assert leader(unsampled) is None and leader(unsampled, winner="b") == "b"
+    assert leader(_ranked("b", "a")) == "b"

@@ -224,7 +224,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         device=args.device, run_id=args.run_id,
         **({} if args.eliminate is None else {"eliminate": args.eliminate}),
     )  # fmt: skip
-    from engine.models import resolve_device
+    from engine import resolve_device
 
     resolve_device(args.device)  # a bad device fails now, not once the store is open
     return _execute(tuner, args, console)
@@ -323,8 +323,8 @@ def _store_hint(store: str) -> str:
 
 
 def _tasks(args: argparse.Namespace, console: Console) -> int:
+    from engine import TASKS, get_task
     from engine.errors import ConfigError
-    from engine.tasks import TASKS, get_task
 
     SPLITS = ("train", "tune", "holdout")
     if args.dataset and not args.task:
@@ -395,29 +395,21 @@ def _print_run(store: Any, run_id: str, console: Console) -> None:
 
 
 def run_summary(store: Any, run_id: str) -> dict[str, Any] | None:
-    """The best (candidate, params) of a run: its result if finished, else the best
-    sample of its selected winner (or of any candidate before selection)."""
-    run = store.get_run(run_id)
-    if run.result:
-        r = run.result
-        return {
-            "run": run.id, "candidate": r["best_candidate"], "params": r["best_params"],
-            "score": r["best_score"], "holdout": r["holdout"], "model": _model_of(run),
-        }  # fmt: skip
-    samples = [s for s in store.samples(run.id) if s.stage != "holdout"]
-    if run.winner:
-        samples = [s for s in samples if s.candidate == run.winner]
-    if not samples:
+    """The answer of a run (see :func:`engine.stored_answer`) with the candidate's model,
+    or ``None`` before its first sample."""
+    from engine import stored_answer
+
+    answer = stored_answer(store, run_id)
+    if not answer.n_samples:
         return None
-    best = max(samples, key=lambda s: s.score)
     return {
-        "run": run.id, "candidate": best.candidate, "params": best.params,
-        "score": best.score, "holdout": None, "model": _model_of(run, best.candidate),
+        "run": answer.run_id, "candidate": answer.best_candidate, "params": answer.best_params,
+        "score": answer.best_score, "holdout": answer.holdout,
+        "model": _model_of(store.get_run(run_id), answer.best_candidate),
     }  # fmt: skip
 
 
-def _model_of(run: Any, name: str | None = None) -> dict[str, str] | None:
-    name = name or (run.result or {}).get("best_candidate")
+def _model_of(run: Any, name: str) -> dict[str, str] | None:
     for c in run.config.get("candidates", []):
         if c["name"] == name:
             return c
@@ -425,8 +417,8 @@ def _model_of(run: Any, name: str | None = None) -> dict[str, str] | None:
 
 
 def _export(args: argparse.Namespace, console: Console) -> int:
+    from engine import write_generation_config, write_json
     from engine.errors import ConfigError, StoreError
-    from engine.export import write_generation_config, write_json
 
     with _existing_store(args.store) as store:
         summary = run_summary(store, args.run)

@@ -69,8 +69,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def command(args: argparse.Namespace, console: Console) -> int:
     """Run ``finetune`` as ``args`` say; returns the exit status (0, or 130 on Ctrl-C with
     the best checkpoint so far kept). Errors the user can fix raise ``TunerError``."""
+    from engine import get_task
     from engine.finetune import finetune, split_validation
-    from engine.tasks import get_task
 
     task = get_task(args.task, dataset=args.dataset, n_train=args.train_size)
     problems = task.problems("train")

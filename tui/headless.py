@@ -9,19 +9,22 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.budget import Budget
-from engine.events import (
+from engine import (
+    HOLDOUT,
+    SELECTION,
+    TUNING,
+    Budget,
+    CandidateEstimate,
     Event,
     Message,
     RankingUpdated,
     RunFailed,
     RunFinished,
     RunStarted,
+    Sample,
     SampleRecorded,
     StageChanged,
 )
-from engine.psm import CandidateEstimate
-from engine.store import Sample
 from tui.format import format_metrics, format_params
 
 
@@ -95,7 +98,7 @@ class HeadlessView:
 
     def _on_StageChanged(self, e: StageChanged) -> None:
         self.console.print(f"[cyan]stage: {e.stage}[/] {e.detail}")
-        if e.stage in ("selection", "tuning"):  # stage 1 is over: bars of unknown length end
+        if e.stage in (SELECTION, TUNING):  # stage 1 is over: bars of unknown length end
             for bar in self._bars.values():
                 task = self.progress.tasks[bar]
                 if task.total is None:
@@ -109,7 +112,7 @@ class HeadlessView:
             f"{format_params(s.params)}  [dim]{s.seconds:.1f}s {s.generated_tokens} tok"
             f"{f' {s.cached} cached' if s.cached else ''}[/]"
         )
-        if s.stage == "holdout":
+        if s.stage == HOLDOUT:
             return
         budget = Budget(e.budget, e.budget_unit)
         self.progress.update(

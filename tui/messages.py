@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from engine.events import Event
+from engine import Event
 
 
 class EngineEvent(Message):

@@ -13,14 +13,14 @@ class BestLine(Static):
     """The answer if the run ended now: leader, its best parameters and score."""
 
     def show(self, state: RunState) -> None:
-        best = state.best_overall()
-        if best is None:
+        answer = state.answer()
+        if answer is None:
             self.update(Text("best: waiting for the first sample", style="dim"))
             return
         label = "best" if state.done and not state.stopped else "best so far"
         text = Text.assemble(
-            (f"{label}: ", "bold"), (best.candidate, "bold green"), "  ",
-            format_params(best.params), f"  score {number(best.score)}",
+            (f"{label}: ", "bold"), (answer.best_candidate, "bold green"), "  ",
+            format_params(answer.best_params), f"  score {number(answer.best_score)}",
         )  # fmt: skip
         holdout = state.holdout()
         if holdout:

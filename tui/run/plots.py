@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from textual_plotext import PlotextPlot
 
-from engine import SearchSpace
-from engine.psm import propensity
+from engine import SearchSpace, propensity
 from tui.run.state import RunState
 
 

@@ -13,9 +13,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, TabbedContent, TabPane
 
-from engine import Message, RunFailed, RunFinished
+from engine import Message, RunFailed, RunFinished, write_generation_config
 from engine.errors import TunerError
-from engine.export import write_generation_config
 from tui.format import format_params
 from tui.messages import EngineEvent
 from tui.run.export import ExportScreen
@@ -141,26 +140,26 @@ class RunScreen(Screen):
         self.notify("stopping after the sample in progress; committed samples are kept")
 
     def action_copy(self) -> None:
-        best = self.state.best_overall()
-        if best is None:
+        answer = self.state.answer()
+        if answer is None:
             self.notify("no sample yet", severity="warning")
             return
-        self.app.copy_to_clipboard(json.dumps(best.params, sort_keys=True))
-        self.notify(f"copied {best.candidate}: {format_params(best.params)}")
+        self.app.copy_to_clipboard(json.dumps(answer.best_params, sort_keys=True))
+        self.notify(f"copied {answer.best_candidate}: {format_params(answer.best_params)}")
 
     def action_export(self) -> None:
-        best = self.state.best_overall()
-        if best is None:
+        answer = self.state.answer()
+        if answer is None:
             self.notify("no sample yet; nothing to export", severity="warning")
             return
-        summary = f"{best.candidate}: {format_params(best.params)}"
+        summary = f"{answer.best_candidate}: {format_params(answer.best_params)}"
         default = Path(self.source.store_path).parent / f"export-{self.state.run_id}"
 
         def write(folder: Path | None) -> None:
             if folder is None:
                 return
             try:
-                path = write_generation_config(best.params, folder)
+                path = write_generation_config(answer.best_params, folder)
             except (OSError, TunerError) as error:
                 self.notify(f"cannot export: {error}", severity="error")
                 return

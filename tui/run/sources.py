@@ -16,8 +16,17 @@ from abc import ABC, abstractmethod
 from textual.widget import Widget
 from textual.worker import Worker, get_current_worker
 
-from engine import Event, Message, RunFailed, RunFinished, SearchSpace, Store, Tuner, TunerError
-from engine.follow import RunFollower
+from engine import (
+    Event,
+    Message,
+    RunFailed,
+    RunFinished,
+    RunFollower,
+    SearchSpace,
+    Store,
+    Tuner,
+    TunerError,
+)
 from tui.messages import EngineEvent
 
 #: Seconds between two reads of the store when following a run.

@@ -7,19 +7,23 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from engine.events import (
+from engine import (
+    BUDGET_STAGES,
+    SAMPLING,
+    CandidateEstimate,
     Event,
     Message,
     RankingUpdated,
     RunFailed,
     RunFinished,
     RunStarted,
+    Sample,
     SampleRecorded,
     StageChanged,
+    TuneResult,
+    answer_so_far,
+    leader,
 )
-from engine.psm import CandidateEstimate
-from engine.store import Sample
-from engine.tuner import BUDGET_STAGES, TuneResult
 
 
 @dataclass
@@ -58,14 +62,13 @@ class RunState:
         self.budget_unit = e.budget_unit
         self.budget_used = e.budget_used
         self.per_candidate = e.stage1_per_candidate
-        self.stage = "sampling"
+        self.stage = SAMPLING
         self.finished_at = self.error = self.result = None
         self.stopped = False
 
     def _on_StageChanged(self, e: StageChanged) -> None:
         self.stage, self.stage_detail = e.stage, e.detail
-        if e.stage == "selection":
-            self.winner = e.detail.removesuffix(" selected") or self.winner
+        self.winner = e.winner or self.winner
 
     def _on_SampleRecorded(self, e: SampleRecorded) -> None:
         self.samples.append(e.sample)
@@ -118,13 +121,15 @@ class RunState:
 
     @property
     def leader(self) -> str | None:
-        if self.winner:
-            return self.winner
-        return self.ranking[0].candidate if self.ranking and self.ranking[0].n else None
+        return leader(self.ranking, self.winner)
 
-    def best_overall(self) -> Sample | None:
-        """The best sample of the leader: the answer if the run ended now."""
-        return self.best(self.leader) if self.leader else None
+    def answer(self) -> TuneResult | None:
+        """The answer of the run, or the answer if it ended now; ``None`` before the
+        first sample."""
+        if self.result is not None:
+            return self.result
+        answer = answer_so_far(self.run_id, self.samples, self.ranking, winner=self.winner)
+        return answer if answer.n_samples else None
 
     def eliminated(self, candidate: str) -> bool:
         return self.winner is not None and candidate != self.winner

@@ -7,7 +7,7 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.budget import format_amount
+from engine import format_amount
 from tui.format import duration
 from tui.run.ranking import bar
 from tui.run.state import RunState

@@ -11,10 +11,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
-from engine import Tuner
+from engine import TASKS, Tuner, available_models, get_task, resolve_model
 from engine.errors import ConfigError, TunerError
-from engine.models import available_models, resolve_model
-from engine.tasks import TASKS, get_task
 from tui.setup.space_editor import SpaceEditor
 
 #: Prompt styles offered for every model; a candidate is a (model, style) pair.

@@ -8,9 +8,8 @@ from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.widgets import Input, Label
 
-from engine import SearchSpace
+from engine import PARAM_NAMES, SearchSpace
 from engine.errors import ConfigError
-from engine.space import PARAM_NAMES
 
 LABELS = {
     "temperature": "temperature",

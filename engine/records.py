@@ -1,0 +1,123 @@
+"""The nouns of a run, shared by the engine, the store and every viewer.
+
+A :class:`Sample` is one evaluation; a :class:`Run` is a run's row in the store; a
+:class:`CandidateEstimate` is one candidate's line of a ranking; a :class:`TuneResult` is
+the answer of a run (what it returns, stores when it finishes and viewers show). This
+module imports nothing heavy, so a viewer that only reads the store pulls in neither
+Optuna nor torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CandidateEstimate", "Run", "Sample", "TuneResult"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation of a candidate at a point of the decoding space.
+
+    ``stage`` is ``"sampling"`` (stage 1), ``"tuning"`` (stage 3) or ``"holdout"`` (the
+    final score on the held-out split, outside the budget). ``trial`` numbers a
+    candidate's samples 0, 1, 2, ... within the run.
+    """
+
+    run_id: str
+    candidate: str
+    stage: str
+    trial: int
+    params: dict[str, Any]
+    score: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    id: int | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's row: ``config`` holds everything needed to resume it."""
+
+    id: str
+    created_at: float
+    status: str
+    stage: str
+    budget: int | float  # the amount; its unit is config["budget"] (engine.budget.Budget.of_run)
+    seed: int
+    config: dict[str, Any]
+    winner: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CandidateEstimate:
+    """One candidate's standing in a :func:`rank` result. Every field is a plain ``str``,
+    ``float`` or ``int``, so ``dataclasses.asdict`` round-trips through JSON.
+
+    Attributes:
+        candidate: The candidate's name.
+        score: The selection criterion's value (higher is better); the ranking sorts by it.
+        ci_low: Lower end of the bootstrap percentile interval of ``score``.
+        ci_high: Upper end of that interval.
+        adjusted_mean: Expected score over the common parameter distribution (PSM).
+        raw_mean: Plain mean of the candidate's own scores.
+        n: The candidate's samples.
+        matched: Its distinct samples that the matched set uses.
+        overlap: Fraction of pooled samples on common support (the same for every
+            candidate). ``0.0`` means there is none: every estimate then fell back to the
+            candidate's raw scores and ``matched`` is 0.
+        prob_best: Bootstrap probability that this candidate has the highest ``score``.
+
+    A candidate without samples has ``n == 0`` and NaN estimates and is ranked last. With
+    ``n_bootstrap=0`` the interval and ``prob_best`` are NaN. The last two fields have
+    defaults, so an estimate built by hand (a front end's test, say) needs only the first
+    eight.
+    """
+
+    candidate: str
+    score: float
+    ci_low: float
+    ci_high: float
+    adjusted_mean: float
+    raw_mean: float
+    n: int
+    matched: int
+    overlap: float = 1.0
+    prob_best: float = math.nan
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The answer of a run.
+
+    ``best_params`` are the winner's best decoding parameters seen while tuning and
+    ``best_score`` their tuning score; ``holdout`` holds the metrics of those parameters
+    on the held-out split (task runs only), the unbiased figure to report.
+    """
+
+    run_id: str
+    best_candidate: str
+    best_params: dict[str, Any]
+    best_score: float
+    ranking: tuple[CandidateEstimate, ...]
+    holdout: dict[str, float] | None
+    n_samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ranking"] = [asdict(e) for e in self.ranking]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TuneResult:
+        """The result :meth:`to_dict` wrote (as a finished run stores it)."""
+        ranking = tuple(CandidateEstimate(**e) for e in data.get("ranking", []))
+        return cls(**{**data, "ranking": ranking})

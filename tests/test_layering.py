@@ -1,0 +1,121 @@
+"""How the code is layered: the engine has no import cycle, the app sees only the engine's
+face, and the run screen's state loads neither Optuna nor torch."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FACE = {"engine", "engine.errors"}  # what tui/ may import
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def imported_modules(source: str, modules: set[str]) -> set[str]:
+    """Which of ``modules`` ``source`` imports at run time, anywhere in it (inside
+    functions too: a deferred import still makes a cycle), but not under ``if
+    TYPE_CHECKING``. ``from engine import psm`` imports ``engine`` and ``engine.psm``."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
+    return found & modules
+
+
+def package_modules(package: str) -> dict[str, Path]:
+    return {_module_name(p): p for p in (ROOT / package).rglob("*.py")}
+
+
+def import_graph(package: str) -> dict[str, set[str]]:
+    """``{module: modules of the package it imports}`` for every module of ``package``."""
+    files = package_modules(package)
+    graph = {name: imported_modules(p.read_text(), set(files)) for name, p in files.items()}
+    # Python imports a module's parent packages before it: an edge to an ancestor is how
+    # packages work (``from engine.tasks import mutation`` inside engine/tasks/), not a cycle.
+    return {
+        name: {m for m in imported if m != name and not name.startswith(m + ".")}
+        for name, imported in graph.items()
+    }
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` as a path ``[a, b, ..., a]``, or ``[]``."""
+    done: set[str] = set()
+
+    def walk(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return []
+        for nxt in sorted(graph.get(node, ())):
+            cycle = walk(nxt, [*path, node])
+            if cycle:
+                return cycle
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        cycle = walk(start, [])
+        if cycle:
+            return cycle
+    return []
+
+
+def test_a_cycle_is_found_and_type_checking_imports_do_not_count():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) == []
+    source = (
+        "from typing import TYPE_CHECKING\nfrom engine import psm\n"
+        "if TYPE_CHECKING:\n    from engine.tuner import Tuner\n"
+        "def later():\n    import engine.models\n"
+    )
+    modules = {"engine", "engine.psm", "engine.models", "engine.tuner"}
+    assert imported_modules(source, modules) == {"engine", "engine.psm", "engine.models"}
+
+
+def test_the_engine_has_no_import_cycle():
+    assert find_cycle(import_graph("engine")) == []
+
+
+def test_the_app_imports_only_the_engines_face():
+    engine_modules = set(package_modules("engine"))
+    outside = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in (ROOT / "tui").rglob("*.py")
+        for name in imported_modules(path.read_text(), engine_modules) - FACE
+    }
+    assert outside == set()
+
+
+def test_the_run_states_imports_leave_out_optuna_and_torch():
+    code = (
+        "import json, sys; import tui.run.state; "
+        "print(json.dumps([m for m in ('optuna', 'torch', 'transformers') if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
