@@ -15,7 +15,7 @@ from tui.run.state import RunState
 
 
 def spiky(candidate: str, params: dict) -> float:
-    """"a" is poor at the default point every candidate starts from and excellent anywhere
+    """ "a" is poor at the default point every candidate starts from and excellent anywhere
     else, "b" the reverse of that at the start. Today's ranking, which compares candidates
     where their samples overlap (the default point), leads with "b" while "a" holds the
     best sample of all: the answer must be the leader's best, everywhere alike."""
