@@ -53,6 +53,10 @@ _FACE = {
     "Run": "engine.records",
     "Sample": "engine.records",
     "TuneResult": "engine.records",
+    **dict.fromkeys(
+        ("DEFAULT_CANDIDATES", "DEFAULT_TASK", "OPTIONS", "Option", "RunSettings"),
+        "engine.settings",
+    ),
     "PARAM_NAMES": "engine.space",
     "SearchSpace": "engine.space",
     "generation_kwargs": "engine.space",
@@ -68,6 +72,11 @@ _FACE = {
 }
 
 __all__ = [
+    "DEFAULT_CANDIDATES",
+    "DEFAULT_TASK",
+    "OPTIONS",
+    "Option",
+    "RunSettings",
     "BUDGET_STAGES",
     "Budget",
     "Candidate",
@@ -150,6 +159,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine.models import resolve_device, resolve_model
     from engine.psm import propensity
     from engine.records import CandidateEstimate, Run, Sample, TuneResult
+    from engine.settings import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option, RunSettings
     from engine.space import PARAM_NAMES, SearchSpace, generation_kwargs
     from engine.stages import (
         BUDGET_STAGES,

@@ -17,16 +17,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine._faults import crash_point
-from engine.adapters import check_adapter_fits, check_unseen, resolve_adapter
+from engine.adapters import AdapterRef, check_adapter_fits, check_unseen, resolve_adapter
 from engine.backends import Backend
 from engine.candidates import Candidate
 from engine.errors import ConfigError, TunerError
-from engine.models import resolve_device, resolve_model
+from engine.models import ModelRef, resolve_device, resolve_model
 from engine.prompting import PromptStyle, build_prompts, parse_style
 from engine.quantization import check_quantization
+from engine.settings import RunSettings
 from engine.space import generation_kwargs
 from engine.store import Store
-from engine.tasks import Problem, Task
+from engine.tasks import Problem, Task, get_task
 
 Objective = Callable[[str, dict[str, Any]], Any]
 
@@ -169,6 +170,52 @@ class TaskEvaluator(Evaluator):
                 raise ConfigError(f"{split} size must be at least 1, got {size}")
         self._backends: dict[tuple, Backend] = {}
         self._prompts: dict[tuple[str, str], list[str]] = {}
+        self._resolved: dict[tuple, tuple[ModelRef, AdapterRef | None]] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        task: str | Task,
+        candidates: Sequence[Candidate],
+        settings: RunSettings,
+        *,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> TaskEvaluator:
+        """The evaluator a run with ``settings`` uses: ``task`` (a name is loaded with the
+        settings' dataset, train size and completions per problem) on local
+        ``transformers`` models. Each candidate's model and adapter are resolved once, by
+        :meth:`prepare`, and loaded from that resolution."""
+        if not isinstance(task, Task):
+            # Only a given train size is passed on: each task keeps its own default.
+            sizes = {} if settings.train_size is None else {"n_train": settings.train_size}
+            task = get_task(
+                task, dataset=settings.dataset,
+                samples_per_problem=settings.samples_per_problem, **sizes,
+            )  # fmt: skip
+
+        def load_backend(spec: Candidate) -> Backend:
+            from engine.backends.transformers import TransformersBackend
+
+            ref, adapter = evaluator.resolved(spec)
+            return TransformersBackend(
+                ref, device=settings.device, batch_size=settings.batch_size,
+                on_warning=on_warning, quantization=spec.quantization, adapter=adapter,
+            )  # fmt: skip
+
+        evaluator = cls(
+            task, candidates, load_backend=load_backend, metric=settings.metric,
+            device=settings.device, seed=settings.seed,
+            tune_size=settings.tune_size or None, holdout_size=settings.holdout_size or None,
+        )  # fmt: skip
+        return evaluator
+
+    def resolved(self, spec: Candidate) -> tuple[ModelRef, AdapterRef | None]:
+        """The model and adapter ``spec`` names, resolved once per pair."""
+        key = (spec.model, spec.adapter)
+        if key not in self._resolved:
+            adapter = resolve_adapter(spec.adapter) if spec.adapter else None
+            self._resolved[key] = (resolve_model(spec.model), adapter)
+        return self._resolved[key]
 
     @property
     def has_holdout(self) -> bool:
@@ -184,12 +231,12 @@ class TaskEvaluator(Evaluator):
         for split in self.sizes:
             if not self.problems(split):
                 raise ConfigError(f"task {self.task.name} has no {split} problems")
+        device = resolve_device(self.device)  # a bad device fails here, before the store
         for spec in self.specs.values():
-            ref = resolve_model(spec.model)
+            ref, adapter = self.resolved(spec)
             if spec.quantization:
-                check_quantization(spec.quantization, resolve_device(self.device))
-            if spec.adapter:
-                adapter = resolve_adapter(spec.adapter)
+                check_quantization(spec.quantization, device)
+            if adapter is not None:
                 check_adapter_fits(adapter, ref)
                 for split in self.sizes:
                     check_unseen(adapter, [p.id for p in self.problems(split)], split)

@@ -6,7 +6,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,10 @@ from engine.events import (
     Subscriber,
 )
 from engine.records import CandidateEstimate, Run, Sample, TuneResult
+from engine.settings import RunSettings
 from engine.space import SearchSpace
 from engine.stages import (
     BUDGET_STAGES,
-    DEFAULT_ELIMINATION,
     ELIMINATION_DRAWS,
     ELIMINATION_ROUND,
     HOLDOUT,
@@ -44,7 +44,6 @@ from engine.stages import (
     BudgetPlan,
     answer_so_far,
     budget_spent,
-    check_elimination,
     check_split,
     next_cost_stage1_candidate,
     next_stage1_candidate,
@@ -58,11 +57,10 @@ from engine.store import (
     TransientStoreError,
     new_run_id,
 )
-from engine.tasks import Task, get_task
+from engine.tasks import Task
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SAMPLERS = ("tpe", "gp", "random")
 #: Samples in a row that may fail to be written (disk full, store locked) before the run
 #: stops: a disk that stays full must not burn hours of evaluations that cannot be kept.
 MAX_LOST_SAMPLES = 3
@@ -80,37 +78,22 @@ class Tuner:
     names. Higher scores are better; noise is fine.
 
     Args:
-        budget: what stages 1 and 3 may spend (the held-out score is extra): a number of
-            samples (``30``), or a :class:`Budget` or a string such as ``"30 samples"``,
-            ``"20000 tokens"`` (generated tokens; an objective must then return
-            ``(score, generated_tokens)``) or ``"30m"`` / ``"1.5h"`` (minutes of
-            evaluation). A samples budget is split in advance; a tokens or minutes budget
-            ends stage 1 once ``stage1_fraction`` of it is spent and the round of
-            candidates is finished.
-        seed: seeds the optimizers, the matching bootstrap and sampled generation.
         store: SQLite file path; ``None`` keeps the samples in memory.
         space: a :class:`SearchSpace` or a mapping of parameter ranges.
-        criterion: ``"peak"`` (default; targets the tuned best) or ``"mean"`` for stage 2.
-        stage1_fraction: roughly the share of the budget spent on stage 1.
-        eliminate: early elimination threshold: after each stage-1 round from round
-            :data:`~engine.stages.ELIMINATION_ROUND` on, a candidate whose bootstrap
-            probability of being the best is below it gets no more stage-1 samples, and
-            its share goes to stage 3. Default :data:`~engine.stages.DEFAULT_ELIMINATION`
-            (0.05); ``0`` turns it off.
-        sampler: ``"tpe"``, ``"gp"`` or ``"random"``.
-        n_bootstrap: bootstrap refits behind every ranking's intervals and P(best); 0
-            ranks by point estimates only (the choice is the same: rankings sort by the
-            point estimate), for an objective so cheap that the ~0.25 s refits after each
-            sample would dominate. Early elimination keeps its own bootstrap.
-        metric, dataset, tune_size, holdout_size, batch_size, device: task runs only.
-        samples_per_problem: completions drawn per problem in each sample (the ``n`` of
-            pass@k and EM@k); task runs given by name only (a :class:`Task` carries its own).
-        train_size: the task's train split (the few-shot and retrieval pool, and what
-            ``codellmtuner finetune`` trains on); ``None`` keeps the task's default. Task
-            runs given by name only.
         run_id: name of the run; an existing id continues that run (see :meth:`resume`).
+        settings: the run's options as a :class:`~engine.settings.RunSettings`.
+        **options: run options by name, over ``settings`` (see
+            :class:`~engine.settings.RunSettings` for each one's default and meaning):
+            ``budget`` (``9`` samples, ``"20000 tokens"`` (an objective then returns
+            ``(score, generated_tokens)``), ``"30m"``), ``seed``, ``criterion``,
+            ``sampler``, ``stage1_fraction``, ``eliminate``, ``n_bootstrap``; for task
+            runs also ``dataset``, ``tune_size``, ``holdout_size``, ``samples_per_problem``
+            (a :class:`Task` object carries its own), ``train_size``, ``metric``,
+            ``batch_size``, ``device``.
 
-    Call :meth:`subscribe` to receive :mod:`engine.events`, then :meth:`run`.
+    A samples budget is split in advance; a tokens or minutes budget ends stage 1 once
+    ``stage1_fraction`` of it is spent and the round of candidates is finished. Call
+    :meth:`subscribe` to receive :mod:`engine.events`, then :meth:`run`.
     """
 
     def __init__(
@@ -119,45 +102,20 @@ class Tuner:
         candidates: Sequence[str | Candidate],
         task: str | Task | None = None,
         objective: Objective | None = None,
-        budget: int | str | Budget = 30,
-        seed: int = 0,
         store: str | Path | None = None,
         space: SearchSpace | Mapping[str, Any] | None = None,
-        criterion: str = "peak",
-        stage1_fraction: float = 0.5,
-        eliminate: float = DEFAULT_ELIMINATION,
-        sampler: str = "tpe",
-        n_bootstrap: int = 200,
-        metric: str | None = None,
-        dataset: str | Path | None = None,
-        tune_size: int | None = None,
-        holdout_size: int | None = None,
-        samples_per_problem: int = 1,
-        train_size: int | None = None,
-        batch_size: int = 8,
-        device: str = "auto",
         run_id: str | None = None,
+        settings: RunSettings | None = None,
+        **options: Any,
     ) -> None:
         if (task is None) == (objective is None):
             raise ConfigError("give either a task or an objective")
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if criterion not in ("peak", "mean"):
-            raise ConfigError(f"unknown criterion {criterion!r}; choose 'peak' or 'mean'")
-        self.budget = Budget.parse(budget)
-        # Optuna's samplers and numpy take seeds in [0, 2**32) per ask; the run's seed is
-        # stored in SQLite (64-bit) and mixed into those, so refuse what either cannot hold.
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-            raise ConfigError(f"seed must be a whole number between 0 and 2**63-1, got {seed!r}")
-        check_elimination(eliminate)
-        if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
-            raise ConfigError(f"n_bootstrap must be a whole number >= 0, got {n_bootstrap!r}")
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        settings = RunSettings.of(**{**(vars(settings) if settings else {}), **options})
         if isinstance(task, Task):
-            samples_per_problem = task.samples_per_problem
-        if not isinstance(samples_per_problem, int) or samples_per_problem < 1:
-            raise ConfigError(f"samples per problem must be at least 1, got {samples_per_problem}")
+            settings = replace(settings, samples_per_problem=task.samples_per_problem)
+        self.settings = settings
+        self.budget = settings.budget
+        self.seed = settings.seed
         self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         if objective is not None:
             self.candidates = unique_names(
@@ -172,29 +130,13 @@ class Tuner:
         # A samples budget is split in advance; a cost budget has no plan (None).
         self.plan: BudgetPlan | None = None
         if self.budget.unit == "samples":
-            self.plan = plan_budget(self.budget.amount, len(self.names), stage1_fraction)
+            self.plan = plan_budget(self.budget.amount, len(self.names), settings.stage1_fraction)
         else:
-            check_split(len(self.names), stage1_fraction)
+            check_split(len(self.names), settings.stage1_fraction)
         self.objective = objective
         self.task = task
         self.store_path = ":memory:" if store is None else str(store)
-        self.seed = seed
         self.run_id = run_id or new_run_id()
-        self.settings = {
-            "criterion": criterion,
-            "stage1_fraction": stage1_fraction,
-            "eliminate": eliminate,
-            "sampler": sampler,
-            "n_bootstrap": n_bootstrap,
-            "metric": metric,
-            "dataset": str(dataset) if dataset else None,
-            "tune_size": tune_size,
-            "holdout_size": holdout_size,
-            "samples_per_problem": samples_per_problem,
-            "train_size": train_size,
-            "batch_size": batch_size,
-            "device": device,
-        }
         self._subscribers: list[Subscriber] = []
         self._stop = threading.Event()
         self._running = threading.Event()
@@ -212,27 +154,22 @@ class Tuner:
         """
         with contextlib.closing(Store(store)) as s:
             run = s.get_run(run_id)
-        config = dict(run.config)
+        config = run.config
         if config.get("objective") and objective is None:
             raise ConfigError(f"run {run.id} tuned a Python objective; pass objective= to resume")
-        budget = Budget.of_run(run)
-        config.pop("budget", None)
-        config.setdefault("eliminate", 0.0)  # a run recorded before elimination existed
-        candidates = [Candidate(**c) for c in config.pop("candidates")]
-        task = config.pop("task")
-        config.pop("objective", None)
-        space = SearchSpace(config.pop("space"))
+        # The seed and the budget live in the run's row too, and only there for old runs.
+        settings = RunSettings.from_dict({**config, "seed": run.seed, "budget": Budget.of_run(run)})
         return cls(
-            candidates=candidates, task=None if objective else task, objective=objective,
-            budget=budget, seed=run.seed, store=store, space=space, run_id=run.id, **config,
+            candidates=[Candidate(**c) for c in config["candidates"]],
+            task=None if objective else config["task"], objective=objective, store=store,
+            space=SearchSpace(config["space"]), run_id=run.id, settings=settings,
         )  # fmt: skip
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this tuner (stored with the run)."""
         task_name = self.task.name if isinstance(self.task, Task) else self.task
         return {
-            **self.settings,
-            "budget": self.budget.to_dict(),
+            **self.settings.to_dict(),
             "task": task_name,
             "objective": self.objective is not None,
             "candidates": [c.to_dict() for c in self.candidates],
@@ -292,31 +229,9 @@ class Tuner:
             return ObjectiveEvaluator(
                 self.objective, self.names, require_cost=self.budget.unit == "tokens"
             )
-        from engine.adapters import resolve_adapter
-        from engine.backends.transformers import TransformersBackend
-        from engine.models import resolve_model
-
-        s = self.settings
-        task = self.task
-        if not isinstance(task, Task):
-            # Only a given train size is passed on: each task keeps its own default.
-            sizes = {"n_train": s["train_size"]} if s["train_size"] is not None else {}
-            task = get_task(
-                task, dataset=s["dataset"], samples_per_problem=s["samples_per_problem"], **sizes
-            )
-
-        def load_backend(spec: Candidate) -> TransformersBackend:
-            adapter = resolve_adapter(spec.adapter) if spec.adapter else None
-            return TransformersBackend(
-                resolve_model(spec.model), device=s["device"], batch_size=s["batch_size"],
-                on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),
-                quantization=spec.quantization, adapter=adapter,
-            )  # fmt: skip
-
-        return TaskEvaluator(
-            task, self.candidates, load_backend=load_backend, metric=s["metric"],
-            device=s["device"],
-            seed=self.seed, tune_size=s["tune_size"], holdout_size=s["holdout_size"],
+        return TaskEvaluator.from_settings(
+            self.task, self.candidates, self.settings,
+            on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),
         )  # fmt: skip
 
 
@@ -445,10 +360,10 @@ class _Run:
         t = self.tuner
         if t.plan is not None:
             detail = f"{t.plan.per_candidate} per candidate"
-            if t.settings["eliminate"]:
-                detail += f", early elimination below P(best) {t.settings['eliminate']}"
+            if t.settings.eliminate:
+                detail += f", early elimination below P(best) {t.settings.eliminate}"
         else:
-            target = t.settings["stage1_fraction"] * t.budget.amount
+            target = t.settings.stage1_fraction * t.budget.amount
             detail = (f"until {format_amount(target, t.budget.unit)} {t.budget.unit} are "
                       f"spent, at least {MIN_STAGE1_SAMPLES} per candidate")  # fmt: skip
         t._emit(StageChanged(self.run_id, SAMPLING, detail))
@@ -463,7 +378,7 @@ class _Run:
             if name is None or alone:
                 break
             self._sample(name, SAMPLING)  # a sample that was not recorded is taken again
-        if t.plan is None and t.settings["stage1_fraction"] < 1:
+        if t.plan is None and t.settings.stage1_fraction < 1:
             self._warn_if_spent()
         # The ranking after the last stage-1 sample is the selection; a run resumed right
         # after stage 1 has none yet.
@@ -479,7 +394,7 @@ class _Run:
         finished round (and taken again, identically, by a resumed run: each depends only
         on the samples of the rounds before it)."""
         t = self.tuner
-        threshold = t.settings["eliminate"]
+        threshold = t.settings.eliminate
         active = list(t.names)
         last = t.plan.per_candidate if t.plan else float("inf")
         round_ = ELIMINATION_ROUND
@@ -528,7 +443,7 @@ class _Run:
         trial_number = len(self.samples[name])
         index = self.tuner.names.index(name)
         study.sampler = _make_sampler(
-            self.tuner.settings["sampler"], sampler_seed(self.tuner.seed, index, trial_number)
+            self.tuner.settings.sampler, sampler_seed(self.tuner.seed, index, trial_number)
         )
         trial = None
         if trial_number == 0:
@@ -599,7 +514,7 @@ class _Run:
         pooled = [s for name in self.tuner.names for s in self.samples[name]]
         if not pooled:
             return ()
-        self.ranking = tuple(self._psm_rank(pooled, self.tuner.settings["n_bootstrap"]))
+        self.ranking = tuple(self._psm_rank(pooled, self.tuner.settings.n_bootstrap))
         entries = [asdict(e) for e in self.ranking]
         try:
             self.store.add_ranking(self.run_id, len(pooled), stage, entries)
@@ -615,7 +530,7 @@ class _Run:
         return psm.rank(
             t.names, [t.space.covariates(s.params) for s in pooled],
             [s.candidate for s in pooled], [s.score for s in pooled],
-            criterion=t.settings["criterion"], n_bootstrap=n_bootstrap, random_state=t.seed,
+            criterion=t.settings.criterion, n_bootstrap=n_bootstrap, random_state=t.seed,
         )  # fmt: skip
 
     def _holdout(self, winner: str) -> dict[str, float]:

@@ -430,5 +430,5 @@ def test_a_run_recorded_before_elimination_existed_resumes_without_it(tmp_path):
         del config["eliminate"]
         con.execute("update runs set config = ? where id = 'old'", [json.dumps(config)])
     resumed = Tuner.resume("old", store=db, objective=landscape)
-    assert resumed.settings["eliminate"] == 0.0
+    assert resumed.settings.eliminate == 0.0
     assert resumed.run().n_samples == 20

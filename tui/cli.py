@@ -15,15 +15,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from engine import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option
+from engine.errors import ConfigError
 from tui import finetune as finetune_command
-
-DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
 
 #: Set (to anything) to see the traceback of an internal error instead of one line.
 DEBUG_ENV = "CODELLMTUNER_DEBUG"
-
-#: Seeds go to SQLite (64-bit) and numpy's SeedSequence (non-negative).
-MAX_SEED = 2**63 - 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,16 +30,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print_error(f"{message} (see: {self.prog} --help)")
         self.exit(2)
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give a whole number") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"seed must be between 0 and 2**63-1, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.epilog = "Without a COMMAND, the app opens on its setup screen."
 
     run = sub.add_parser("run", help="start a tuning run")
-    run.add_argument("--task", default="humaneval", help="task name (default: humaneval)")
+    run.add_argument("--task", default=DEFAULT_TASK, help=f"task name (default: {DEFAULT_TASK})")
     run.add_argument(
         "--candidate", "-c", action="append", metavar="[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT]",
         help="a candidate; repeat for several. MODEL: smollm2 (bundled), a folder or a "
@@ -66,47 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune`; STYLE: chat, raw, fewshot-K (ICL), rag-K; QUANT: int8, nf4. Default: "
         + ", ".join(DEFAULT_CANDIDATES),
     )  # fmt: skip
-    run.add_argument(
-        "--budget", default="9", metavar="AMOUNT",
-        help="what stages 1 and 3 may spend: samples (9), generated tokens ('20000 tokens', "
-        "20000tok, '20k tokens') or minutes of evaluation (30m, '30 min', 1.5h); "
-        "default: 9 samples",
-    )  # fmt: skip
-    run.add_argument("--seed", type=_seed, default=0, help="a whole number >= 0 (default: 0)")
-    run.add_argument("--dataset", help="a JSONL file of problems in the task's format")
-    run.add_argument("--metric", help="objective to maximise (default: the task's first)")
-    run.add_argument(
-        "--samples-per-problem", "-n", type=int, default=1, metavar="N",
-        help="completions per problem in each sample, the n of pass@k and EM@k (default: 1)",
-    )  # fmt: skip
-    run.add_argument(
-        "--train-size", type=int, metavar="N",
-        help="problems in the task's train split: the few-shot/RAG pool, and what "
-        "finetune trained on (default: the task's, 8)",
-    )  # fmt: skip
-    run.add_argument(
-        "--problems", type=int, default=6, metavar="N",
-        help="tuning problems per sample (default: 6; 0 = the whole tuning split)",
-    )  # fmt: skip
-    run.add_argument(
-        "--holdout-problems", type=int, default=10, metavar="N",
-        help="held-out problems for the final score (default: 10; 0 = all)",
-    )  # fmt: skip
+    for option in OPTIONS:
+        _add_option(run, option)
     run.add_argument("--space", metavar="FILE.toml", help="decoding ranges ([space] table)")
     run.add_argument(
         "--param", action="append", default=[], metavar="NAME=LOW:HIGH",
         help="override one range (or NAME=VALUE to fix it); repeatable",
     )  # fmt: skip
-    run.add_argument("--criterion", choices=("peak", "mean"), default="peak")
-    run.add_argument("--sampler", choices=("tpe", "gp", "random"), default="tpe")
-    run.add_argument("--stage1-fraction", type=float, default=0.5)
-    run.add_argument(
-        "--eliminate", type=float, metavar="P",
-        help="drop a candidate from stage 1 once its chance of being the best is below P "
-        "(default 0.05; 0 turns it off)",
-    )  # fmt: skip
-    run.add_argument("--batch-size", type=int, default=8)
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     run.add_argument("--run-id", help="name the run (default: a timestamp)")
     run.add_argument(
         "--headless", action="store_true",
@@ -150,6 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
     _store_flag(export)
     finetune_command.add_parser(sub)
     return parser
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    """``option`` as a flag: read and checked as the form and the engine do."""
+
+    def read(text: str) -> Any:
+        try:
+            return option.read(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    default = option.text(option.default) or option.none_means
+    flags = [option.flag, *([option.short] if option.short else [])]
+    parser.add_argument(
+        *flags, dest=option.name, type=read, default=option.default,
+        choices=option.choices or None, metavar=option.metavar,
+        help=f"{option.help} (default: {default})",
+    )  # fmt: skip
 
 
 def _store_flag(parser: argparse.ArgumentParser) -> None:
@@ -212,21 +183,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if args.param:
         space = SearchSpace.from_overrides(args.param, base=space)
     tuner = Tuner(
-        task=args.task,
-        candidates=args.candidate or list(DEFAULT_CANDIDATES),
-        budget=args.budget, seed=args.seed, store=args.store, space=space,
-        criterion=args.criterion, stage1_fraction=args.stage1_fraction, sampler=args.sampler,
-        metric=args.metric, dataset=args.dataset,
-        tune_size=args.problems or None,
-        holdout_size=args.holdout_problems or None,
-        samples_per_problem=args.samples_per_problem, train_size=args.train_size,
-        batch_size=args.batch_size,
-        device=args.device, run_id=args.run_id,
-        **({} if args.eliminate is None else {"eliminate": args.eliminate}),
+        task=args.task, candidates=args.candidate or list(DEFAULT_CANDIDATES), store=args.store,
+        space=space, run_id=args.run_id, **{o.name: getattr(args, o.name) for o in OPTIONS},
     )  # fmt: skip
-    from engine import resolve_device
-
-    resolve_device(args.device)  # a bad device fails now, not once the store is open
     return _execute(tuner, args, console)
 
 
@@ -260,7 +219,6 @@ def _interactive() -> bool:
 
 
 def _app(args: argparse.Namespace, console: Console) -> int:
-    from engine.errors import ConfigError
 
     if not _interactive():
         raise ConfigError("the app needs a terminal; use `codellmtuner run --headless`")
@@ -269,7 +227,6 @@ def _app(args: argparse.Namespace, console: Console) -> int:
 
 
 def _watch(args: argparse.Namespace, console: Console) -> int:
-    from engine.errors import ConfigError
 
     with _existing_store(args.store) as store:
         store.get_run(args.run)  # an unknown run fails before the app opens
@@ -280,8 +237,6 @@ def _watch(args: argparse.Namespace, console: Console) -> int:
 
 def _serve(args: argparse.Namespace, console: Console) -> int:
     import shlex
-
-    from engine.errors import ConfigError
 
     try:
         from textual_serve.server import Server
@@ -324,7 +279,6 @@ def _store_hint(store: str) -> str:
 
 def _tasks(args: argparse.Namespace, console: Console) -> int:
     from engine import TASKS, get_task
-    from engine.errors import ConfigError
 
     SPLITS = ("train", "tune", "holdout")
     if args.dataset and not args.task:
@@ -418,7 +372,7 @@ def _model_of(run: Any, name: str) -> dict[str, str] | None:
 
 def _export(args: argparse.Namespace, console: Console) -> int:
     from engine import write_generation_config, write_json
-    from engine.errors import ConfigError, StoreError
+    from engine.errors import StoreError
 
     with _existing_store(args.store) as store:
         summary = run_summary(store, args.run)

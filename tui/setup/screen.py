@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, Select, SelectionList, Static
+from textual.widget import Widget
+from textual.widgets import (
+    Collapsible,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Select,
+    SelectionList,
+    Static,
+)
 from textual.widgets.selection_list import Selection
 
-from engine import TASKS, Tuner, available_models, get_task, resolve_model
+from engine import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_TASK,
+    OPTIONS,
+    TASKS,
+    Option,
+    Tuner,
+    available_models,
+    get_task,
+    parse_candidate,
+    resolve_model,
+)
 from engine.errors import ConfigError, TunerError
 from tui.setup.space_editor import SpaceEditor
 
 #: Prompt styles offered for every model; a candidate is a (model, style) pair.
 STYLES = ("chat", "fewshot-1", "rag-1", "raw")
-#: The styles of the default model selected at start, as ``codellmtuner run`` compares.
-PRESELECTED = ("chat", "fewshot-1", "raw")
-DEFAULT_MODEL = "smollm2"
+#: (model, style) of the candidates ``codellmtuner run`` compares by default: selected at start.
+PRESELECTED = {(c.model, c.style) for c in map(parse_candidate, DEFAULT_CANDIDATES)}
+DEFAULT_MODEL = parse_candidate(DEFAULT_CANDIDATES[0]).model
 
 
 class SetupScreen(Screen):
@@ -52,43 +75,23 @@ class SetupScreen(Screen):
                 with Grid(id="run-fields"):
                     yield Label("task")
                     yield Select(
-                        [(name, name) for name in sorted(TASKS)], value="humaneval",
+                        [(name, name) for name in sorted(TASKS)], value=DEFAULT_TASK,
                         allow_blank=False, id="task", compact=True,
                     )  # fmt: skip
-                    yield Label("dataset")
-                    yield Input(
-                        placeholder="built-in data", id="dataset", compact=True,
-                        tooltip="a JSONL file in the task's format (see: codellmtuner tasks)",
-                    )  # fmt: skip
-                    yield Label("budget")
-                    yield Input(
-                        "9", id="budget", compact=True,
-                        tooltip="9 (samples), '20000 tokens' or '30m'",
-                    )  # fmt: skip
-                    yield Label("seed")
-                    yield Input("0", id="seed", compact=True, type="integer")
-                    yield Label("problems")
-                    yield Input(
-                        "6", id="problems", compact=True, type="integer",
-                        tooltip="tuning problems per sample (0 = the whole split)",
-                    )  # fmt: skip
-                    yield Label("n/problem")
-                    yield Input(
-                        "1", id="samples-per-problem", compact=True, type="integer",
-                        tooltip="completions per problem in each sample: the n of pass@k",
-                    )  # fmt: skip
-                    yield Label("train")
-                    yield Input(
-                        placeholder="task default", id="train-size", compact=True,
-                        type="integer",
-                        tooltip="train split size: the few-shot/RAG pool; an adapter needs "
-                        "the size it was fine-tuned with",
-                    )  # fmt: skip
+                    for option in OPTIONS:
+                        if option.main:
+                            yield from _labelled(option)
                     yield Label("store")
                     yield Input(self.store_path, id="store", compact=True)
                 yield Static("", id="task-note")
                 yield Label("Decoding space", classes="section")
                 yield SpaceEditor(id="space")
+                with Collapsible(title="more run options", id="more"), Grid(id="more-fields"):
+                    for option in OPTIONS:
+                        if not option.main:
+                            yield from _labelled(option)
+                    yield Label("run id")
+                    yield Input(placeholder="a timestamp", id="run-id", compact=True)
         yield Static("", id="setup-error")
         yield Footer()
 
@@ -113,9 +116,8 @@ class SetupScreen(Screen):
         for style in STYLES:
             spec = f"{source}@{style}"
             label = f"{source} · {style}" + (f"  ({description})" if style == STYLES[0] else "")
-            options.add_option(
-                Selection(label, spec, initial_state=select and style in PRESELECTED)
-            )
+            preselected = select and (source, style) in PRESELECTED
+            options.add_option(Selection(label, spec, initial_state=preselected))
 
     # -- adding a model by path -------------------------------------------------------------
 
@@ -200,38 +202,39 @@ class SetupScreen(Screen):
         candidates = self.query_one("#candidates", SelectionList).selected
         if not candidates:
             raise ConfigError("pick at least one candidate (space toggles one)")
-        problems = _integer(self, "problems", minimum=0)
         return Tuner(
             task=self.query_one("#task", Select).value,
-            dataset=self.query_one("#dataset", Input).value.strip() or None,
-            samples_per_problem=_integer(self, "samples-per-problem", minimum=1),
-            train_size=_optional_integer(self, "train-size", minimum=0),
             candidates=candidates,
-            budget=self.query_one("#budget", Input).value,
-            seed=_integer(self, "seed"),
             store=self.query_one("#store", Input).value.strip() or "samples.db",
             space=self.query_one(SpaceEditor).space(),
-            tune_size=problems or None,
-            holdout_size=10,
+            run_id=self.query_one("#run-id", Input).value.strip() or None,
+            **{option.name: self._value(option) for option in OPTIONS},
         )
+
+    def _value(self, option: Option) -> object:
+        field = self.query_one(f"#{_field_id(option)}")
+        return option.read(str(field.value))  # type: ignore[attr-defined]
 
     def action_history(self) -> None:
         self.app.action_history()
 
 
-def _optional_integer(screen: Screen, field: str, minimum: int | None = None) -> int | None:
-    """The whole number in ``field``, or ``None`` when it is empty."""
-    if not screen.query_one(f"#{field}", Input).value.strip():
-        return None
-    return _integer(screen, field, minimum)
+def _field_id(option: Option) -> str:
+    """The field's id: its flag's name (``--problems`` is ``#problems``)."""
+    return option.flag.removeprefix("--")
 
 
-def _integer(screen: Screen, field: str, minimum: int | None = None) -> int:
-    text = screen.query_one(f"#{field}", Input).value.strip()
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{field}: {text!r} is not a whole number") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{field}: must be at least {minimum}, got {value}")
-    return value
+def _labelled(option: Option) -> Iterator[Widget]:
+    """``option``'s label and field, showing its default (or what an empty field means)."""
+    yield Label(option.label)
+    if option.choices:
+        yield Select(
+            [(c, c) for c in option.choices], value=option.default, allow_blank=False,
+            id=_field_id(option), compact=True, tooltip=option.help,
+        )  # fmt: skip
+        return
+    kind = {int: "integer", float: "number"}.get(option.parse, "text")
+    yield Input(
+        option.text(option.default), placeholder=option.none_means, type=kind,  # type: ignore[arg-type]
+        id=_field_id(option), compact=True, tooltip=option.help,
+    )  # fmt: skip

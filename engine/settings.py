@@ -1,0 +1,283 @@
+"""Every option of a run, declared once.
+
+:class:`RunSettings` is how a run samples, selects and scores: each field carries its
+default, its help text, how it reads from text and how it is checked (:class:`Option`).
+The command line (``codellmtuner run``), the app's setup form and
+:class:`~engine.tuner.Tuner` are all built from :data:`OPTIONS`, and a run stores
+:meth:`RunSettings.to_dict` so that ``resume`` rebuilds the same settings.
+
+What a run is *about* stays outside: the task or objective, the candidates, the
+decoding space, the store and the run's name. Their defaults for the command line and
+the form are :data:`DEFAULT_TASK` and :data:`DEFAULT_CANDIDATES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from engine.budget import Budget
+from engine.errors import ConfigError
+from engine.stages import DEFAULT_ELIMINATION, check_elimination
+
+DEFAULT_TASK = "humaneval"
+#: The bundled model three ways: with its chat template, one worked example, raw.
+DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
+SAMPLERS = ("tpe", "gp", "random")
+CRITERIA = ("peak", "mean")
+#: Seeds go to SQLite (64-bit) and numpy's SeedSequence (non-negative).
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one run option is read, checked and offered.
+
+    Attributes:
+        name: the :class:`RunSettings` field, the :class:`~engine.tuner.Tuner` keyword and
+            the key in a stored run's config.
+        default: the value when none is given.
+        help: one sentence for ``--help`` and the form's tooltip.
+        parse: text (a flag's value, a form field) to a value; raises :class:`ConfigError`.
+        check: raises :class:`ConfigError` for a value no run can use.
+        flag: the command-line flag (``--`` + the name with dashes unless given).
+        short: a one-letter flag, if any.
+        label: the form's label.
+        main: shown in the form's main grid (else under "more").
+        choices: the allowed values, for a closed set.
+        metavar: the placeholder of ``--help``.
+        optional: ``None`` is allowed: it means what ``none_means`` says.
+        none_means: what ``None`` stands for, in words (``"the task's"``).
+    """
+
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any]
+    check: Callable[[Any], None]
+    flag: str
+    short: str | None
+    label: str
+    main: bool
+    choices: tuple[str, ...]
+    metavar: str | None
+    optional: bool
+    none_means: str
+
+    def text(self, value: Any) -> str:
+        """``value`` as the form shows it (empty for ``None``)."""
+        if value is None:
+            return ""
+        if isinstance(value, Budget) and value.unit == "samples":
+            return str(value.amount)  # "9", as a user types it
+        return str(value)
+
+    def read(self, text: str) -> Any:
+        """The value of a form field or flag; empty text is ``None`` where that is allowed."""
+        text = text.strip()
+        if not text and self.optional:
+            return None
+        try:
+            value = self.parse(text)
+        except ValueError:
+            raise ConfigError(f"{self.label}: {text!r} is not {_kind(self.parse)}") from None
+        self.check(value)
+        return value
+
+
+def _option(
+    default: Any,
+    help: str,
+    *,
+    parse: Callable[[str], Any] = str,
+    check: Callable[[Any], None] | None = None,
+    label: str = "",
+    main: bool = False,
+    choices: tuple[str, ...] = (),
+    flag: str = "",
+    short: str | None = None,
+    metavar: str | None = None,
+    none_means: str = "",
+) -> Any:
+    """A :class:`RunSettings` field carrying its :class:`Option` (named once the class is
+    built, from the field)."""
+    spec = Option(
+        name="", default=default, help=help, parse=parse, check=check or _any, flag=flag,
+        short=short, label=label, main=main, choices=choices, metavar=metavar,
+        optional=bool(none_means), none_means=none_means,
+    )  # fmt: skip
+    return field(default=default, metadata={"option": spec})
+
+
+# -- checks --------------------------------------------------------------------------------
+
+
+def _any(value: Any) -> None:
+    pass
+
+
+def _whole(name: str, low: int, high: int | None = None) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            top = "2**63-1" if high == MAX_SEED else high
+            bound = f"between {low} and {top}" if high is not None else f">= {low}"
+            raise ConfigError(f"{name} must be a whole number {bound}, got {value!r}")
+
+    return check
+
+
+def _one_of(name: str, choices: tuple[str, ...]) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value not in choices:
+            raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+    return check
+
+
+def _fraction(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"stage-1 fraction must be in (0, 1], got {value!r}")
+
+
+def _elimination(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"elimination threshold must be a number, got {value!r}")
+    check_elimination(value)
+
+
+def _optional(check: Callable[[Any], None]) -> Callable[[Any], None]:
+    return lambda value: None if value is None else check(value)
+
+
+def _kind(parse: Callable[[str], Any]) -> str:
+    return {int: "a whole number", float: "a number"}.get(parse, "understood")
+
+
+# -- the settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run samples, selects and scores. Every field is checked on construction.
+
+    ``budget`` accepts what :meth:`Budget.parse` does and is kept as a :class:`Budget`;
+    ``tune_size`` and ``holdout_size`` of 0 mean the whole split.
+    """
+
+    budget: Budget = _option(
+        Budget(9), "what stages 1 and 3 may spend: samples (9), generated tokens "
+        "('20000 tokens', 20000tok) or minutes of evaluation (30m, 1.5h)",
+        parse=Budget.parse, label="budget", main=True, metavar="AMOUNT",
+    )  # fmt: skip
+    seed: int = _option(
+        0, "seeds the optimizers, the ranking's bootstrap and sampled generation",
+        parse=int, check=_whole("seed", 0, MAX_SEED), label="seed", main=True,
+    )  # fmt: skip
+    dataset: str | None = _option(
+        None, "a JSONL file of problems in the task's format", label="dataset", main=True,
+        none_means="the task's own data", metavar="FILE",
+    )  # fmt: skip
+    tune_size: int = _option(
+        6, "tuning problems per sample (0 = the whole tuning split)", parse=int,
+        check=_whole("problems", 0), label="problems", main=True, flag="--problems",
+        metavar="N",
+    )  # fmt: skip
+    samples_per_problem: int = _option(
+        1, "completions per problem in each sample, the n of pass@k and EM@k", parse=int,
+        check=_whole("samples per problem", 1), label="n/problem", main=True, short="-n",
+        metavar="N",
+    )  # fmt: skip
+    train_size: int | None = _option(
+        None, "problems in the task's train split: the few-shot/RAG pool, and what "
+        "finetune trained on", parse=int, check=_optional(_whole("train size", 0)),
+        label="train", main=True, none_means="the task's", metavar="N",
+    )  # fmt: skip
+    holdout_size: int = _option(
+        10, "held-out problems the winner is scored on at the end (0 = all)", parse=int,
+        check=_whole("held-out problems", 0), label="held-out", flag="--holdout-problems",
+        metavar="N",
+    )  # fmt: skip
+    metric: str | None = _option(
+        None, "the task metric to maximise", label="metric", none_means="the task's first",
+    )  # fmt: skip
+    criterion: str = _option(
+        "peak", "stage 2 compares candidates by the quality they reach once tuned (peak) "
+        "or by their mean", check=_one_of("criterion", CRITERIA), label="criterion",
+        choices=CRITERIA,
+    )  # fmt: skip
+    sampler: str = _option(
+        "tpe", "the optimizer of every candidate's study", check=_one_of("sampler", SAMPLERS),
+        label="sampler", choices=SAMPLERS,
+    )  # fmt: skip
+    stage1_fraction: float = _option(
+        0.5, "roughly the share of the budget stage 1 spends", parse=float, check=_fraction,
+        label="stage-1 share", metavar="F",
+    )  # fmt: skip
+    eliminate: float = _option(
+        DEFAULT_ELIMINATION, "drop a candidate from stage 1 once its chance of being the "
+        "best is below this (0 turns it off)", parse=float, check=_elimination,
+        label="eliminate below", metavar="P",
+    )  # fmt: skip
+    n_bootstrap: int = _option(
+        200, "bootstrap refits behind each ranking's intervals and P(best); 0 ranks by point "
+        "estimates (the same choice), for objectives so cheap that the refits dominate",
+        parse=int, check=_whole("n_bootstrap", 0), label="bootstrap", flag="--bootstrap",
+        metavar="N",
+    )  # fmt: skip
+    batch_size: int = _option(
+        8, "prompts generated at once (halved on out-of-memory)", parse=int,
+        check=_whole("batch size", 1), label="batch size", metavar="N",
+    )  # fmt: skip
+    device: str = _option(
+        "auto", "where models run: auto, cpu, cuda, cuda:1, ...", label="device",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", Budget.parse(self.budget))
+        if self.dataset is not None:
+            object.__setattr__(self, "dataset", str(self.dataset))  # a Path, say
+        for option in OPTIONS:
+            option.check(getattr(self, option.name))
+
+    @classmethod
+    def of(cls, **values: Any) -> RunSettings:
+        """Settings from keyword values; an unknown name is a :class:`ConfigError`."""
+        unknown = sorted(set(values) - {o.name for o in OPTIONS})
+        if unknown:
+            known = ", ".join(o.name for o in OPTIONS)
+            raise ConfigError(f"unknown run option {unknown[0]!r}; known: {known}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values, as a run stores them."""
+        return {**asdict(self), "budget": self.budget.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        """Settings a run stored; an option it predates takes the value that reproduces
+        the run (see :data:`_BEFORE_IT_EXISTED`), else its default."""
+        names = {o.name for o in OPTIONS}
+        values = {**_BEFORE_IT_EXISTED, **{k: v for k, v in data.items() if k in names}}
+        if isinstance(values.get("budget"), Mapping):
+            values["budget"] = Budget.from_dict(values["budget"])
+        for size in ("tune_size", "holdout_size"):  # stored as None (the whole split) once
+            values[size] = values.get(size) or 0
+        return cls(**values)
+
+
+#: What a run recorded before an option existed ran with.
+_BEFORE_IT_EXISTED = {"eliminate": 0.0}
+
+OPTIONS: tuple[Option, ...] = tuple(
+    replace(
+        f.metadata["option"], name=f.name,
+        flag=f.metadata["option"].flag or "--" + f.name.replace("_", "-"),
+    )
+    for f in fields(RunSettings)
+)  # fmt: skip
