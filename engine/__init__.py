@@ -48,6 +48,7 @@ _FACE = {
     "resolve_model": "engine.models",
     "RunFollower": "engine.follow",
     "stored_answer": "engine.follow",
+    "live_status": "engine.follow",
     "propensity": "engine.psm",
     "CandidateEstimate": "engine.records",
     "Run": "engine.records",
@@ -115,6 +116,7 @@ __all__ = [
     "generation_kwargs",
     "get_task",
     "leader",
+    "live_status",
     "parse_candidate",
     "propensity",
     "resolve_device",
@@ -155,7 +157,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         Subscriber,
     )
     from engine.export import write_generation_config, write_json
-    from engine.follow import RunFollower, stored_answer
+    from engine.follow import RunFollower, live_status, stored_answer
     from engine.models import resolve_device, resolve_model
     from engine.psm import propensity
     from engine.records import CandidateEstimate, Run, Sample, TuneResult

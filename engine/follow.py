@@ -9,6 +9,9 @@ both. Following only reads: attaching and detaching never disturb the run.
 
 from __future__ import annotations
 
+import os
+import socket
+
 from engine.budget import Budget
 from engine.events import (
     Event,
@@ -141,3 +144,30 @@ def stored_answer(store: Store, run_id: str) -> TuneResult:
     history = store.rankings(run.id)
     ranking = [CandidateEstimate(**e) for e in history[-1]["entries"]] if history else []
     return answer_so_far(run.id, store.samples(run.id), ranking, winner=run.winner)
+
+
+def live_status(store: Store, run: Run) -> str:
+    """``run.status``, made precise for a run marked running: ``"running"`` or
+    ``"paused"`` while its process lives on this host, ``"starting"`` before a process
+    has claimed it, ``"interrupted"`` when its process is gone (``resume`` continues it),
+    and ``"running on HOST"`` when another host runs it."""
+    if run.status != "running":
+        return run.status
+    control = store.control(run.id)
+    if control.pid is None:
+        return "starting"
+    if control.host != socket.gethostname():
+        return f"running on {control.host}"
+    if not _alive(control.pid):
+        return "interrupted"
+    return "paused" if control.request == "pause" else "running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process holds the pid
+        return True
+    return True

@@ -9,6 +9,8 @@ Tables:
 ``generations``  the completion cache, keyed by (model, prompt, decoding, seed)
 ``rankings``     the PSM ranking after each sample, to replay how it evolved
 ``messages``     warnings and notices of a run (OOM back-off, sandbox timeouts), for viewers
+``controls``     the process running each run (pid, host) and what viewers ask of it
+                 (pause, stop), read by the run between samples
 
 A sample, its outcomes and its stage bookkeeping are written in one transaction, so a
 process killed at any instant leaves either the whole sample or none of it.
@@ -31,7 +33,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -45,7 +47,7 @@ from engine.stages import SAMPLING
 SCHEMA_VERSION = 2  # 2: outcomes have a replicate number and per-problem metrics
 #: What a store of the current schema holds (checked on opening, so a reader writes nothing).
 SCHEMA_NAMES = frozenset({
-    "meta", "runs", "samples", "outcomes", "generations", "rankings", "messages",
+    "meta", "runs", "samples", "outcomes", "generations", "rankings", "messages", "controls",
     "idx_samples_run_id_candidate_stage_trial", "idx_rankings_run_id_n_samples",
 })  # fmt: skip
 
@@ -63,6 +65,20 @@ class StoreFullError(TransientStoreError):
 
 class StoreLockedError(TransientStoreError):
     """Another process held the store's lock for longer than the busy timeout."""
+
+
+#: What a viewer may ask of a run's process: pause, stop, or go on (None).
+REQUESTS = ("pause", "stop", None)
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """The process that last claimed a run (``pid`` on ``host``; ``None`` if no process
+    ever did) and the request waiting for it."""
+
+    pid: int | None
+    host: str | None
+    request: str | None
 
 
 P = ParamSpec("P")
@@ -200,6 +216,10 @@ class Store:
             db["messages"].create(
                 {"id": int, "run_id": str, "created_at": float, "level": str, "text": str},
                 pk="id", if_not_exists=True,
+            )  # fmt: skip
+            db["controls"].create(
+                {"run_id": str, "pid": int, "host": str, "request": str, "updated_at": float},
+                pk="run_id", if_not_exists=True,
             )  # fmt: skip
             db["samples"].create_index(
                 ["run_id", "candidate", "stage", "trial"], unique=True, if_not_exists=True
@@ -363,6 +383,35 @@ class Store:
             "select * from rankings where run_id = ? and id > ? order by id", [run_id, after]
         )
         return [{**r, "entries": json.loads(r["entries"])} for r in rows]
+
+    # -- the process of a run ---------------------------------------------------------------
+
+    @_guarded
+    def claim_run(self, run_id: str, pid: int, host: str) -> None:
+        """Record that process ``pid`` on ``host`` runs ``run_id`` from now on. Requests
+        made to an earlier process are dropped: a resumed run starts neither paused nor
+        stopped."""
+        row = {"run_id": run_id, "pid": pid, "host": host, "request": None}
+        with self._write():
+            self.db["controls"].upsert({**row, "updated_at": time.time()}, pk="run_id")
+
+    @_guarded
+    def request(self, run_id: str, request: str | None) -> None:
+        """Ask the process running ``run_id`` to ``"pause"`` or ``"stop"`` after the
+        sample in progress, or (``None``) to go on; it reads this between samples."""
+        if request not in REQUESTS:
+            raise ValueError(f"unknown request {request!r}")
+        row = {"run_id": run_id, "request": request, "updated_at": time.time()}
+        with self._write():
+            self.db["controls"].upsert(row, pk="run_id")
+
+    @_guarded
+    def control(self, run_id: str) -> RunControl:
+        """Who runs ``run_id`` and what was asked of it."""
+        row = self.db.execute(
+            "select pid, host, request from controls where run_id = ?", [run_id]
+        ).fetchone()
+        return RunControl(*row) if row else RunControl(None, None, None)
 
     # -- messages ----------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
@@ -64,6 +67,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 #: Samples in a row that may fail to be written (disk full, store locked) before the run
 #: stops: a disk that stays full must not burn hours of evaluations that cannot be kept.
 MAX_LOST_SAMPLES = 3
+#: Seconds between two looks at the store while a run is paused on request.
+REQUEST_POLL = 0.5
 
 
 class _Stop(Exception):
@@ -216,6 +221,7 @@ class Tuner:
         try:
             evaluator.prepare()  # bad input fails here, before the store is touched
         except TunerError as error:
+            self._fail_saved_run(str(error))
             self._emit(RunFailed(self.run_id, str(error)))
             raise
         store = Store(self.store_path)
@@ -223,6 +229,26 @@ class Tuner:
             return _Run(self, store, evaluator).execute()
         finally:
             store.close()
+
+    def save(self) -> None:
+        """Record the run in its store without running it, for another process to
+        continue with :meth:`resume` (the app starts runs this way, so that they outlive
+        it). Only task runs: an objective cannot be handed to another process."""
+        if self.objective is not None:
+            raise ConfigError("a run of a Python objective runs in the process that has it")
+        with contextlib.closing(Store(self.store_path)) as store:
+            store.create_run(
+                self.run_id, budget=self.budget.amount, seed=self.seed, config=self.config()
+            )
+
+    def _fail_saved_run(self, message: str) -> None:
+        """A run recorded by :meth:`save` records why it could not start; a new run leaves
+        no trace."""
+        if self.store_path == ":memory:" or not Path(self.store_path).exists():
+            return
+        with contextlib.suppress(TunerError), contextlib.closing(Store(self.store_path)) as s:
+            if s.has_run(self.run_id):
+                s.update_run(self.run_id, status="failed", error=message)
 
     def _evaluator(self) -> Evaluator:
         if self.objective is not None:
@@ -324,11 +350,33 @@ class _Run:
     def _open_run(self) -> Run:
         t = self.tuner
         if not self.store.has_run(self.run_id):
-            return self.store.create_run(
+            run = self.store.create_run(
                 self.run_id, budget=t.budget.amount, seed=t.seed, config=t.config()
             )
-        self.store.update_run(self.run_id, status="running", error=None)
-        return self.store.get_run(self.run_id)
+        else:
+            self.store.update_run(self.run_id, status="running", error=None)
+            run = self.store.get_run(self.run_id)
+        self.store.claim_run(self.run_id, os.getpid(), socket.gethostname())
+        return run
+
+    def _checkpoint(self) -> None:
+        """Between samples: honour :meth:`Tuner.stop` and :meth:`Tuner.pause`, and the
+        same requests made through the store by a viewer in another process."""
+        self.tuner._checkpoint()
+        if self._request() == "pause":
+            self.tuner._emit(Message(self.run_id, "info", "paused on request"))
+            while self._request() == "pause":
+                time.sleep(REQUEST_POLL)
+                self.tuner._checkpoint()
+            self.tuner._emit(Message(self.run_id, "info", "going on"))
+        if self._request() == "stop":
+            raise _Stop
+
+    def _request(self) -> str | None:
+        try:
+            return self.store.control(self.run_id).request
+        except TransientStoreError:  # a store busy for a minute: ask again next time
+            return None
 
     def _replay(self) -> None:
         """Rebuild each candidate's study from the store: nothing is re-evaluated."""
@@ -438,7 +486,7 @@ class _Run:
         """Evaluate and record the next sample of ``name``; ``None`` if it could not be
         recorded (the store is full or locked), which leaves the run as if it was never
         taken: the same sample is proposed again, exactly as a resumed run would."""
-        self.tuner._checkpoint()
+        self._checkpoint()
         study = self.studies[name]
         trial_number = len(self.samples[name])
         index = self.tuner.names.index(name)
@@ -539,7 +587,7 @@ class _Run:
             return done[0].metrics
         params = self._answer(winner).best_params
         while True:
-            self.tuner._checkpoint()
+            self._checkpoint()
             try:
                 evaluation = self.evaluator.evaluate(winner, params, split="holdout")
                 return self._commit(winner, HOLDOUT, 0, params, evaluation).metrics

@@ -16,7 +16,7 @@ from tests.objectives import landscape
 from tui.app import CodeLLMTunerApp
 from tui.history.screen import HistoryScreen
 from tui.run.screen import RunScreen
-from tui.run.sources import FollowedRun, LiveRun
+from tui.run.sources import FollowedRun
 from tui.setup.screen import SetupScreen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,13 +216,15 @@ def test_setup_starts_a_real_run_of_a_tiny_model(tmp_path, monkeypatch, tiny_mod
         screen.query_one("#max_new_tokens-low", Input).value = "8"
         await pilot.press("ctrl+r")
         run = _run_screen(app)
-        assert isinstance(run.source, LiveRun)
+        # The run is a process of its own, followed through the store.
+        assert isinstance(run.source, FollowedRun) and run.source.launched is not None
         await wait_until(pilot, lambda: run.state.done, timeout=240)
         assert run.state.error is None, run.state.error
         assert len(run.state.tuning_samples()) == 4
         assert run.query_one("#ranking", DataTable).row_count == 2
 
     run_app(app, test)
+    assert app.live.launched.process.wait(timeout=60) == 0
     store = Store(tmp_path / "samples.db")
     assert len(store.samples(store.get_run("latest").id)) == 5  # 4 + the held-out score
 
@@ -235,7 +237,7 @@ def test_watch_follows_a_run_of_another_process_and_detaching_leaves_it_running(
         "from engine import Tuner\n"
         "from tests.objectives import landscape\n"
         "def slow(c, p):\n    time.sleep(0.3)\n    return landscape(c, p)\n"
-        f"Tuner(objective=slow, candidates=['a','b'], budget=16, store={str(path)!r},"
+        f"Tuner(objective=slow, candidates=['a','b'], budget=40, store={str(path)!r},"
         " run_id='far').run()\n"
     )
     writer = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
@@ -248,16 +250,24 @@ def test_watch_follows_a_run_of_another_process_and_detaching_leaves_it_running(
 
         async def test(pilot):
             screen = _run_screen(app)
-            assert not screen.source.controllable
+            assert not screen.source.started_here
             await wait_until(pilot, lambda: len(screen.state.samples) >= 3)
             seen = len(screen.state.samples)
             await wait_until(pilot, lambda: len(screen.state.samples) > seen)
-            await pilot.press("s")  # not available when following: nothing happens
-            assert not screen.state.done
 
         run_app(app, test)
-        assert writer.wait(timeout=60) == 0  # detaching did not stop the writer
+        assert writer.poll() is None  # detaching did not stop the writer ...
+        app = CodeLLMTunerApp(str(path), watch="far")
+
+        async def stop(pilot):
+            screen = _run_screen(app)
+            await wait_until(pilot, lambda: len(screen.state.samples) >= 1)
+            await pilot.press("s")  # ... and stopping it from a viewer does
+            await wait_until(pilot, lambda: screen.state.done and screen.state.stopped)
+
+        run_app(app, stop)
+        assert writer.wait(timeout=60) == 0
+        assert Store(path).get_run("far").status == "stopped"
+        assert len(Store(path).samples("far")) < 40
     finally:
         writer.kill()
-    store = Store(path)
-    assert store.get_run("far").status == "finished" and len(store.samples("far")) == 16

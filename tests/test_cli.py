@@ -85,7 +85,7 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
         (["run", "-c", "smollm2+no-such-adapter"], "adapter 'no-such-adapter' not found"),
         (["run", "-c", "smollm2@rag-0"], "rag-0"),
         (["run", "-c", "smollm2:fp8"], "unknown quantization 'fp8'"),
-        (["run", "--train-size", "-1"], "n_train"),
+        (["run", "--train-size", "-1"], "train size must be a whole number >= 0, got -1"),
         (["run", "--eliminate", "0.7"], "elimination threshold must be in [0, 0.5)"),
     ],
 )

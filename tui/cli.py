@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     _store_flag(serve)
 
+    for verb, what in (("stop", "stop"), ("pause", "pause"), ("unpause", "go on with")):
+        control = sub.add_parser(
+            verb, help=f"{what} a running run after the sample in progress (through the store)"
+        )
+        control.add_argument("run", metavar="RUN", help="run id, a unique prefix, or 'latest'")
+        _store_flag(control)
+
     watch = sub.add_parser("watch", help="open the app on a run going on elsewhere")
     watch.add_argument("run", metavar="RUN", nargs="?", default="latest",
                        help="run id, a unique prefix, or 'latest' (default)")  # fmt: skip
@@ -190,9 +197,33 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _resume(args: argparse.Namespace, console: Console) -> int:
-    from engine import Tuner
+    from engine import Tuner, live_status
 
-    return _execute(Tuner.resume(args.run, store=args.store), args, console)
+    with _existing_store(args.store) as store:
+        run = store.get_run(args.run)
+        status = live_status(store, run)
+    if status in ("running", "paused") and (args.headless or not _interactive()):
+        raise ConfigError(
+            f"run {run.id} is {status} in another process; follow it with `codellmtuner "
+            f"watch {run.id}`, or stop it first (`codellmtuner stop {run.id}`)"
+        )
+    return _execute(Tuner.resume(run.id, store=args.store), args, console)
+
+
+def _control(args: argparse.Namespace, console: Console) -> int:
+    """``stop``, ``pause`` and ``unpause``: a request the run's process reads between
+    samples."""
+    from engine import live_status
+
+    request = {"stop": "stop", "pause": "pause", "unpause": None}[args.command]
+    with _existing_store(args.store) as store:
+        run = store.get_run(args.run)
+        status = live_status(store, run)
+        if not status.startswith(("running", "paused", "starting")):
+            raise ConfigError(f"run {run.id} is {status}: there is nothing to {args.command}")
+        store.request(run.id, request)
+    console.print(f"asked run {run.id} to {args.command} after the sample in progress")
+    return 0
 
 
 def _execute(tuner: Any, args: argparse.Namespace, console: Console) -> int:
@@ -251,15 +282,38 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
 
 def _open_app(args: argparse.Namespace, **kwargs: Any) -> int:
     from tui.app import CodeLLMTunerApp
+    from tui.run.sources import LiveRun
 
     app = CodeLLMTunerApp(args.store, **kwargs)
     app.run()
     live = app.live
-    if live is None:
-        return 0
+    if isinstance(live, LiveRun):
+        return _close_live_run(live)
+    if live is not None:
+        _say_where_the_run_goes_on(live.store_path, live.run_id)
+    return 0
+
+
+def _say_where_the_run_goes_on(store_path: str, run_id: str) -> None:
+    from engine import live_status
+    from tui.run.launch import log_path
+
+    with _existing_store(store_path) as store:
+        status = live_status(store, store.get_run(run_id))
+    hint = _store_hint(store_path)
+    if status in ("running", "paused", "starting"):
+        print(f"run {run_id} goes on ({status}); follow it: codellmtuner watch {run_id}{hint}; "
+              f"stop it: codellmtuner stop {run_id}{hint}; its output: "
+              f"{log_path(store_path, run_id)}")  # fmt: skip
+    elif status != "finished":
+        print(f"run {run_id} is {status}; resume with: codellmtuner resume {run_id}{hint}")
+
+
+def _close_live_run(live: Any) -> int:
+    """An objective's run in this process: quitting stopped it after the sample in
+    progress, which is committed before the command ends."""
     live.detach()
     if live.running:
-        # Quitting asked the engine to stop; wait for the sample in progress to commit.
         print("finishing the sample in progress so it is kept (Ctrl-C abandons it) ...")
         try:
             live.wait()
@@ -303,6 +357,7 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def _print_runs(store: Any, args: argparse.Namespace, console: Console) -> None:
+    from engine import live_status
     from tui.format import budget_used
 
     table = Table(title=f"runs in {args.store}", title_justify="left")
@@ -312,7 +367,8 @@ def _print_runs(store: Any, args: argparse.Namespace, console: Console) -> None:
     for run in store.runs():
         names = ", ".join(c["name"] for c in run.config.get("candidates", []))
         table.add_row(
-            run.id, run.status, run.stage, str(run.config.get("task") or "objective"), names,
+            run.id, live_status(store, run), run.stage,
+            str(run.config.get("task") or "objective"), names,
             budget_used(store, run), run.winner or "",
         )  # fmt: skip
     console.print(table)
@@ -415,6 +471,9 @@ COMMANDS = {
     "watch": _watch,
     "run": _run,
     "resume": _resume,
+    "stop": _control,
+    "pause": _control,
+    "unpause": _control,
     "tasks": _tasks,
     "runs": _runs,
     "show": _show,

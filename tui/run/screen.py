@@ -67,7 +67,7 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        verb = "running" if self.source.controllable else "following"
+        verb = "running" if self.source.started_here else "following"
         self.title = f"{verb} {self.source.run_id}"
         self.sub_title = self.source.store_path
         self.render_state()
@@ -99,7 +99,7 @@ class RunScreen(Screen):
             self._log("info", f"stopped; resume with: codellmtuner resume {event.run_id}")
         else:
             self._log("info", "finished; press e to export the best configuration")
-        if self.source.controllable:  # a run opened from history needs no toast
+        if self.source.started_here:  # a run opened from history needs no toast
             title = "run stopped" if event.stopped else "run finished"
             self.notify(f"best: {event.result.best_candidate}", title=title)
 

@@ -1,5 +1,6 @@
-"""Where a run screen's events come from: a tuner running in this process, or a run
-started elsewhere and followed through the store.
+"""Where a run screen's events come from: a run followed through the store (started by
+the app as a process of its own, or elsewhere), or an objective's tuner running in this
+process.
 
 Both post :class:`~tui.messages.EngineEvent` messages to the screen from another
 thread, so the UI thread never waits on generation, scoring or SQLite.
@@ -27,16 +28,20 @@ from engine import (
     Tuner,
     TunerError,
 )
+from engine.errors import first_line
 from tui.messages import EngineEvent
+from tui.run.launch import LaunchedRun
 
 #: Seconds between two reads of the store when following a run.
 POLL_INTERVAL = 0.5
 
 
 class RunSource(ABC):
-    """A run the screen can show; :attr:`controllable` sources also pause and stop."""
+    """A run the screen can show; :attr:`controllable` sources also pause and stop, and
+    :attr:`started_here` ones were started by this app."""
 
     controllable = False
+    started_here = True
     run_id: str
     store_path: str
 
@@ -65,7 +70,8 @@ class RunSource(ABC):
 
 
 class LiveRun(RunSource):
-    """A :class:`~engine.Tuner` running in a thread of this process.
+    """A :class:`~engine.Tuner` of a Python objective running in a thread of this process
+    (a callable cannot be handed to another process; task runs are :class:`FollowedRun`).
 
     A plain thread rather than a Textual worker, because it must outlive the UI: after
     the app closes, the engine finishes and commits the sample in progress (see
@@ -94,7 +100,8 @@ class LiveRun(RunSource):
             self.tuner.run()
         except Exception as error:  # most failures were reported as events already
             if self.error is None:
-                self._forward(RunFailed(self.run_id, _one_line(error)))
+                detail = f"{type(error).__name__}: {first_line(error)}"
+                self._forward(RunFailed(self.run_id, detail))
 
     def _forward(self, event: Event) -> None:
         if isinstance(event, RunFailed):
@@ -135,13 +142,38 @@ class LiveRun(RunSource):
 
 
 class FollowedRun(RunSource):
-    """A run in a store, read every :data:`POLL_INTERVAL` seconds; never written to."""
+    """A run in a store, read every :data:`POLL_INTERVAL` seconds. Pausing and stopping
+    are requests written to the store, which the run's process reads between samples.
 
-    def __init__(self, store_path: str, run_id: str) -> None:
+    ``launched`` is the process when this app started the run (see
+    :mod:`tui.run.launch`).
+    """
+
+    controllable = True
+
+    def __init__(self, store_path: str, run_id: str, launched: LaunchedRun | None = None) -> None:
         self.store_path = store_path
+        self.launched = launched
         with contextlib.closing(Store(store_path)) as store:
             self.run = store.get_run(run_id)  # fails here, with a clear message, if unknown
         self.run_id = self.run.id
+
+    @property
+    def started_here(self) -> bool:  # type: ignore[override]
+        return self.launched is not None
+
+    def pause(self) -> None:
+        self._request("pause")
+
+    def unpause(self) -> None:
+        self._request(None)
+
+    def stop(self) -> None:
+        self._request("stop")
+
+    def _request(self, request: str | None) -> None:
+        with contextlib.closing(Store(self.store_path)) as store:
+            store.request(self.run_id, request)
 
     def start(self, target: Widget) -> None:
         def work() -> None:
@@ -156,6 +188,8 @@ class FollowedRun(RunSource):
                         events = [Message(self.run_id, "warning", f"reading the store: {error}")]
                     for event in events:
                         target.post_message(EngineEvent(event))
+                    if self.launched is not None:
+                        self.launched.exited()  # reaps an ended process: its pid is free
                     _sleep(worker, POLL_INTERVAL)
 
         target.run_worker(work, thread=True, name="follow", group="engine")
@@ -169,8 +203,3 @@ def _sleep(worker: Worker, seconds: float) -> None:
     end = time.monotonic() + seconds
     while not worker.is_cancelled and time.monotonic() < end:
         time.sleep(0.05)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
