@@ -14,11 +14,17 @@ from engine import sandbox
 from engine.errors import ConfigError
 from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
 from engine.tasks._options import is_positive, is_whole, require, set_common_options
-from engine.tasks._splits import problems_of, split_by_hash
+from engine.tasks._splits import split_by_hash
 from engine.tasks.apps._load import DIFFICULTIES, bundled_dataset, load_problems
 from engine.tasks.apps._runner import read_results, runner_program
-from engine.tasks.base import Problem, ProblemOutcome, Split, Task
-from engine.tasks.metrics import pass_at_k
+from engine.tasks.base import (
+    Problem,
+    ProblemOutcome,
+    Task,
+    check_completions,
+    group_by_problem,
+)
+from engine.tasks.metrics import avg_tests_and_pass_at_k
 
 __all__ = ["CONTINUATION_STOPS", "PASS_KS", "AppsTask", "extract_program", "raw_prefix"]
 
@@ -94,11 +100,6 @@ class AppsTask(Task):
         self._difficulty = {p.id: p.meta["difficulty"] for p in problems}
         self._splits = _split(problems, holdout_fraction, n_train)
 
-    # -- data ------------------------------------------------------------------------------
-
-    def problems(self, split: Split) -> list[Problem]:
-        return problems_of(self._splits, split)
-
     # -- prompt pieces ---------------------------------------------------------------------
 
     def instruction(self, problem: Problem) -> str:
@@ -161,8 +162,7 @@ class AppsTask(Task):
         killed by a limit or a signal) or ``failed``. ``fraction`` is the fraction of
         tests passed; ``metrics`` holds ``tests`` and ``tests_passed``.
         """
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        check_completions(problems, completions)
         if not problems:
             return []
         with ThreadPoolExecutor(max_workers=min(self.workers, len(problems))) as pool:
@@ -207,11 +207,7 @@ class AppsTask(Task):
         Raises:
             ValueError: no outcomes, or a problem with fewer outcomes than a k.
         """
-        if not outcomes:
-            raise ValueError("aggregate needs at least one outcome")
-        by_problem: dict[str, list[ProblemOutcome]] = {}
-        for outcome in outcomes:
-            by_problem.setdefault(outcome.problem_id, []).append(outcome)
+        by_problem = group_by_problem(outcomes)
         ks = [int(name.split("@")[1]) for name in self.metrics if name.startswith("pass@")]
         for problem_id, group in by_problem.items():
             if len(group) < max(ks):
@@ -219,22 +215,13 @@ class AppsTask(Task):
                     f"problem {problem_id} has {len(group)} outcomes; pass@{max(ks)} needs "
                     f"at least {max(ks)} (samples_per_problem={self.samples_per_problem})"
                 )
-        result = _group_metrics(list(by_problem.values()), ks)
+        result = avg_tests_and_pass_at_k(list(by_problem.values()), ks)
         for difficulty in DIFFICULTIES:
             groups = [g for pid, g in by_problem.items() if self._difficulty.get(pid) == difficulty]
             if groups:
-                for name, value in _group_metrics(groups, ks).items():
+                for name, value in avg_tests_and_pass_at_k(groups, ks).items():
                     result[f"{name}/{difficulty}"] = value
         return result
-
-
-def _group_metrics(groups: list[list[ProblemOutcome]], ks: list[int]) -> dict[str, float]:
-    """``avg_tests`` and ``pass@k`` over ``groups`` (each: one problem's outcomes)."""
-    result = {"avg_tests": sum(sum(o.fraction for o in g) / len(g) for g in groups) / len(groups)}
-    for k in ks:
-        total = sum(pass_at_k(len(g), sum(o.passed for o in g), k) for g in groups)
-        result[f"pass@{k}"] = total / len(groups)
-    return result
 
 
 def _diagnostics(results: list[tuple[bool, str]], run: Any, nonce: str, passed: int) -> str:

@@ -13,8 +13,15 @@ from engine.errors import ConfigError
 from engine.tasks import mutation
 from engine.tasks._code import parse_python
 from engine.tasks._options import is_positive, is_whole, require, set_common_options
-from engine.tasks._splits import problems_of, split_by_hash
-from engine.tasks.base import Problem, ProblemOutcome, Split, Task
+from engine.tasks._splits import split_by_hash
+from engine.tasks.base import (
+    Problem,
+    ProblemOutcome,
+    Task,
+    check_completions,
+    group_by_problem,
+    mean_over_problems,
+)
 from engine.tasks.humaneval import bundled_dataset, check_units, load_problems
 from engine.tasks.testgen._extract import (
     CONTINUATION_STOPS,
@@ -113,11 +120,6 @@ class TestGenTask(Task):
         self._lock = threading.Lock()
         self._mutant_sets: dict[tuple, Future[MutantSet]] = {}
 
-    # -- data ------------------------------------------------------------------------------
-
-    def problems(self, split: Split) -> list[Problem]:
-        return problems_of(self._splits, split)
-
     # -- prompt pieces ---------------------------------------------------------------------
 
     def instruction(self, problem: Problem) -> str:
@@ -155,8 +157,7 @@ class TestGenTask(Task):
         ``no_asserts`` (nothing to run), or the sandbox status (``timeout``, ``crashed``)
         of a validity run that ended without its report.
         """
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        check_completions(problems, completions)
         if not problems:
             return []
         tests = [
@@ -205,22 +206,13 @@ class TestGenTask(Task):
         mutant (0 if there is none). Also totals over all outcomes: ``asserts``,
         ``valid_asserts``, ``mutants_generated``, ``mutants`` (retained), ``killed``,
         and ``no_mutants``, the number of problems without a usable mutant."""
-        if not outcomes:
-            raise ValueError("aggregate needs at least one outcome")
-        by_problem: dict[str, list[ProblemOutcome]] = {}
-        for outcome in outcomes:
-            by_problem.setdefault(outcome.problem_id, []).append(outcome)
-        groups = list(by_problem.values())
-
-        def mean(group: list[ProblemOutcome], key: str) -> float:
-            return sum(o.metrics.get(key, 0.0) for o in group) / len(group)
-
+        groups = list(group_by_problem(outcomes).values())
         with_mutants = [g for g in groups if g[0].metrics.get("mutants", 0) > 0]
         result = {
-            "combined": sum(sum(o.fraction for o in g) / len(g) for g in groups) / len(groups),
-            "valid": sum(mean(g, "valid") for g in groups) / len(groups),
+            "combined": mean_over_problems(groups, lambda o: o.fraction),
+            "valid": mean_over_problems(groups, lambda o: o.metrics.get("valid", 0.0)),
             "mutation": (
-                sum(mean(g, "mutation") for g in with_mutants) / len(with_mutants)
+                mean_over_problems(with_mutants, lambda o: o.metrics.get("mutation", 0.0))
                 if with_mutants
                 else 0.0
             ),
