@@ -27,8 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from engine import sandbox
+from engine.backends import truncate_at_stop
 from engine.errors import DatasetError
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
 from engine.tasks._options import is_positive, require, set_common_options
@@ -235,7 +236,7 @@ def extract_program(problem: Problem, completion: str, *, continuation: bool) ->
     """
     completion = completion.replace("\r\n", "\n")
     if continuation:
-        return problem.prompt + cut_at_stops(completion, CONTINUATION_STOPS)
+        return problem.prompt + truncate_at_stop(completion, CONTINUATION_STOPS)[0]
     code = _choose_block(completion, problem.entry_point)
     if not _defines(code, problem.entry_point):
         return problem.prompt + _as_body(code)

@@ -46,8 +46,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.backends import truncate_at_stop
 from engine.errors import DatasetError
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
 from engine.tasks._options import is_whole, require, set_common_options
 from engine.tasks._splits import split_by_hash
@@ -126,7 +127,7 @@ def extract_code(completion: str, *, continuation: bool, stops: Sequence[str] = 
     """
     text = completion.replace("\r\n", "\n")
     if continuation:
-        text = cut_at_stops(text, [s for s in stops if s])
+        text = truncate_at_stop(text, stops)[0]
     return textwrap.dedent(strip_fences(text)).strip()
 
 

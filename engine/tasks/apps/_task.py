@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import sandbox
+from engine.backends import truncate_at_stop
 from engine.errors import ConfigError
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks
 from engine.tasks._options import is_positive, is_whole, require, set_common_options
 from engine.tasks._splits import split_by_hash
 from engine.tasks.apps._load import DIFFICULTIES, bundled_dataset, load_problems
@@ -279,7 +280,8 @@ def extract_program(problem: Problem, completion: str, *, continuation: bool) ->
     """
     completion = completion.replace("\r\n", "\n")
     if continuation:
-        return problem.meta.get("starter_code", "") + cut_at_stops(completion, CONTINUATION_STOPS)
+        code, _ = truncate_at_stop(completion, CONTINUATION_STOPS)
+        return problem.meta.get("starter_code", "") + code
     blocks = fenced_blocks(completion)
     # Tagged Python blocks first: an untagged block is often the sample input.
     python = [body for tag, body in blocks if tag in PYTHON_TAGS and tag]

@@ -8,7 +8,8 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
+from engine.backends import truncate_at_stop
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python
 from engine.tasks.base import Problem
 
 __all__ = ["CONTINUATION_STOPS", "MAX_ASSERTS", "Statement", "extract_tests", "open_test"]
@@ -80,7 +81,7 @@ def open_test(name: str) -> str:
 
 
 def _continued_test(name: str, text: str) -> str:
-    lines = (open_test(name) + cut_at_stops(text, CONTINUATION_STOPS)).split("\n")
+    lines = (open_test(name) + truncate_at_stop(text, CONTINUATION_STOPS)[0]).split("\n")
     end = next(
         (i for i in range(1, len(lines)) if lines[i].strip() and not lines[i][0].isspace()),
         len(lines),
