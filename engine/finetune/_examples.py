@@ -86,6 +86,8 @@ def encode_examples(
     Raises:
         ConfigError: no row keeps a response token (``max_length`` too small).
     """
+    # Here, not at the top: the backend imports torch, and importing this package must not.
+    from engine.backends.transformers import prompt_ids
     from engine.prompting import build_prompts
 
     prompts = build_prompts(task, problems, PROMPT_STYLE, tokenizer)
@@ -93,7 +95,7 @@ def encode_examples(
     for problem, prompt in zip(problems, prompts, strict=True):
         response = tokenizer(task.example_response(problem), add_special_tokens=False)
         ids, labels, cut = response_labels(
-            _prompt_ids(tokenizer, prompt), [*response["input_ids"], tokenizer.eos_token_id],
+            prompt_ids(tokenizer, prompt), [*response["input_ids"], tokenizer.eos_token_id],
             max_length,
         )  # fmt: skip
         truncated += cut
@@ -105,14 +107,6 @@ def encode_examples(
             "raise --max-length"
         )
     return rows, truncated
-
-
-def _prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """The prompt's tokens as the generation backend makes them: a rendered chat prompt
-    that already starts with BOS gets no special tokens added, anything else gets them."""
-    bos = tokenizer.bos_token
-    add_special = not (bos and prompt.startswith(bos))
-    return list(tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
 
 
 def split_validation(
