@@ -42,7 +42,6 @@ from engine.tasks.apps._runner import (
 )
 from engine.tasks.apps._task import (
     CONTINUATION_STOPS,
-    PASS_KS,
     AppsTask,
     extract_program,
     raw_prefix,
@@ -51,7 +50,6 @@ from engine.tasks.apps._task import (
 __all__ = [
     "CONTINUATION_STOPS",
     "DIFFICULTIES",
-    "PASS_KS",
     "PRELUDE",
     "AppsTask",
     "bundled_dataset",

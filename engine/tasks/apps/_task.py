@@ -25,11 +25,10 @@ from engine.tasks.base import (
     check_completions,
     group_by_problem,
 )
-from engine.tasks.metrics import avg_tests_and_pass_at_k
+from engine.tasks.metrics import avg_tests_and_pass_at_k, ks_up_to
 
-__all__ = ["CONTINUATION_STOPS", "PASS_KS", "AppsTask", "extract_program", "raw_prefix"]
+__all__ = ["CONTINUATION_STOPS", "AppsTask", "extract_program", "raw_prefix"]
 
-PASS_KS = (1, 2, 5)  # pass@k offered for each k <= samples_per_problem
 CONTINUATION_STOPS = ('\n"""', "\n# Python 3 solution", "\n```")
 OUTPUT_CHARS = 2000  # of each outcome's diagnostic text
 _SHOWN_FAILURES = 5  # failing tests described in an outcome's output
@@ -84,7 +83,7 @@ class AppsTask(Task):
         require(is_positive(test_timeout), f"test_timeout must be positive: {test_timeout!r}")
         require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
         require(is_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
-        self.metrics = ("avg_tests", *(f"pass@{k}" for k in PASS_KS if k <= samples_per_problem))
+        self.metrics = ("avg_tests", *(f"pass@{k}" for k in ks_up_to(samples_per_problem)))
         self.max_tests = max_tests
         self.timeout = float(timeout)
         self.test_timeout = min(float(test_timeout), self.timeout)
@@ -200,16 +199,16 @@ class AppsTask(Task):
     def aggregate(self, outcomes: Sequence[ProblemOutcome]) -> dict[str, float]:
         """``avg_tests``: mean over problems of the fraction of tests passed (averaged
         over the problem's completions). ``pass@k``: mean over problems of the unbiased
-        pass@k (:func:`~engine.tasks.metrics.pass_at_k`) for each k in :data:`PASS_KS`
-        up to ``samples_per_problem``. The same values over the problems of one
-        difficulty are reported as ``avg_tests/<difficulty>``, ``pass@k/<difficulty>``
-        (for the difficulties present).
+        pass@k (:func:`~engine.tasks.metrics.pass_at_k`) for each k of
+        :data:`~engine.tasks.metrics.K_VALUES` up to ``samples_per_problem``. The same
+        values over the problems of one difficulty are reported as
+        ``avg_tests/<difficulty>``, ``pass@k/<difficulty>`` (for the difficulties present).
 
         Raises:
             ValueError: no outcomes, or a problem with fewer outcomes than a k.
         """
         by_problem = group_by_problem(outcomes)
-        ks = [int(name.split("@")[1]) for name in self.metrics if name.startswith("pass@")]
+        ks = ks_up_to(self.samples_per_problem)
         for problem_id, group in by_problem.items():
             if len(group) < max(ks):
                 raise ValueError(
