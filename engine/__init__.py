@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# name -> the module that defines it
+# name -> the module that defines it ("module:attribute" where the face renames it)
 _FACE = {
     "Budget": "engine.budget",
     "format_amount": "engine.budget",
@@ -43,6 +43,10 @@ _FACE = {
     ),  # fmt: skip
     "write_generation_config": "engine.export",
     "write_json": "engine.export",
+    "FINETUNE_METHODS": "engine.finetune:METHODS",
+    **dict.fromkeys(
+        ("FineTuneProgress", "FineTuneResult", "finetune", "split_validation"), "engine.finetune"
+    ),
     "available_models": "engine.catalog",
     "resolve_device": "engine.models",
     "resolve_model": "engine.models",
@@ -73,6 +77,11 @@ _FACE = {
 }
 
 __all__ = [
+    "FINETUNE_METHODS",
+    "FineTuneProgress",
+    "FineTuneResult",
+    "finetune",
+    "split_validation",
     "DEFAULT_CANDIDATES",
     "DEFAULT_TASK",
     "OPTIONS",
@@ -128,10 +137,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
+    if name not in _FACE:
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attribute = _FACE[name].partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
     globals()[name] = value  # the next access skips this hook
     return value
 
@@ -157,6 +166,8 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         Subscriber,
     )
     from engine.export import write_generation_config, write_json
+    from engine.finetune import METHODS as FINETUNE_METHODS
+    from engine.finetune import FineTuneProgress, FineTuneResult, finetune, split_validation
     from engine.follow import RunFollower, live_status, stored_answer
     from engine.models import resolve_device, resolve_model
     from engine.psm import propensity

@@ -314,7 +314,7 @@ def nothing_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr("engine.finetune.load_model", refuse)
+    monkeypatch.setattr("engine.finetune._methods.load_model", refuse)
 
 
 @pytest.mark.parametrize(

@@ -2,26 +2,33 @@
 
 It shows a Rich progress bar fed by :func:`engine.finetune.finetune`'s progress reports,
 then a summary ending with the candidate spelling that uses the adapter in a tuning run.
-The engine is imported when the command runs, not when the parser is built, so other
-commands start without importing it.
+The ``--method`` choices are the engine's own table, so the parser imports
+:mod:`engine.finetune`; that loads no machine-learning library (torch and peft load when
+the command trains).
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-if TYPE_CHECKING:
-    from engine.finetune import FineTuneProgress, FineTuneResult
+from engine import (
+    FINETUNE_METHODS,
+    FineTuneProgress,
+    FineTuneResult,
+    finetune,
+    get_task,
+    split_validation,
+)
 
 DEFAULT_TRAIN_SIZE = 64
-#: The keys of :data:`engine.finetune.METHODS` (a test keeps them equal).
-METHOD_NAMES = ("lora", "ia3", "prompt", "prefix", "qlora-8", "qlora-4")
+#: The fine-tuning methods ``--method`` accepts: the keys of :data:`engine.finetune.METHODS`.
+METHOD_NAMES = tuple(FINETUNE_METHODS)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -69,9 +76,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def command(args: argparse.Namespace, console: Console) -> int:
     """Run ``finetune`` as ``args`` say; returns the exit status (0, or 130 on Ctrl-C with
     the best checkpoint so far kept). Errors the user can fix raise ``TunerError``."""
-    from engine import get_task
-    from engine.finetune import finetune, split_validation
-
     task = get_task(args.task, dataset=args.dataset, n_train=args.train_size)
     problems = task.problems("train")
     if 0 < args.validation_fraction < 1 and len(problems) >= 2:  # else finetune says why

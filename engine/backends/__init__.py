@@ -62,7 +62,8 @@ class Backend(abc.ABC):
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` before the earliest occurrence of any stop sequence.
 
-    Returns ``(text, found)``. Empty stop sequences are ignored.
+    Returns ``(text, found)``. Empty stop sequences are ignored. Backends cut their
+    generations with it and tasks cut raw continuations with it, so both cut alike.
 
     >>> truncate_at_stop("a = 1\\ndef g():", ["\\ndef", "\\nclass"])
     ('a = 1', True)

@@ -142,11 +142,7 @@ class TransformersBackend(Backend):
     def _encode(self, prompt: str, index: int) -> list[int]:
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt {index} is a {type(prompt).__name__}, not a string")
-        # A rendered chat prompt already starts with BOS where the template wants one; a raw
-        # prompt gets the tokenizer's usual special tokens (BOS for Llama-style models).
-        bos = self.tokenizer.bos_token
-        add_special = not (bos and prompt.startswith(bos))
-        ids = self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
+        ids = prompt_ids(self.tokenizer, prompt)
         if not ids:
             raise ConfigError(f"prompt {index} is empty after tokenization")
         return ids
@@ -188,6 +184,19 @@ class TransformersBackend(Backend):
 
 
 # -- pure helpers ---------------------------------------------------------------------------
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The token ids of a rendered prompt, as generation sees them (fine-tuning encodes its
+    prompts with this too, so an adapter trains on the tokens it is later given).
+
+    A rendered chat prompt already starts with BOS where the template wants one, so it
+    gets no special tokens added; a raw prompt gets the tokenizer's usual ones (BOS for
+    Llama-style models).
+    """
+    bos = tokenizer.bos_token
+    add_special = not (bos and prompt.startswith(bos))
+    return list(tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
 
 
 def length_order(lengths: Sequence[int]) -> list[int]:

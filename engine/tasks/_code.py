@@ -1,13 +1,12 @@
-"""Finding the code in a model's answer: fenced blocks, stop sequences, parsing."""
+"""Finding the code in a model's answer: fenced blocks, parsing."""
 
 from __future__ import annotations
 
 import ast
 import re
 import threading
-from collections.abc import Sequence
 
-__all__ = ["PYTHON_TAGS", "cut_at_stops", "fenced_blocks", "parse_python"]
+__all__ = ["PYTHON_TAGS", "fenced_blocks", "parse_python"]
 
 # CPython 3.11 before 3.11.8 shares the AST constructor's recursion counter between
 # threads, so two ast.parse calls at once can fail with "SystemError: AST constructor
@@ -28,12 +27,6 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
         words = info.strip().lower().split()
         blocks.append((words[0] if words else "", body))
     return blocks
-
-
-def cut_at_stops(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the first occurrence of any of ``stops``."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-    return text[:cut]
 
 
 def parse_python(source: str, filename: str = "<unknown>") -> ast.Module:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from engine.errors import ConfigError
 from engine.tasks.base import Problem
 
-__all__ = ["problems_of", "split_by_hash", "unit_hash"]
+__all__ = ["split_by_hash", "unit_hash"]
 
 _SALT = "codellmtuner-split-v1"
 
@@ -41,10 +41,3 @@ def unit_hash(problem_id: str) -> float:
     """A number in [0, 1) fixed by ``problem_id``."""
     digest = hashlib.sha256(f"{_SALT}:{problem_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def problems_of(splits: dict[str, list[Problem]], split: str) -> list[Problem]:
-    """A copy of ``splits[split]``; :class:`ConfigError` for an unknown split."""
-    if split not in splits:
-        raise ConfigError(f"unknown split {split!r}; use train, tune or holdout")
-    return list(splits[split])

@@ -7,9 +7,21 @@ A task knows nothing about models or tokenizers. The prompt builder
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from engine.errors import ConfigError
+
+__all__ = [
+    "Problem",
+    "ProblemOutcome",
+    "Split",
+    "Task",
+    "check_completions",
+    "group_by_problem",
+    "mean_over_problems",
+]
 
 Split = Literal["train", "tune", "holdout"]
 
@@ -62,6 +74,9 @@ class Task(abc.ABC):
     that many times and :meth:`aggregate` groups outcomes by ``problem_id``.
     :attr:`source` says where the data came from and :attr:`skipped` counts the rows or
     items the loader left out, by reason, so nothing is dropped silently.
+
+    A task whose constructor fixes its splits stores them in ``_splits`` (see
+    :mod:`engine.tasks._splits`) and inherits :meth:`problems`; any other task overrides it.
     """
 
     name: str = ""
@@ -70,10 +85,17 @@ class Task(abc.ABC):
     samples_per_problem: int = 1
     source: str = ""
     skipped: dict[str, int] = {}  # replaced per instance, never mutated
+    _splits: dict[str, list[Problem]]
 
-    @abc.abstractmethod
     def problems(self, split: Split) -> list[Problem]:
-        """The problems of ``split``, in a deterministic order."""
+        """The problems of ``split``, in a deterministic order (a new list on each call).
+
+        Raises:
+            ConfigError: ``split`` is not ``train``, ``tune`` or ``holdout``.
+        """
+        if split not in self._splits:
+            raise ConfigError(f"unknown split {split!r}; use train, tune or holdout")
+        return list(self._splits[split])
 
     @abc.abstractmethod
     def instruction(self, problem: Problem) -> str:
@@ -112,3 +134,39 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def aggregate(self, outcomes: Sequence[ProblemOutcome]) -> dict[str, float]:
         """Per-sample metrics from the outcomes: one value for each name in ``metrics``."""
+
+
+# -- what every task's scoring shares ---------------------------------------------------------
+
+
+def check_completions(problems: Sequence[Problem], completions: Sequence[str]) -> None:
+    """The check :meth:`Task.score` starts with.
+
+    Raises:
+        ValueError: not exactly one completion per problem.
+    """
+    if len(problems) != len(completions):
+        raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+
+
+def group_by_problem(outcomes: Sequence[ProblemOutcome]) -> dict[str, list[ProblemOutcome]]:
+    """Each problem's outcomes, in order, by ``problem_id`` (problems in the order first
+    seen): the groups every :meth:`Task.aggregate` pools.
+
+    Raises:
+        ValueError: no outcomes.
+    """
+    if not outcomes:
+        raise ValueError("aggregate needs at least one outcome")
+    by_problem: dict[str, list[ProblemOutcome]] = {}
+    for outcome in outcomes:
+        by_problem.setdefault(outcome.problem_id, []).append(outcome)
+    return by_problem
+
+
+def mean_over_problems(
+    groups: Sequence[Sequence[ProblemOutcome]], value: Callable[[ProblemOutcome], float]
+) -> float:
+    """The mean over problems of the mean of ``value`` over each problem's outcomes, so a
+    problem weighs the same however many samples it has. ``groups`` must not be empty."""
+    return sum(sum(value(o) for o in group) / len(group) for group in groups) / len(groups)

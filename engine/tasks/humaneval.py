@@ -27,14 +27,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from engine import sandbox
+from engine.backends import truncate_at_stop
 from engine.errors import DatasetError
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
 from engine.tasks._options import is_positive, require, set_common_options
-from engine.tasks._splits import problems_of, split_by_hash
-from engine.tasks.base import Problem, ProblemOutcome, Split, Task
-from engine.tasks.metrics import ks_up_to, mean_pass_at_k
+from engine.tasks._splits import split_by_hash
+from engine.tasks.base import (
+    Problem,
+    ProblemOutcome,
+    Task,
+    check_completions,
+    group_by_problem,
+)
+from engine.tasks.metrics import avg_tests_and_pass_at_k, ks_up_to
 
 __all__ = [
     "CONTINUATION_STOPS",
@@ -102,11 +109,6 @@ class HumanEvalTask(Task):
         self.memory_mb = memory_mb
         self._splits = split_by_hash(load_problems(self.dataset), holdout_fraction, n_train)
 
-    # -- data ------------------------------------------------------------------------------
-
-    def problems(self, split: Split) -> list[Problem]:
-        return problems_of(self._splits, split)
-
     # -- prompt pieces ---------------------------------------------------------------------
 
     def instruction(self, problem: Problem) -> str:
@@ -140,8 +142,7 @@ class HumanEvalTask(Task):
         An outcome's ``status`` is the sandbox status, except that a run which exited
         with code 0 before its tests finished reads ``"failed"``.
         """
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        check_completions(problems, completions)
         if not problems:
             return []
         with ThreadPoolExecutor(max_workers=min(self.workers, len(problems))) as pool:
@@ -170,19 +171,8 @@ class HumanEvalTask(Task):
         a problem's completions first). ``pass@k``: mean over problems of the unbiased
         pass@k from a problem's n completions (with one completion, the fraction of
         problems whose tests all passed)."""
-        if not outcomes:
-            raise ValueError("aggregate needs at least one outcome")
-        by_problem: dict[str, list[ProblemOutcome]] = {}
-        for outcome in outcomes:
-            by_problem.setdefault(outcome.problem_id, []).append(outcome)
-        groups = list(by_problem.values())
-        avg_tests = sum(sum(o.fraction for o in g) / len(g) for g in groups) / len(groups)
-        passed = [[o.passed for o in g] for g in groups]
-        n = min(len(g) for g in groups)
-        return {
-            "avg_tests": avg_tests,
-            **{f"pass@{k}": mean_pass_at_k(passed, k) for k in ks_up_to(n)},
-        }
+        groups = list(group_by_problem(outcomes).values())
+        return avg_tests_and_pass_at_k(groups, ks_up_to(min(len(g) for g in groups)))
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -246,7 +236,7 @@ def extract_program(problem: Problem, completion: str, *, continuation: bool) ->
     """
     completion = completion.replace("\r\n", "\n")
     if continuation:
-        return problem.prompt + cut_at_stops(completion, CONTINUATION_STOPS)
+        return problem.prompt + truncate_at_stop(completion, CONTINUATION_STOPS)[0]
     code = _choose_block(completion, problem.entry_point)
     if not _defines(code, problem.entry_point):
         return problem.prompt + _as_body(code)

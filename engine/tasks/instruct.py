@@ -46,12 +46,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.backends import truncate_at_stop
 from engine.errors import DatasetError
-from engine.tasks._code import PYTHON_TAGS, cut_at_stops, fenced_blocks, parse_python
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
 from engine.tasks._options import is_whole, require, set_common_options
-from engine.tasks._splits import problems_of, split_by_hash
-from engine.tasks.base import Problem, ProblemOutcome, Split, Task
+from engine.tasks._splits import split_by_hash
+from engine.tasks.base import (
+    Problem,
+    ProblemOutcome,
+    Task,
+    check_completions,
+    group_by_problem,
+)
 from engine.tasks.codebleu_metric import COMPONENTS, TOKENIZERS, codebleu_score
 
 __all__ = [
@@ -120,7 +127,7 @@ def extract_code(completion: str, *, continuation: bool, stops: Sequence[str] = 
     """
     text = completion.replace("\r\n", "\n")
     if continuation:
-        text = cut_at_stops(text, [s for s in stops if s])
+        text = truncate_at_stop(text, stops)[0]
     return textwrap.dedent(strip_fences(text)).strip()
 
 
@@ -401,11 +408,6 @@ class InstructTask(Task):
         self.blank_line_stop = blank_line_stop
         self._splits = split_grouped(problems, holdout_fraction, n_train)
 
-    # -- data ------------------------------------------------------------------------------
-
-    def problems(self, split: Split) -> list[Problem]:
-        return problems_of(self._splits, split)
-
     # -- prompt pieces ---------------------------------------------------------------------
 
     def instruction(self, problem: Problem) -> str:
@@ -445,8 +447,7 @@ class InstructTask(Task):
         ``codebleu_ngram``, ``codebleu_weighted_ngram``, ``codebleu_syntax`` and
         ``codebleu_dataflow``.
         """
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        check_completions(problems, completions)
         stops = self.stop_sequences(continuation=continuation)
         return [
             self._score_one(problem, completion, continuation, stops)
@@ -478,12 +479,7 @@ class InstructTask(Task):
             ValueError: no outcomes, or an outcome without the CodeBLEU values
                 :meth:`score` puts in ``metrics``.
         """
-        if not outcomes:
-            raise ValueError("aggregate needs at least one outcome")
-        by_problem: dict[str, list[ProblemOutcome]] = {}
-        for outcome in outcomes:
-            by_problem.setdefault(outcome.problem_id, []).append(outcome)
-        groups = list(by_problem.values())
+        groups = list(group_by_problem(outcomes).values())
         keys = [_metric_key(key) for key in COMPONENTS]
         firsts = [group[0] for group in groups]
         missing = next((o for o in firsts if not set(keys) <= o.metrics.keys()), None)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-__all__ = ["K_VALUES", "ks_up_to", "mean_pass_at_k", "pass_at_k"]
+from engine.tasks.base import ProblemOutcome, mean_over_problems
+
+__all__ = ["K_VALUES", "ks_up_to", "mean_pass_at_k", "pass_at_k", "avg_tests_and_pass_at_k"]
 
 #: The k of pass@k / EM@k reported when there are at least k samples per problem.
 K_VALUES = (1, 2, 5, 10, 100)
@@ -54,3 +56,17 @@ def mean_pass_at_k(groups: Sequence[Sequence[bool]], k: int) -> float:
     if not groups:
         raise ValueError("mean_pass_at_k needs at least one problem")
     return sum(pass_at_k(len(g), sum(map(bool, g)), k) for g in groups) / len(groups)
+
+
+def avg_tests_and_pass_at_k(
+    groups: Sequence[Sequence[ProblemOutcome]], ks: Sequence[int]
+) -> dict[str, float]:
+    """The metrics of a task scored by running tests, over ``groups`` (each one problem's
+    outcomes): ``avg_tests``, the mean over problems of the fraction of tests passed
+    (averaged over the problem's outcomes first), and ``pass@k`` (:func:`mean_pass_at_k`)
+    for each of ``ks``."""
+    passed = [[o.passed for o in group] for group in groups]
+    return {
+        "avg_tests": mean_over_problems(groups, lambda o: o.fraction),
+        **{f"pass@{k}": mean_pass_at_k(passed, k) for k in ks},
+    }

@@ -38,8 +38,15 @@ from engine.errors import DatasetError
 from engine.tasks._code import parse_python
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
 from engine.tasks._options import is_whole, require, set_common_options
-from engine.tasks._splits import problems_of, split_by_hash
-from engine.tasks.base import Problem, ProblemOutcome, Split, Task
+from engine.tasks._splits import split_by_hash
+from engine.tasks.base import (
+    Problem,
+    ProblemOutcome,
+    Task,
+    check_completions,
+    group_by_problem,
+    mean_over_problems,
+)
 from engine.tasks.text_metrics import (
     clean_summary,
     corpus_bleu,
@@ -149,11 +156,6 @@ class SummarizationTask(Task):
         # The scored form of each reference, by id: aggregate needs it for corpus BLEU.
         self._references = {p.id: clean_summary(p.reference) for p in problems}
 
-    # -- data ------------------------------------------------------------------------------
-
-    def problems(self, split: Split) -> list[Problem]:
-        return problems_of(self._splits, split)
-
     # -- prompt pieces ---------------------------------------------------------------------
 
     def instruction(self, problem: Problem) -> str:
@@ -195,8 +197,7 @@ class SummarizationTask(Task):
         ``"empty"`` when nothing is left after cleaning, else ``"scored"``.
         ``continuation`` does not change the cleaning: both styles end in one sentence.
         """
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        check_completions(problems, completions)
         return [self._score_one(p, c) for p, c in zip(problems, completions, strict=True)]
 
     def _score_one(self, problem: Problem, completion: str) -> ProblemOutcome:
@@ -221,25 +222,17 @@ class SummarizationTask(Task):
         Raises:
             ValueError: no outcomes, or an outcome of a problem this task does not have.
         """
-        if not outcomes:
-            raise ValueError("aggregate needs at least one outcome")
-        unknown = sorted({o.problem_id for o in outcomes} - self._references.keys())
+        by_problem = group_by_problem(outcomes)
+        unknown = sorted(by_problem.keys() - self._references.keys())
         if unknown:
             raise ValueError(f"outcomes of unknown problems: {', '.join(unknown[:5])}")
-        by_problem: dict[str, list[ProblemOutcome]] = {}
-        for outcome in outcomes:
-            by_problem.setdefault(outcome.problem_id, []).append(outcome)
         groups = list(by_problem.values())
-
-        def mean(value) -> float:
-            return sum(sum(value(o) for o in g) / len(g) for g in groups) / len(groups)
-
         references = [self._references[o.problem_id] for o in outcomes]
         return {
-            "rougeL": mean(lambda o: o.metrics.get("rougeL", o.fraction)),
-            "bleu": mean(lambda o: o.metrics.get("bleu", 0.0)),
+            "rougeL": mean_over_problems(groups, lambda o: o.metrics.get("rougeL", o.fraction)),
+            "bleu": mean_over_problems(groups, lambda o: o.metrics.get("bleu", 0.0)),
             "corpus_bleu": corpus_bleu([o.output for o in outcomes], references),
-            "exact_match": mean(lambda o: float(o.passed)),
+            "exact_match": mean_over_problems(groups, lambda o: float(o.passed)),
         }
 
 
