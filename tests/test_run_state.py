@@ -2,8 +2,8 @@
 
 from engine import RankingUpdated, RunFinished, RunStarted, SampleRecorded, StageChanged
 from engine.psm import CandidateEstimate
+from engine.records import TuneResult
 from engine.store import Sample
-from engine.tuner import TuneResult
 from tui.run.state import RunState
 
 

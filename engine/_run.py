@@ -1,0 +1,424 @@
+"""One execution of a :class:`~engine.tuner.Tuner` against an open store: stage 1,
+the selection, stage 3 and the held-out score, each sample committed before the next,
+and the requests of viewers in other processes obeyed between samples."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import warnings
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import optuna
+
+from engine import psm
+from engine._faults import crash_point
+from engine.budget import format_amount
+from engine.errors import TunerError
+from engine.evaluation import Evaluation, Evaluator
+from engine.events import (
+    Event,
+    Message,
+    RankingUpdated,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    SampleRecorded,
+    StageChanged,
+)
+from engine.records import CandidateEstimate, Run, Sample, TuneResult
+from engine.stages import (
+    BUDGET_STAGES,
+    ELIMINATION_DRAWS,
+    ELIMINATION_ROUND,
+    HOLDOUT,
+    MIN_STAGE1_SAMPLES,
+    SAMPLING,
+    SELECTION,
+    TUNING,
+    answer_so_far,
+    budget_spent,
+    next_cost_stage1_candidate,
+    next_stage1_candidate,
+    sampler_seed,
+    to_eliminate,
+)
+from engine.store import (
+    Store,
+    StoreFullError,
+    TransientStoreError,
+)
+
+if TYPE_CHECKING:
+    from engine.tuner import Tuner
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: Samples in a row that may fail to be written (disk full, store locked) before the run
+#: stops: a disk that stays full must not burn hours of evaluations that cannot be kept.
+MAX_LOST_SAMPLES = 3
+#: Seconds between two looks at the store while a run is paused on request.
+REQUEST_POLL = 0.5
+
+
+class StopRequested(Exception):
+    """Raised between samples when :meth:`Tuner.stop` was called."""
+
+
+class Execution:
+    """The state of one execution of a :class:`Tuner` against an open store."""
+
+    def __init__(self, tuner: Tuner, store: Store, evaluator: Evaluator) -> None:
+        self.tuner = tuner
+        self.store = store
+        self.run_id = tuner.run_id
+        self.evaluator = evaluator
+        self.evaluator.attach(store)
+        self.studies: dict[str, optuna.Study] = {}
+        self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
+        self.ranking: tuple[CandidateEstimate, ...] = ()
+        self.winner: str | None = None  # stage 2's choice, once made
+        self.eliminated: dict[int, list[str]] = {}  # stage-1 round -> candidates dropped
+        self.lost_in_a_row = 0  # samples not recorded since the last one that was
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def execute(self) -> TuneResult:
+        t = self.tuner
+        # Warnings go to the store too, so a viewer attached from elsewhere sees them.
+        unsubscribe = t.subscribe(self._keep_message)
+        try:
+            return self._execute()
+        finally:
+            unsubscribe()
+
+    def _keep_message(self, event: Event) -> None:
+        if isinstance(event, Message):
+            # A full or locked store must not turn a warning into a failure: subscribers
+            # (the CLI, the app) still receive it.
+            with contextlib.suppress(TransientStoreError):
+                self.store.add_message(self.run_id, event.level, event.text)
+
+    def _execute(self) -> TuneResult:
+        t = self.tuner
+        try:
+            run = self._open_run()
+            self._replay()
+            t._emit(
+                RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(),
+                           t.plan.per_candidate if t.plan else 0, t.budget.unit, self.spent())
+            )  # fmt: skip
+            self.winner = run.winner or self._stage1()
+            result = self._stage3(self.winner)
+        except StopRequested:
+            self._set_stopped()
+            result = self._answer(self.winner)
+            t._emit(RunFinished(self.run_id, result, stopped=True))
+            return result
+        except KeyboardInterrupt:
+            self._set_stopped()
+            raise
+        except TunerError as error:
+            self._fail(str(error))
+            raise
+        except Exception as error:
+            self._fail(f"{type(error).__name__}: {error}")
+            raise
+        try:
+            self.store.update_run(self.run_id, status="finished", result=result.to_dict())
+        except TransientStoreError as error:
+            message = f"the result could not be recorded ({error}); {self._resume_hint()}"
+            self._fail(message)
+            raise type(error)(message) from error
+        t._emit(RunFinished(self.run_id, result))
+        return result
+
+    def _set_stopped(self) -> None:
+        # Left "running" if the store cannot take it: a resume treats both alike.
+        with contextlib.suppress(TransientStoreError):
+            self.store.update_run(self.run_id, status="stopped")
+
+    def _fail(self, message: str) -> None:
+        # Recording the failure may fail too (the store is full, locked or damaged): the
+        # error still reaches the subscribers and the caller.
+        with contextlib.suppress(TunerError):
+            if self.store.has_run(self.run_id):
+                self.store.update_run(self.run_id, status="failed", error=message)
+        self.tuner._emit(RunFailed(self.run_id, message))
+
+    def _resume_hint(self) -> str:
+        store = self.tuner.store_path
+        option = "" if store == "samples.db" else f" --store {store}"
+        return f"then `codellmtuner resume {self.run_id}{option}` continues the run"
+
+    def _open_run(self) -> Run:
+        t = self.tuner
+        if not self.store.has_run(self.run_id):
+            run = self.store.create_run(
+                self.run_id, budget=t.budget.amount, seed=t.seed, config=t.config()
+            )
+        else:
+            self.store.update_run(self.run_id, status="running", error=None)
+            run = self.store.get_run(self.run_id)
+        self.store.claim_run(self.run_id, os.getpid(), socket.gethostname())
+        return run
+
+    def _checkpoint(self) -> None:
+        """Between samples: honour :meth:`Tuner.stop` and :meth:`Tuner.pause`, and the
+        same requests made through the store by a viewer in another process."""
+        self.tuner._checkpoint()
+        if self._request() == "pause":
+            self.tuner._emit(Message(self.run_id, "info", "paused on request"))
+            while self._request() == "pause":
+                time.sleep(REQUEST_POLL)
+                self.tuner._checkpoint()
+            self.tuner._emit(Message(self.run_id, "info", "going on"))
+        if self._request() == "stop":
+            raise StopRequested
+
+    def _request(self) -> str | None:
+        try:
+            return self.store.control(self.run_id).request
+        except TransientStoreError:  # a store busy for a minute: ask again next time
+            return None
+
+    def _replay(self) -> None:
+        """Rebuild each candidate's study from the store: nothing is re-evaluated."""
+        for name in self.tuner.names:
+            self.studies[name] = optuna.create_study(
+                direction="maximize", study_name=f"{self.run_id}/{name}"
+            )
+        for sample in self.store.samples(self.run_id):
+            if sample.stage in BUDGET_STAGES:
+                self._add_to_study(sample)
+                self.samples[sample.candidate].append(sample)
+
+    def _add_to_study(self, sample: Sample) -> None:
+        values, dists = self.tuner.space.trial_values(sample.params)
+        trial = optuna.trial.create_trial(params=values, distributions=dists, value=sample.score)
+        self.studies[sample.candidate].add_trial(trial)
+
+    def used(self) -> int:
+        """Samples committed in stages 1 and 3."""
+        return sum(len(s) for s in self.samples.values())
+
+    def spent(self) -> int | float:
+        """What the committed stage-1 and stage-3 samples cost, in the budget's unit."""
+        return self.tuner.budget.spent(s for samples in self.samples.values() for s in samples)
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _stage1(self) -> str:
+        t = self.tuner
+        if t.plan is not None:
+            detail = f"{t.plan.per_candidate} per candidate"
+            if t.settings.eliminate:
+                detail += f", early elimination below P(best) {t.settings.eliminate}"
+        else:
+            target = t.settings.stage1_fraction * t.budget.amount
+            detail = (f"until {format_amount(target, t.budget.unit)} {t.budget.unit} are "
+                      f"spent, at least {MIN_STAGE1_SAMPLES} per candidate")  # fmt: skip
+        t._emit(StageChanged(self.run_id, SAMPLING, detail))
+        while True:
+            counts = {name: len(s) for name, s in self.samples.items()}
+            active = self._active()
+            if t.plan is not None:
+                name = next_stage1_candidate(active, counts, t.plan.per_candidate)
+            else:
+                name = next_cost_stage1_candidate(active, counts, self.spent(), target)
+            alone = len(active) == 1 < len(t.names)  # the others were eliminated
+            if name is None or alone:
+                break
+            self._sample(name, SAMPLING)  # a sample that was not recorded is taken again
+        if t.plan is None and t.settings.stage1_fraction < 1:
+            self._warn_if_spent()
+        # The ranking after the last stage-1 sample is the selection; a run resumed right
+        # after stage 1 has none yet.
+        ranking = self.ranking or self._rank(stage=SAMPLING)
+        winner = ranking[0].candidate
+        self.store.update_run(self.run_id, winner=winner, stage=TUNING)
+        crash_point("selected")
+        t._emit(StageChanged(self.run_id, SELECTION, f"{winner} selected", winner=winner))
+        return winner
+
+    def _active(self) -> list[str]:
+        """The candidates still in stage 1: elimination decisions are taken once per
+        finished round (and taken again, identically, by a resumed run: each depends only
+        on the samples of the rounds before it)."""
+        t = self.tuner
+        threshold = t.settings.eliminate
+        active = list(t.names)
+        last = t.plan.per_candidate if t.plan else float("inf")
+        round_ = ELIMINATION_ROUND
+        while threshold and round_ < last and len(active) > 1:
+            if any(len(self.samples[n]) < round_ for n in active):
+                break
+            if round_ not in self.eliminated:
+                self.eliminated[round_] = self._eliminate(active, round_, threshold)
+            active = [n for n in active if n not in self.eliminated[round_]]
+            round_ += 1
+        return active
+
+    def _eliminate(self, active: list[str], round_: int, threshold: float) -> list[str]:
+        t = self.tuner
+        pooled = [s for n in t.names for s in self.samples[n] if s.trial < round_]
+        ranking = self._psm_rank(pooled, ELIMINATION_DRAWS)
+        dropped = to_eliminate(ranking, active, threshold)
+        chance = {e.candidate: e.prob_best for e in ranking}
+        for name in dropped:
+            t._emit(Message(self.run_id, "info", (
+                f"{name} eliminated after {round_} samples each: probability of being "
+                f"the best {chance[name]:.2f} < {threshold}"
+            )))  # fmt: skip
+        return dropped
+
+    def _stage3(self, winner: str) -> TuneResult:
+        t = self.tuner
+        t._emit(StageChanged(self.run_id, TUNING, f"tuning {winner}", winner=winner))
+        while not budget_spent(self.spent(), t.budget.amount):
+            self._sample(winner, TUNING)
+        if not self.ranking:
+            self._rank(stage=TUNING)
+        holdout = None
+        if self.evaluator.has_holdout:
+            detail = f"scoring {winner} on held-out"
+            t._emit(StageChanged(self.run_id, HOLDOUT, detail, winner=winner))
+            holdout = self._holdout(winner)
+        return self._answer(winner, holdout)
+
+    def _sample(self, name: str, stage: str) -> Sample | None:
+        """Evaluate and record the next sample of ``name``; ``None`` if it could not be
+        recorded (the store is full or locked), which leaves the run as if it was never
+        taken: the same sample is proposed again, exactly as a resumed run would."""
+        self._checkpoint()
+        study = self.studies[name]
+        trial_number = len(self.samples[name])
+        index = self.tuner.names.index(name)
+        study.sampler = _make_sampler(
+            self.tuner.settings.sampler, sampler_seed(self.tuner.seed, index, trial_number)
+        )
+        trial = None
+        if trial_number == 0:
+            params = self.tuner.space.default_params()
+        else:
+            trial = study.ask()
+            params = self.tuner.space.suggest(trial)
+        try:
+            # The completion cache is written while evaluating: a full disk fails it too.
+            evaluation = self.evaluator.evaluate(name, params, split="tune")
+            sample = self._commit(name, stage, trial_number, params, evaluation)
+        except TransientStoreError as error:
+            if trial is not None:  # a failed trial is ignored by every sampler
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._lost(f"{name} {stage} trial {trial_number}", error)
+            return None
+        if trial is None:
+            self._add_to_study(sample)
+        else:
+            study.tell(trial, sample.score)
+        self._rank(stage=stage)
+        return sample
+
+    def _commit(
+        self, name: str, stage: str, trial: int, params: dict, evaluation: Evaluation
+    ) -> Sample:
+        sample = Sample(
+            run_id=self.run_id, candidate=name, stage=stage, trial=trial, params=params,
+            score=evaluation.score, metrics=evaluation.metrics,
+            prompt_tokens=evaluation.prompt_tokens, generated_tokens=evaluation.generated_tokens,
+            cached=evaluation.cached, seconds=evaluation.seconds,
+        )  # fmt: skip
+        sample = self.store.add_sample(sample, evaluation.outcomes, stage=stage)
+        self.lost_in_a_row = 0
+        crash_point("committed")
+        if stage in BUDGET_STAGES:
+            self.samples[name].append(sample)
+        budget = self.tuner.budget
+        self.tuner._emit(
+            SampleRecorded(self.run_id, sample, self.spent(), budget.amount, budget.unit)
+        )
+        return sample
+
+    def _lost(self, what: str, error: TransientStoreError) -> None:
+        """Count a sample that could not be recorded; stop the run after too many."""
+        self.lost_in_a_row += 1
+        if self.lost_in_a_row >= MAX_LOST_SAMPLES:
+            remedy = "free space" if isinstance(error, StoreFullError) else "when it is free"
+            raise type(error)(
+                f"{self.lost_in_a_row} samples in a row could not be recorded ({error}); "
+                f"committed samples are kept: {remedy}, {self._resume_hint()}"
+            ) from error
+        self.tuner._emit(Message(self.run_id, "warning", (
+            f"{what} was not recorded ({error}); the run goes on and takes it again"
+        )))  # fmt: skip
+
+    def _warn_if_spent(self) -> None:
+        budget = self.tuner.budget
+        spent = self.spent()
+        if budget_spent(spent, budget.amount):
+            self.tuner._emit(Message(self.run_id, "warning", (
+                f"stage 1 spent {budget.format_used(spent)} of the budget ({MIN_STAGE1_SAMPLES} "
+                "samples per candidate at least); nothing is left to tune the winner: give a "
+                "larger budget or a smaller stage-1 fraction"
+            )))  # fmt: skip
+
+    def _rank(self, stage: str) -> tuple[CandidateEstimate, ...]:
+        pooled = [s for name in self.tuner.names for s in self.samples[name]]
+        if not pooled:
+            return ()
+        self.ranking = tuple(self._psm_rank(pooled, self.tuner.settings.n_bootstrap))
+        entries = [asdict(e) for e in self.ranking]
+        try:
+            self.store.add_ranking(self.run_id, len(pooled), stage, entries)
+        except TransientStoreError as error:
+            # The samples are the truth; the ranking history only replays how it evolved.
+            warning = f"the ranking after {len(pooled)} samples was not recorded ({error})"
+            self.tuner._emit(Message(self.run_id, "warning", warning))
+        self.tuner._emit(RankingUpdated(self.run_id, self.ranking, len(pooled)))
+        return self.ranking
+
+    def _psm_rank(self, pooled: list[Sample], n_bootstrap: int) -> list[CandidateEstimate]:
+        t = self.tuner
+        return psm.rank(
+            t.names, [t.space.covariates(s.params) for s in pooled],
+            [s.candidate for s in pooled], [s.score for s in pooled],
+            criterion=t.settings.criterion, n_bootstrap=n_bootstrap, random_state=t.seed,
+        )  # fmt: skip
+
+    def _holdout(self, winner: str) -> dict[str, float]:
+        done = self.store.samples(self.run_id, stage=HOLDOUT)
+        if done:
+            return done[0].metrics
+        params = self._answer(winner).best_params
+        while True:
+            self._checkpoint()
+            try:
+                evaluation = self.evaluator.evaluate(winner, params, split="holdout")
+                return self._commit(winner, HOLDOUT, 0, params, evaluation).metrics
+            except TransientStoreError as error:
+                self._lost(f"the held-out score of {winner}", error)
+
+    # -- the answer -------------------------------------------------------------------------
+
+    def _answer(
+        self, winner: str | None = None, holdout: dict[str, float] | None = None
+    ) -> TuneResult:
+        samples = [s for name in self.tuner.names for s in self.samples[name]]
+        return answer_so_far(self.run_id, samples, self.ranking, winner=winner, holdout=holdout)
+
+
+def _make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        # multivariate/group TPE is flagged experimental; it is what handles the
+        # conditional (greedy vs sampling) space well.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if kind == "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4)
+        if kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=4, multivariate=True, group=True
+        )
