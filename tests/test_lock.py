@@ -47,7 +47,10 @@ def dependency_closure(root: str, extras: frozenset[str]) -> set[str]:
 
 
 def test_a_lock_line_parses_to_a_canonical_name_and_version():
-    text = "# header\nPyYAML==6.0.2\n    # via x\ntyping_extensions==4.12.2 ; python_version < '3.12'\n"
+    text = (
+        "# header\nPyYAML==6.0.2\n    # via x\n"
+        "typing_extensions==4.12.2 ; python_version < '3.12'\n"
+    )
     assert locked_versions(text) == {"pyyaml": "6.0.2", "typing-extensions": "4.12.2"}
 
 
