@@ -85,6 +85,7 @@ class RunScreen(Screen):
         self.state.apply(event)
         if self.state.done:
             self.title = f"{self.state.stage} {self.source.run_id}"
+            self.refresh_bindings()  # nothing left to pause or stop
         if isinstance(event, Message):
             self._log(event.level, event.text)
         elif isinstance(event, RunFailed):
