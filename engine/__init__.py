@@ -43,10 +43,10 @@ _FACE = {
     ),  # fmt: skip
     "write_generation_config": "engine.export",
     "write_json": "engine.export",
+    # `engine.finetune` is also a subpackage, which shadows a face name once imported
+    "finetune_adapter": "engine.finetune:finetune",
     "FINETUNE_METHODS": "engine.finetune:METHODS",
-    **dict.fromkeys(
-        ("FineTuneProgress", "FineTuneResult", "finetune", "split_validation"), "engine.finetune"
-    ),
+    **dict.fromkeys(("FineTuneProgress", "FineTuneResult", "split_validation"), "engine.finetune"),
     "available_models": "engine.catalog",
     "resolve_device": "engine.models",
     "resolve_model": "engine.models",
@@ -80,7 +80,7 @@ __all__ = [
     "FINETUNE_METHODS",
     "FineTuneProgress",
     "FineTuneResult",
-    "finetune",
+    "finetune_adapter",
     "split_validation",
     "DEFAULT_CANDIDATES",
     "DEFAULT_TASK",
@@ -167,7 +167,8 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     )
     from engine.export import write_generation_config, write_json
     from engine.finetune import METHODS as FINETUNE_METHODS
-    from engine.finetune import FineTuneProgress, FineTuneResult, finetune, split_validation
+    from engine.finetune import FineTuneProgress, FineTuneResult, split_validation
+    from engine.finetune import finetune as finetune_adapter
     from engine.follow import RunFollower, live_status, stored_answer
     from engine.models import resolve_device, resolve_model
     from engine.psm import propensity

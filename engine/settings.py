@@ -73,15 +73,17 @@ class Option:
             return str(value.amount)  # "9", as a user types it
         return str(value)
 
-    def read(self, text: str) -> Any:
-        """The value of a form field or flag; empty text is ``None`` where that is allowed."""
+    def read(self, text: str, *, source: str = "") -> Any:
+        """The value of a form field or flag; empty text is ``None`` where that is allowed.
+        An unreadable text is named by ``source`` (say, the flag), else by the label."""
         text = text.strip()
         if not text and self.optional:
             return None
         try:
             value = self.parse(text)
         except ValueError:
-            raise ConfigError(f"{self.label}: {text!r} is not {_kind(self.parse)}") from None
+            name = source or self.label
+            raise ConfigError(f"{name}: {text!r} is not {_kind(self.parse)}") from None
         self.check(value)
         return value
 

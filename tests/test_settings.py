@@ -13,7 +13,7 @@ from engine.errors import ConfigError
 from tests.apphelpers import run_app
 from tests.objectives import landscape
 from tui.app import CodeLLMTunerApp
-from tui.cli import build_parser
+from tui.cli import _option_values, build_parser
 from tui.setup.screen import SetupScreen
 
 #: What a run is about, not how it runs: flags of `run` outside RunSettings.
@@ -82,9 +82,9 @@ def test_a_form_field_reads_and_checks_like_its_flag(tmp_path):
         assert tuner.run_id == "mine"
 
     run_app(app, test, size=(120, 40))
-    assert build_parser().parse_args(["run", "--eliminate", "0"]).eliminate == 0.0
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["run", "--eliminate", "0.7"])
+    assert _option_values(build_parser().parse_args(["run", "--eliminate", "0"]))["eliminate"] == 0
+    with pytest.raises(ConfigError, match=r"elimination threshold must be in \[0, 0.5\)"):
+        _option_values(build_parser().parse_args(["run", "--eliminate", "0.7"]))
 
 
 @pytest.mark.parametrize(

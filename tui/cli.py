@@ -113,21 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
-    """``option`` as a flag: read and checked as the form and the engine do."""
-
-    def read(text: str) -> Any:
-        try:
-            return option.read(text)
-        except ConfigError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
+    """``option`` as a flag. Its text is read by :func:`_option_values`, as the form's
+    fields are, so a bad value gets the engine's own message."""
     default = option.text(option.default) or option.none_means
     flags = [option.flag, *([option.short] if option.short else [])]
     parser.add_argument(
-        *flags, dest=option.name, type=read, default=option.default,
-        choices=option.choices or None, metavar=option.metavar,
-        help=f"{option.help} (default: {default})",
+        *flags, dest=option.name, default=option.default, choices=option.choices or None,
+        metavar=option.metavar, help=f"{option.help} (default: {default})",
     )  # fmt: skip
+
+
+def _option_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Every run option of ``args``: the text of a given flag read, a default as it is."""
+    given = {option: getattr(args, option.name) for option in OPTIONS}
+    return {o.name: o.read(v, source=o.flag) if isinstance(v, str) else v for o, v in given.items()}
 
 
 def _store_flag(parser: argparse.ArgumentParser) -> None:
@@ -191,7 +190,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         space = SearchSpace.from_overrides(args.param, base=space)
     tuner = Tuner(
         task=args.task, candidates=args.candidate or list(DEFAULT_CANDIDATES), store=args.store,
-        space=space, run_id=args.run_id, **{o.name: getattr(args, o.name) for o in OPTIONS},
+        space=space, run_id=args.run_id, **_option_values(args),
     )  # fmt: skip
     return _execute(tuner, args, console)
 

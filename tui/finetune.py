@@ -21,7 +21,7 @@ from engine import (
     FINETUNE_METHODS,
     FineTuneProgress,
     FineTuneResult,
-    finetune,
+    finetune_adapter,
     get_task,
     split_validation,
 )
@@ -87,7 +87,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         )
     view = ProgressView(console)
     try:
-        result = finetune(
+        result = finetune_adapter(
             task, args.model, method=args.method, name=args.name, output=args.output,
             overwrite=args.overwrite, epochs=args.epochs, batch_size=args.batch_size,
             max_length=args.max_length, learning_rate=args.lr,
