@@ -76,8 +76,9 @@ class RunFollower:
             fraction = run.config.get("stage1_fraction", 0.5)
             per_candidate = plan_budget(int(run.budget), len(names), fraction).per_candidate
         return RunStarted(
-            run.id, names, self.budget.amount, 0, per_candidate, budget_unit=self.budget.unit
-        )
+            run.id, names, self.budget.amount, len(self._samples), per_candidate,
+            budget_unit=self.budget.unit, budget_used=self._budget_used,
+        )  # fmt: skip
 
     def _new_messages(self) -> list[Event]:
         rows = self.store.messages(self.run_id, after=self._last_message)
@@ -123,7 +124,9 @@ class RunFollower:
     def _status_change(self, run: Run) -> list[Event]:
         if run.status == self._status:
             return []
-        self._status = run.status
+        previous, self._status = self._status, run.status
+        if run.status == "running" and previous in ("stopped", "failed", "finished"):
+            return [self._run_started(run)]  # resumed: it goes on from where it was
         if run.status == "finished" and run.result:
             return [RunFinished(self.run_id, TuneResult.from_dict(run.result))]
         if run.status == "stopped":

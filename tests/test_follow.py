@@ -93,6 +93,31 @@ def test_follower_reports_a_stopped_run_with_its_best_so_far(tmp_path):
     )
 
 
+def test_a_viewer_of_a_stopped_run_sees_it_go_on_when_resumed(tmp_path):
+    from tui.run.state import RunState
+
+    path = tmp_path / "samples.db"
+    tuner = Tuner(objective=landscape, candidates=["a", "b"], budget=10, seed=0,
+                  store=path, run_id="r4")  # fmt: skip
+    tuner.subscribe(lambda e: isinstance(e, SampleRecorded) and e.budget_used == 3 and tuner.stop())
+    tuner.run()
+    follower, state = RunFollower(Store(path), "r4"), RunState()
+    for event in follower.poll():
+        state.apply(event)
+    assert state.done and state.stopped
+    resumed = Tuner.resume("r4", store=path, objective=landscape)
+    resumed.subscribe(
+        lambda e: isinstance(e, SampleRecorded) and e.budget_used == 5 and resumed.stop()
+    )
+    resumed.run()
+    Store(path).update_run("r4", status="running")  # as while the resumed process runs
+    events = follower.poll()
+    assert isinstance(events[-1], RunStarted) and events[-1].budget_used == 5
+    for event in events:
+        state.apply(event)
+    assert not state.done and state.budget_used == 5 and len(state.samples) == 5
+
+
 def test_follower_reports_a_failed_run(tmp_path):
     path = tmp_path / "samples.db"
 
