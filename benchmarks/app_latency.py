@@ -6,7 +6,9 @@ engine generates, against the same app idle.
 Drives ``codellmtuner`` inside a detached tmux session (tmux must be installed): it
 presses the tab keys ``1``/``2`` and polls the terminal until the new tab shows, so each
 figure covers the whole path a user sees (key → app → terminal). The live phase runs the
-default job on the bundled model; the idle phase opens a finished run from the store.
+default job on the bundled model, which the app starts as a process of its own (it
+generates on the same cores while the keys are pressed, and ``s`` stops it through the
+store); the idle phase opens the stopped run from the store.
 """
 
 from __future__ import annotations
