@@ -53,6 +53,7 @@ _FACE = {
     "RunFollower": "engine.follow",
     "stored_answer": "engine.follow",
     "live_status": "engine.follow",
+    "is_live": "engine.follow",
     "propensity": "engine.psm",
     "CandidateEstimate": "engine.records",
     "Run": "engine.records",
@@ -124,6 +125,7 @@ __all__ = [
     "format_amount",
     "generation_kwargs",
     "get_task",
+    "is_live",
     "leader",
     "live_status",
     "parse_candidate",
@@ -169,7 +171,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine.finetune import METHODS as FINETUNE_METHODS
     from engine.finetune import FineTuneProgress, FineTuneResult, split_validation
     from engine.finetune import finetune as finetune_adapter
-    from engine.follow import RunFollower, live_status, stored_answer
+    from engine.follow import RunFollower, is_live, live_status, stored_answer
     from engine.models import resolve_device, resolve_model
     from engine.psm import propensity
     from engine.records import CandidateEstimate, Run, Sample, TuneResult

@@ -166,6 +166,12 @@ def live_status(store: Store, run: Run) -> str:
     return "paused" if control.request == "pause" else "running"
 
 
+def is_live(status: str) -> bool:
+    """Whether a :func:`live_status` names a run whose process goes on (and reads
+    requests)."""
+    return status.startswith(("running", "paused"))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

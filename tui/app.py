@@ -7,7 +7,7 @@ import contextlib
 from textual.app import App
 from textual.binding import Binding
 
-from engine import Store, Tuner, live_status
+from engine import Store, Tuner, is_live, live_status
 from engine.errors import TunerError
 from tui.history.screen import HistoryScreen
 from tui.run.launch import launch
@@ -69,7 +69,7 @@ class CodeLLMTunerApp(App):
         with contextlib.closing(Store(tuner.store_path)) as store:
             known = store.has_run(tuner.run_id)
             status = live_status(store, store.get_run(tuner.run_id)) if known else ""
-        if status in ("running", "paused", "starting"):  # resumed while it runs: follow it
+        if is_live(status):  # resumed while it runs: follow it
             return FollowedRun(tuner.store_path, tuner.run_id)
         if not known:
             tuner.save()

@@ -196,12 +196,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _resume(args: argparse.Namespace, console: Console) -> int:
-    from engine import Tuner, live_status
+    from engine import Tuner, is_live, live_status
 
     with _existing_store(args.store) as store:
         run = store.get_run(args.run)
         status = live_status(store, run)
-    if status in ("running", "paused") and (args.headless or not _interactive()):
+    if is_live(status) and (args.headless or not _interactive()):
         raise ConfigError(
             f"run {run.id} is {status} in another process; follow it with `codellmtuner "
             f"watch {run.id}`, or stop it first (`codellmtuner stop {run.id}`)"
@@ -212,13 +212,13 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
 def _control(args: argparse.Namespace, console: Console) -> int:
     """``stop``, ``pause`` and ``unpause``: a request the run's process reads between
     samples."""
-    from engine import live_status
+    from engine import is_live, live_status
 
     request = {"stop": "stop", "pause": "pause", "unpause": None}[args.command]
     with _existing_store(args.store) as store:
         run = store.get_run(args.run)
         status = live_status(store, run)
-        if not status.startswith(("running", "paused", "starting")):
+        if not is_live(status):
             raise ConfigError(f"run {run.id} is {status}: there is nothing to {args.command}")
         store.request(run.id, request)
     console.print(f"asked run {run.id} to {args.command} after the sample in progress")
@@ -249,7 +249,6 @@ def _interactive() -> bool:
 
 
 def _app(args: argparse.Namespace, console: Console) -> int:
-
     if not _interactive():
         raise ConfigError("the app needs a terminal; use `codellmtuner run --headless`")
     args.store = args.app_store
@@ -257,7 +256,6 @@ def _app(args: argparse.Namespace, console: Console) -> int:
 
 
 def _watch(args: argparse.Namespace, console: Console) -> int:
-
     with _existing_store(args.store) as store:
         store.get_run(args.run)  # an unknown run fails before the app opens
     if not _interactive():
@@ -294,13 +292,13 @@ def _open_app(args: argparse.Namespace, **kwargs: Any) -> int:
 
 
 def _say_where_the_run_goes_on(store_path: str, run_id: str) -> None:
-    from engine import live_status
+    from engine import is_live, live_status
     from tui.run.launch import log_path
 
     with _existing_store(store_path) as store:
         status = live_status(store, store.get_run(run_id))
     hint = _store_hint(store_path)
-    if status in ("running", "paused", "starting"):
+    if is_live(status) or status == "starting":
         print(f"run {run_id} goes on ({status}); follow it: codellmtuner watch {run_id}{hint}; "
               f"stop it: codellmtuner stop {run_id}{hint}; its output: "
               f"{log_path(store_path, run_id)}")  # fmt: skip
