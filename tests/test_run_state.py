@@ -50,3 +50,18 @@ def test_a_minutes_budget_estimates_the_time_left_from_the_budget():
     state.apply(RunStarted("r", ("a",), 30, 0, 0, budget_unit="minutes"))
     state.apply(SampleRecorded("r", _sample("a", 0, 0.1, 600.0), 10.0, 30, budget_unit="minutes"))
     assert state.remaining(now=600.0) == 20 * 60
+
+
+def test_progress_targets_follow_the_samples_once_a_winner_is_selected():
+    from tui.run.ranking import _target
+
+    state = RunState()
+    state.apply(RunStarted("r", ("a", "b", "c"), 12, 0, 3))
+    # "c" was eliminated after 1 sample; "a" and "b" took their 3 each.
+    order = ["a", "b", "c", "a", "b", "a", "b"]
+    for i, name in enumerate(order):
+        sample = _sample(name, order[:i].count(name), 0.1, 1000.0 + i)
+        state.apply(SampleRecorded("r", sample, i + 1, 12))
+    assert [_target(state, n) for n in "abc"] == [3, 3, 3]  # the plan, before selection
+    state.apply(StageChanged("r", "selection", "a selected", winner="a"))
+    assert [_target(state, n) for n in "abc"] == [12 - 4, 3, 1]
