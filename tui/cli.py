@@ -77,10 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     _store_flag(serve)
 
-    for verb, what in (("stop", "stop"), ("pause", "pause"), ("unpause", "go on with")):
-        control = sub.add_parser(
-            verb, help=f"{what} a running run after the sample in progress (through the store)"
-        )
+    for verb, help_text in (
+        ("stop", "stop a running run after the sample in progress (resume continues it)"),
+        ("pause", "pause a running run after the sample in progress"),
+        ("unpause", "let a paused run go on"),
+    ):
+        control = sub.add_parser(verb, help=help_text)
         control.add_argument("run", metavar="RUN", help="run id, a unique prefix, or 'latest'")
         _store_flag(control)
 
