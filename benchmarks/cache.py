@@ -29,13 +29,15 @@ SAMPLED = {"temperature": 0.7, "top_p": 0.95, "top_k": 50, "repetition_penalty":
 
 def measure(args: argparse.Namespace) -> list[dict]:
     """Each configuration evaluated twice; one dict per evaluation."""
-    from engine.backends.transformers import TransformersBackend
-    from engine.candidates import parse_candidate
-    from engine.evaluation import TaskEvaluator
-    from engine.models import resolve_model
-    from engine.space import SearchSpace
-    from engine.store import Store
-    from engine.tasks import get_task
+    from engine import (
+        SearchSpace,
+        Store,
+        TaskEvaluator,
+        TransformersBackend,
+        get_task,
+        parse_candidate,
+        resolve_model,
+    )
 
     candidate = parse_candidate(f"{args.model}@{args.style}")
     evaluator = TaskEvaluator(

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._fresh import run_marked
-from engine.finetune import METHODS
+from engine import FINETUNE_METHODS as METHODS
 
 MARKER = "FINETUNE-RESULT "
 MIB = 1 << 20
@@ -32,9 +32,8 @@ MIB = 1 << 20
 
 def run_one(method: str, args: argparse.Namespace) -> dict:
     """Train ``method`` in this process; what the table needs."""
-    from engine.adapters import METADATA_FILE
-    from engine.finetune import finetune
-    from engine.tasks import get_task
+    from engine import METADATA_FILE, get_task
+    from engine import finetune_adapter as finetune
 
     events: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +75,7 @@ def footprints(methods: list[str], device: str) -> Table:
     """Weights' memory of the loaded base per quantization the methods use."""
     import gc
 
-    from engine.models import load_model, resolve_model
+    from engine import load_model, resolve_model
 
     ref = resolve_model("smollm2")
     table = Table(title="base model weights, loaded")

@@ -28,9 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import Tuner
-from engine.events import SampleRecorded
-from engine.store import Store
+from engine import SampleRecorded, Store, Tuner
 
 CANDIDATES = ("smollm2", "smollm2@fewshot-2", "smollm2@raw")
 RUN_ID = "replay-humaneval"

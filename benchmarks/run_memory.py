@@ -79,8 +79,7 @@ def run_one(step: str, args: argparse.Namespace) -> dict:
 
     import engine  # noqa: F401
     import engine.tuner  # noqa: F401
-    from engine.backends.transformers import TransformersBackend
-    from engine.models import resolve_model
+    from engine import TransformersBackend, resolve_model
 
     if args.threads:
         import torch

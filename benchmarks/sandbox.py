@@ -59,8 +59,7 @@ def floors(times: int) -> list[dict]:
 
 def score_rows(count: int | None, workers: list[int]) -> list[dict]:
     """Score the canonical solutions with each worker count; one dict per count."""
-    from engine import sandbox
-    from engine.tasks import get_task
+    from engine import get_task, sandbox
 
     rows, mode = [], sandbox.available_mode()
     for n in workers:

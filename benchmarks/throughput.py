@@ -77,7 +77,7 @@ def chunks(order: Sequence[int], size: int) -> list[list[int]]:
 
 def mixed_prompts(task, problems, styles: Sequence[str], tokenizer) -> list[str]:
     """One prompt per problem, problem ``i`` in style ``styles[i % len(styles)]``."""
-    from engine.prompting import build_prompts
+    from engine import build_prompts
 
     rendered = {s: build_prompts(task, problems, s, tokenizer) for s in dict.fromkeys(styles)}
     return [rendered[styles[i % len(styles)]][i] for i in range(len(problems))]
@@ -110,7 +110,7 @@ def batch_sizes_table(backend, prompts: list[str], kwargs: dict, sizes: list[int
 def bucketing_rows(backend, prompts: list[str], kwargs: dict, size: int, seed: int) -> list[dict]:
     """Generate ``prompts`` sorted by length (the backend's way) and in a shuffled order,
     ``size`` at a time; one dict per order with its padding and timing."""
-    from engine.backends.transformers import length_order
+    from engine import length_order
 
     backend.batch_size = size
     rows = []
@@ -193,10 +193,7 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
 
-    from engine.backends.transformers import TransformersBackend
-    from engine.models import resolve_model
-    from engine.prompting import build_prompts
-    from engine.tasks import get_task
+    from engine import TransformersBackend, build_prompts, get_task, resolve_model
 
     console = Console(width=None if sys.stdout.isatty() else 200)  # piped: no cut cells
     start = time.perf_counter()

@@ -41,6 +41,15 @@ _FACE = {
         ),
         "engine.events",
     ),  # fmt: skip
+    "METADATA_FILE": "engine.adapters",
+    "TransformersBackend": "engine.backends.transformers",
+    "length_order": "engine.backends.transformers",
+    "TaskEvaluator": "engine.evaluation",
+    "load_model": "engine.models",
+    "build_prompts": "engine.prompting",
+    "MIN_SAMPLING_TEMPERATURE": "engine.space",
+    "plan_budget": "engine.stages",
+    "sampler_seed": "engine.stages",
     "write_generation_config": "engine.export",
     "write_json": "engine.export",
     # `engine.finetune` is also a subpackage, which shadows a face name once imported
@@ -78,6 +87,15 @@ _FACE = {
 }
 
 __all__ = [
+    "METADATA_FILE",
+    "MIN_SAMPLING_TEMPERATURE",
+    "TaskEvaluator",
+    "TransformersBackend",
+    "build_prompts",
+    "length_order",
+    "load_model",
+    "plan_budget",
+    "sampler_seed",
     "FINETUNE_METHODS",
     "FineTuneProgress",
     "FineTuneResult",
@@ -152,10 +170,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from engine.adapters import METADATA_FILE
+    from engine.backends.transformers import TransformersBackend, length_order
     from engine.budget import Budget, format_amount
     from engine.candidates import Candidate, parse_candidate
     from engine.catalog import available_models
     from engine.errors import ConfigError, DatasetError, ModelLoadError, StoreError, TunerError
+    from engine.evaluation import TaskEvaluator
     from engine.events import (
         Event,
         Message,
@@ -172,11 +193,12 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine.finetune import FineTuneProgress, FineTuneResult, split_validation
     from engine.finetune import finetune as finetune_adapter
     from engine.follow import RunFollower, is_live, live_status, stored_answer
-    from engine.models import resolve_device, resolve_model
+    from engine.models import load_model, resolve_device, resolve_model
+    from engine.prompting import build_prompts
     from engine.psm import propensity
     from engine.records import CandidateEstimate, Run, Sample, TuneResult
     from engine.settings import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option, RunSettings
-    from engine.space import PARAM_NAMES, SearchSpace, generation_kwargs
+    from engine.space import MIN_SAMPLING_TEMPERATURE, PARAM_NAMES, SearchSpace, generation_kwargs
     from engine.stages import (
         BUDGET_STAGES,
         HOLDOUT,
@@ -186,6 +208,8 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         TUNING,
         answer_so_far,
         leader,
+        plan_budget,
+        sampler_seed,
     )
     from engine.store import Store
     from engine.tasks import TASKS, get_task

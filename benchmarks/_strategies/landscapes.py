@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engine.space import MIN_SAMPLING_TEMPERATURE, SearchSpace
+from engine import MIN_SAMPLING_TEMPERATURE, SearchSpace
 
 SPACE = SearchSpace()
 PARAMS = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens")

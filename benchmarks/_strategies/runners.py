@@ -20,8 +20,7 @@ import numpy as np
 import optuna
 
 from benchmarks._strategies.landscapes import SPACE, Family
-from engine import Tuner
-from engine.stages import plan_budget, sampler_seed
+from engine import Tuner, plan_budget, sampler_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
