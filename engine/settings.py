@@ -39,7 +39,8 @@ class Option:
             the key in a stored run's config.
         default: the value when none is given.
         help: one sentence for ``--help`` and the form's tooltip.
-        parse: text (a flag's value, a form field) to a value; raises :class:`ConfigError`.
+        parse: text (a flag's value, a form field) to a value; raises ``ValueError`` (or
+            :class:`ConfigError` with its own message) for text it cannot read.
         check: raises :class:`ConfigError` for a value no run can use.
         flag: the command-line flag (``--`` + the name with dashes unless given).
         short: a one-letter flag, if any.
@@ -47,8 +48,8 @@ class Option:
         main: shown in the form's main grid (else under "more").
         choices: the allowed values, for a closed set.
         metavar: the placeholder of ``--help``.
-        optional: ``None`` is allowed: it means what ``none_means`` says.
-        none_means: what ``None`` stands for, in words (``"the task's"``).
+        none_means: what ``None`` stands for, in words (``"the task's"``); empty where
+            ``None`` is not allowed.
     """
 
     name: str
@@ -62,8 +63,12 @@ class Option:
     main: bool
     choices: tuple[str, ...]
     metavar: str | None
-    optional: bool
     none_means: str
+
+    @property
+    def optional(self) -> bool:
+        """Whether ``None`` is allowed (it means what :attr:`none_means` says)."""
+        return bool(self.none_means)
 
     def text(self, value: Any) -> str:
         """``value`` as the form shows it (empty for ``None``)."""
@@ -107,7 +112,7 @@ def _option(
     spec = Option(
         name="", default=default, help=help, parse=parse, check=check or _any, flag=flag,
         short=short, label=label, main=main, choices=choices, metavar=metavar,
-        optional=bool(none_means), none_means=none_means,
+        none_means=none_means,
     )  # fmt: skip
     return field(default=default, metadata={"option": spec})
 
