@@ -105,3 +105,13 @@ def test_a_run_no_process_has_claimed_is_starting(tmp_path):
     store = Store(path)
     assert live_status(store, store.get_run("saved")) == "starting"
     assert store.get_run("saved").config["tune_size"] == 6
+
+
+def test_a_run_that_cannot_be_launched_says_how_to_start_it(tmp_path):
+    from engine.errors import TunerError
+    from tui.run.launch import launch, log_path
+
+    store = tmp_path / "samples.db"
+    log_path(str(store), "r").parent.write_text("a file where the log folder goes")
+    with pytest.raises(TunerError, match="start it with `codellmtuner resume r --headless"):
+        launch("r", str(store))

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import TunerError, first_line
+
 
 @dataclass
 class LaunchedRun:
@@ -41,16 +43,25 @@ def log_path(store_path: str, run_id: str) -> Path:
 def launch(run_id: str, store_path: str) -> LaunchedRun:
     """Start ``codellmtuner resume RUN --headless --store STORE`` in a new session, in
     this working directory (a run's relative paths, such as its dataset, mean the same
-    there), with its output appended to :func:`log_path`."""
+    there), with its output appended to :func:`log_path`.
+
+    Raises:
+        TunerError: the log cannot be written or the process cannot start; the run stays
+            in the store, and the message says how to start it by hand.
+    """
     log = log_path(store_path, run_id)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "tui.cli", "resume", run_id, "--headless",
-        "--store", str(Path(store_path).resolve()),
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    store = str(Path(store_path).resolve())
+    command = [sys.executable, "-m", "tui.cli", "resume", run_id, "--headless", "--store", store]
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+    except OSError as error:
+        raise TunerError(
+            f"cannot start run {run_id} in a process of its own ({first_line(error)}); start "
+            f"it with `codellmtuner resume {run_id} --headless --store {store}`"
+        ) from error
     return LaunchedRun(run_id, process, log)
