@@ -170,13 +170,15 @@ class Execution:
         """Between samples: honour :meth:`Tuner.stop` and :meth:`Tuner.pause`, and the
         same requests made through the store by a viewer in another process."""
         self.tuner._checkpoint()
-        if self._request() == "pause":
+        request = self._request()  # one read of the store per sample
+        if request == "pause":
             self.tuner._emit(Message(self.run_id, "info", "paused on request"))
-            while self._request() == "pause":
+            while request == "pause":
                 time.sleep(REQUEST_POLL)
                 self.tuner._checkpoint()
+                request = self._request()
             self.tuner._emit(Message(self.run_id, "info", "going on"))
-        if self._request() == "stop":
+        if request == "stop":
             raise StopRequested
 
     def _request(self) -> str | None:
