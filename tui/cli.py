@@ -380,7 +380,7 @@ def _show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _print_run(store: Any, run_id: str, console: Console) -> None:
-    from engine import CandidateEstimate
+    from engine import stored_answer
     from tui.format import budget_used, format_metrics, format_params
     from tui.headless import ranking_table
 
@@ -390,17 +390,15 @@ def _print_run(store: Any, run_id: str, console: Console) -> None:
                   f"{used}, seed {run.seed}")  # fmt: skip
     if run.error:
         console.print(f"[red]error:[/] {escape(run.error)}")
-    history = store.rankings(run.id)
-    if history:
-        ranking = [CandidateEstimate(**e) for e in history[-1]["entries"]]
-        console.print(ranking_table(ranking, title=f"ranking after {history[-1]['n_samples']}"))
-    summary = run_summary(store, run.id)
-    if summary:
-        console.print(f"best: [bold]{summary['candidate']}[/] {format_params(summary['params'])}"
-                      f" (tuning score {summary['score']:.3f})")  # fmt: skip
-        if summary.get("holdout"):
-            held = format_metrics(summary["holdout"])
-            console.print(f"held-out: {held}")
+    answer = stored_answer(store, run.id)  # its ranking is the run's latest
+    if answer.ranking:
+        console.print(ranking_table(answer.ranking, title=f"ranking after {answer.n_samples}"))
+    if answer.n_samples:
+        console.print(f"best: [bold]{answer.best_candidate}[/] "
+                      f"{format_params(answer.best_params)} "
+                      f"(tuning score {answer.best_score:.3f})")  # fmt: skip
+        if answer.holdout:
+            console.print(f"held-out: {format_metrics(answer.holdout)}")
 
 
 def run_summary(store: Any, run_id: str) -> dict[str, Any] | None:
