@@ -48,7 +48,7 @@ _FACE = {
     "load_model": "engine.models",
     "build_prompts": "engine.prompting",
     "MIN_SAMPLING_TEMPERATURE": "engine.space",
-    "plan_budget": "engine.stages",
+    "why_leader": "engine.stages",
     "sampler_seed": "engine.stages",
     "write_generation_config": "engine.export",
     "write_json": "engine.export",
@@ -94,8 +94,8 @@ __all__ = [
     "build_prompts",
     "length_order",
     "load_model",
-    "plan_budget",
     "sampler_seed",
+    "why_leader",
     "FINETUNE_METHODS",
     "FineTuneProgress",
     "FineTuneResult",
@@ -208,8 +208,8 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         TUNING,
         answer_so_far,
         leader,
-        plan_budget,
         sampler_seed,
+        why_leader,
     )
     from engine.store import Store
     from engine.tasks import TASKS, get_task

@@ -5,6 +5,7 @@ and the requests of viewers in other processes obeyed between samples."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import time
@@ -12,9 +13,10 @@ import warnings
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+import numpy as np
 import optuna
 
-from engine import psm
+from engine import selection
 from engine._faults import crash_point
 from engine.budget import format_amount
 from engine.errors import TunerError
@@ -32,19 +34,20 @@ from engine.events import (
 from engine.records import CandidateEstimate, Run, Sample, TuneResult
 from engine.stages import (
     BUDGET_STAGES,
-    ELIMINATION_DRAWS,
-    ELIMINATION_ROUND,
     HOLDOUT,
     MIN_STAGE1_SAMPLES,
     SAMPLING,
     SELECTION,
+    SETTLED,
     TUNING,
     answer_so_far,
     budget_spent,
-    next_cost_stage1_candidate,
     next_stage1_candidate,
+    safe_eliminations,
     sampler_seed,
-    to_eliminate,
+    selection_settled,
+    top_two,
+    why_leader,
 )
 from engine.store import (
     Store,
@@ -80,8 +83,9 @@ class Execution:
         self.studies: dict[str, optuna.Study] = {}
         self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
         self.ranking: tuple[CandidateEstimate, ...] = ()
+        self.selection: selection.Ranking | None = None  # the latest, with its draws
         self.winner: str | None = None  # stage 2's choice, once made
-        self.eliminated: dict[int, list[str]] = {}  # stage-1 round -> candidates dropped
+        self.eliminated: set[str] = set()  # out of stage 1 on the latest evidence
         self.lost_in_a_row = 0  # samples not recorded since the last one that was
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -108,8 +112,8 @@ class Execution:
             run = self._open_run()
             self._replay()
             t._emit(
-                RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(),
-                           t.plan.per_candidate if t.plan else 0, t.budget.unit, self.spent())
+                RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(), 0,
+                           t.budget.unit, self.spent())
             )  # fmt: skip
             self.winner = run.winner or self._stage1()
             result = self._stage3(self.winner)
@@ -214,75 +218,71 @@ class Execution:
     # -- stages -----------------------------------------------------------------------------
 
     def _stage1(self) -> str:
+        """Sample until the selection is settled; the leader then is the winner.
+
+        Every candidate first gets :data:`MIN_STAGE1_SAMPLES` (the shared default point,
+        then one of its optimizer's), round-robin. Then each sample goes to the candidate
+        top-two Thompson sampling names from the latest ranking's draws, among those not
+        eliminated, until the leader's P(best) reaches :data:`SETTLED` or stage 1 has
+        spent its share of the budget. Every decision depends only on the committed
+        samples and the seed, so a resumed run decides as the uninterrupted one did.
+        """
         t = self.tuner
-        if t.plan is not None:
-            detail = f"{t.plan.per_candidate} per candidate"
-            if t.settings.eliminate:
-                detail += f", early elimination below P(best) {t.settings.eliminate}"
-        else:
-            target = t.settings.stage1_fraction * t.budget.amount
-            detail = (f"until {format_amount(target, t.budget.unit)} {t.budget.unit} are "
-                      f"spent, at least {MIN_STAGE1_SAMPLES} per candidate")  # fmt: skip
+        target = t.settings.stage1_fraction * t.budget.amount
+        share = format_amount(target, t.budget.unit)
+        detail = (f"{MIN_STAGE1_SAMPLES} per candidate, then to whoever may be best, until "
+                  f"P(best) >= {SETTLED} or {share} {t.budget.unit} are spent")  # fmt: skip
         t._emit(StageChanged(self.run_id, SAMPLING, detail))
-        while True:
-            counts = {name: len(s) for name, s in self.samples.items()}
-            active = self._active()
-            if t.plan is not None:
-                name = next_stage1_candidate(active, counts, t.plan.per_candidate)
-            else:
-                name = next_cost_stage1_candidate(active, counts, self.spent(), target)
-            alone = len(active) == 1 < len(t.names)  # the others were eliminated
-            if name is None or alone:
-                break
+        if self.used() and self.selection is None:  # resumed: the evidence so far
+            self._rank(stage=SAMPLING)
+        while (name := self._next_stage1(target)) is not None:
             self._sample(name, SAMPLING)  # a sample that was not recorded is taken again
-        if t.plan is None and t.settings.stage1_fraction < 1:
+        if t.settings.stage1_fraction < 1:
             self._warn_if_spent()
-        # The ranking after the last stage-1 sample is the selection; a run resumed right
-        # after stage 1 has none yet.
-        ranking = self.ranking or self._rank(stage=SAMPLING)
-        winner = ranking[0].candidate
+        winner = self.ranking[0].candidate
         self.store.update_run(self.run_id, winner=winner, stage=TUNING)
         crash_point("selected")
-        t._emit(StageChanged(self.run_id, SELECTION, f"{winner} selected", winner=winner))
+        why = why_leader(self.ranking)
+        t._emit(StageChanged(self.run_id, SELECTION, why, winner=winner))
         return winner
 
-    def _active(self) -> list[str]:
-        """The candidates still in stage 1: elimination decisions are taken once per
-        finished round (and taken again, identically, by a resumed run: each depends only
-        on the samples of the rounds before it)."""
+    def _next_stage1(self, target: float) -> str | None:
+        """The candidate to sample next in stage 1, or ``None`` once it is over."""
         t = self.tuner
-        threshold = t.settings.eliminate
-        active = list(t.names)
-        last = t.plan.per_candidate if t.plan else float("inf")
-        round_ = ELIMINATION_ROUND
-        while threshold and round_ < last and len(active) > 1:
-            if any(len(self.samples[n]) < round_ for n in active):
-                break
-            if round_ not in self.eliminated:
-                self.eliminated[round_] = self._eliminate(active, round_, threshold)
-            active = [n for n in active if n not in self.eliminated[round_]]
-            round_ += 1
-        return active
+        counts = {name: len(s) for name, s in self.samples.items()}
+        first = next_stage1_candidate(t.names, counts, MIN_STAGE1_SAMPLES)
+        if first is not None or self.selection is None:
+            return first
+        ranking = self.selection
+        if selection_settled(ranking.estimates[0].prob_best, self.spent(), target):
+            return None
+        active = self._active(ranking)
+        if len(active) == 1:
+            return None
+        rng = np.random.default_rng(sampler_seed(t.seed, len(t.names), self.used()))
+        return t.names[top_two(ranking.maxima, active, rng)]
 
-    def _eliminate(self, active: list[str], round_: int, threshold: float) -> list[str]:
+    def _active(self, ranking: selection.Ranking) -> list[int]:
+        """The candidates (indices) still in stage 1: all but those whose upper bound on
+        the tuned score is below the leader's lower bound on the latest evidence."""
         t = self.tuner
-        pooled = [s for n in t.names for s in self.samples[n] if s.trial < round_]
-        ranking = self._psm_rank(pooled, ELIMINATION_DRAWS)
-        dropped = to_eliminate(ranking, active, threshold)
-        chance = {e.candidate: e.prob_best for e in ranking}
-        for name in dropped:
+        every = list(range(len(t.names)))
+        out = {t.names[c] for c in safe_eliminations(ranking.maxima, every, t.settings.eliminate)}
+        level = 1 - t.settings.eliminate
+        for name in sorted(out - self.eliminated, key=t.names.index):
             t._emit(Message(self.run_id, "info", (
-                f"{name} eliminated after {round_} samples each: probability of being "
-                f"the best {chance[name]:.2f} < {threshold}"
+                f"{name} is out of stage 1: with {level:.0%} confidence its tuned score is "
+                f"below {ranking.estimates[0].candidate}'s"
             )))  # fmt: skip
-        return dropped
+        self.eliminated = out
+        return [c for c in every if t.names[c] not in out]
 
     def _stage3(self, winner: str) -> TuneResult:
         t = self.tuner
         t._emit(StageChanged(self.run_id, TUNING, f"tuning {winner}", winner=winner))
         while not budget_spent(self.spent(), t.budget.amount):
             self._sample(winner, TUNING)
-        if not self.ranking:
+        if self.selection is None:
             self._rank(stage=TUNING)
         holdout = None
         if self.evaluator.has_holdout:
@@ -368,10 +368,19 @@ class Execution:
             )))  # fmt: skip
 
     def _rank(self, stage: str) -> tuple[CandidateEstimate, ...]:
-        pooled = [s for name in self.tuner.names for s in self.samples[name]]
+        t = self.tuner
+        pooled = sorted((s for n in t.names for s in self.samples[n]), key=_commit_order)
         if not pooled:
             return ()
-        self.ranking = tuple(self._psm_rank(pooled, self.tuner.settings.n_bootstrap))
+        self.selection = selection.rank(
+            t.names, [t.space.unit(s.params) for s in pooled],
+            [t.space.covariates(s.params) for s in pooled], [s.candidate for s in pooled],
+            [s.score for s in pooled], trials=[s.trial for s in pooled],
+            known_noise=[self.evaluator.known_variance(s.score) for s in pooled],
+            use_psm=t.settings.psm, draws=t.settings.draws,
+            random_state=sampler_seed(t.seed, len(t.names) + 1, len(pooled)),
+        )  # fmt: skip
+        self.ranking = self.selection.estimates
         entries = [asdict(e) for e in self.ranking]
         try:
             self.store.add_ranking(self.run_id, len(pooled), stage, entries)
@@ -381,14 +390,6 @@ class Execution:
             self.tuner._emit(Message(self.run_id, "warning", warning))
         self.tuner._emit(RankingUpdated(self.run_id, self.ranking, len(pooled)))
         return self.ranking
-
-    def _psm_rank(self, pooled: list[Sample], n_bootstrap: int) -> list[CandidateEstimate]:
-        t = self.tuner
-        return psm.rank(
-            t.names, [t.space.covariates(s.params) for s in pooled],
-            [s.candidate for s in pooled], [s.score for s in pooled],
-            criterion=t.settings.criterion, n_bootstrap=n_bootstrap, random_state=t.seed,
-        )  # fmt: skip
 
     def _holdout(self, winner: str) -> dict[str, float]:
         done = self.store.samples(self.run_id, stage=HOLDOUT)
@@ -410,6 +411,11 @@ class Execution:
     ) -> TuneResult:
         samples = [s for name in self.tuner.names for s in self.samples[name]]
         return answer_so_far(self.run_id, samples, self.ranking, winner=winner, holdout=holdout)
+
+
+def _commit_order(sample: Sample) -> tuple[float, int]:
+    """Samples in the order they were committed (the store's ids grow with it)."""
+    return (sample.id if sample.id is not None else math.inf, sample.trial)
 
 
 def _make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:

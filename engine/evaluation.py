@@ -60,6 +60,11 @@ class Evaluator(abc.ABC):
     def has_holdout(self) -> bool:
         return False
 
+    def known_variance(self, score: float) -> float:
+        """What is known in advance of the noise of a tuning ``score``, as a variance (0:
+        nothing; the surrogate then learns it from the data)."""
+        return 0.0
+
     @abc.abstractmethod
     def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
         """Evaluate ``candidate`` at ``params``."""
@@ -220,6 +225,17 @@ class TaskEvaluator(Evaluator):
     @property
     def has_holdout(self) -> bool:
         return True
+
+    def known_variance(self, score: float) -> float:
+        """At most ``p(1 - p) / m`` for a score ``p`` that is a mean of m per-problem
+        values in [0, 1] (the Bhatia-Davis bound); ``p`` is pulled half a problem towards
+        1/2 so that a score of 0 or 1 is not taken as exact. 0 for a score outside [0, 1],
+        which is no such mean."""
+        m = len(self.problems("tune"))
+        if not 0 <= score <= 1 or not m:
+            return 0.0
+        p = (score * m + 0.5) / (m + 1)
+        return p * (1 - p) / m
 
     def attach(self, store: Store) -> None:
         self.store = store

@@ -24,7 +24,7 @@ from engine.events import (
     StageChanged,
 )
 from engine.records import CandidateEstimate, Run, Sample, TuneResult
-from engine.stages import BUDGET_STAGES, SELECTION, TUNING, answer_so_far, plan_budget
+from engine.stages import BUDGET_STAGES, SELECTION, TUNING, answer_so_far
 from engine.store import Store
 
 
@@ -71,12 +71,8 @@ class RunFollower:
 
     def _run_started(self, run: Run) -> RunStarted:
         names = tuple(c["name"] for c in run.config.get("candidates", []))
-        per_candidate = 0  # unknown in advance for a tokens or minutes budget
-        if self.budget.unit == "samples":
-            fraction = run.config.get("stage1_fraction", 0.5)
-            per_candidate = plan_budget(int(run.budget), len(names), fraction).per_candidate
         return RunStarted(
-            run.id, names, self.budget.amount, len(self._samples), per_candidate,
+            run.id, names, self.budget.amount, len(self._samples), 0,
             budget_unit=self.budget.unit, budget_used=self._budget_used,
         )  # fmt: skip
 

@@ -331,7 +331,7 @@ def rank(
                 overlap=point.overlap,
                 prob_best=float(prob_best[j]),
             )
-    order = sorted(range(len(names)), key=lambda i: _sort_key(estimates[i].score, i))
+    order = sorted(range(len(names)), key=lambda i: sort_key(estimates[i].score, i))
     return [estimates[i] for i in order]
 
 
@@ -381,7 +381,8 @@ def _summarise(draws: np.ndarray, confidence: float, k: int):
     return low, high, prob_best
 
 
-def _sort_key(score: float, index: int) -> tuple[float, int]:
+def sort_key(score: float, index: int) -> tuple[float, int]:
+    """Best first, NaN last, ties in the candidates' order."""
     return (-score if not math.isnan(score) else math.inf, index)
 
 

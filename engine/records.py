@@ -59,27 +59,32 @@ class Run:
 
 @dataclass(frozen=True)
 class CandidateEstimate:
-    """One candidate's standing in a :func:`rank` result. Every field is a plain ``str``,
-    ``float`` or ``int``, so ``dataclasses.asdict`` round-trips through JSON.
+    """One candidate's standing in a ranking (:func:`engine.selection.rank`). Every field
+    is a plain ``str``, ``float`` or ``int``, so ``dataclasses.asdict`` round-trips
+    through JSON.
 
     Attributes:
         candidate: The candidate's name.
-        score: The selection criterion's value (higher is better); the ranking sorts by it.
-        ci_low: Lower end of the bootstrap percentile interval of ``score``.
+        score: The estimated score of the candidate once tuned: the posterior mean of its
+            maximum over the decoding space (higher is better); the ranking sorts by it.
+        ci_low: Lower end of the credible interval of ``score``.
         ci_high: Upper end of that interval.
-        adjusted_mean: Expected score over the common parameter distribution (PSM).
+        adjusted_mean: Expected score over the parameters every candidate reaches (the
+            PSM matched comparison on common support).
         raw_mean: Plain mean of the candidate's own scores.
         n: The candidate's samples.
         matched: Its distinct samples that the matched set uses.
         overlap: Fraction of pooled samples on common support (the same for every
-            candidate). ``0.0`` means there is none: every estimate then fell back to the
-            candidate's raw scores and ``matched`` is 0.
-        prob_best: Bootstrap probability that this candidate has the highest ``score``.
+            candidate). ``0.0`` means there is none: ``adjusted_mean`` then fell back to
+            the candidate's raw mean and ``matched`` is 0.
+        prob_best: Posterior probability that this candidate is the best once tuned.
+        incumbent: The trial number of the candidate's sample with the highest posterior
+            mean: the parameters it would be deployed with (-1 without samples).
+        incumbent_mean: The posterior mean score at the incumbent's parameters.
 
-    A candidate without samples has ``n == 0`` and NaN estimates and is ranked last. With
-    ``n_bootstrap=0`` the interval and ``prob_best`` are NaN. The last two fields have
-    defaults, so an estimate built by hand (a front end's test, say) needs only the first
-    eight.
+    A candidate without samples has ``n == 0`` and NaN estimates and is ranked last. The
+    fields from ``overlap`` on have defaults, so an estimate built by hand (a front end's
+    test, say) needs only the first eight.
     """
 
     candidate: str
@@ -92,6 +97,8 @@ class CandidateEstimate:
     matched: int
     overlap: float = 1.0
     prob_best: float = math.nan
+    incumbent: int = -1
+    incumbent_mean: float = math.nan
 
 
 @dataclass(frozen=True)

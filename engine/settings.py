@@ -19,13 +19,13 @@ from typing import Any
 
 from engine.budget import Budget
 from engine.errors import ConfigError
+from engine.selection import DEFAULT_DRAWS
 from engine.stages import DEFAULT_ELIMINATION, check_elimination
 
 DEFAULT_TASK = "humaneval"
 #: The bundled model three ways: with its chat template, one worked example, raw.
 DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
 SAMPLERS = ("tpe", "gp", "random")
-CRITERIA = ("peak", "mean")
 #: Seeds go to SQLite (64-bit) and numpy's SeedSequence (non-negative).
 MAX_SEED = 2**63 - 1
 
@@ -74,6 +74,8 @@ class Option:
         """``value`` as the form shows it (empty for ``None``)."""
         if value is None:
             return ""
+        if isinstance(value, bool):
+            return "on" if value else "off"
         if isinstance(value, Budget) and value.unit == "samples":
             return str(value.amount)  # "9", as a user types it
         return str(value)
@@ -158,12 +160,28 @@ def _elimination(value: Any) -> None:
     check_elimination(value)
 
 
+def _boolean(name: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be on or off, got {value!r}")
+
+    return check
+
+
+def _on_off(text: str) -> bool:
+    words = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
+    if text.lower() not in words:
+        raise ValueError(text)
+    return words[text.lower()]
+
+
 def _optional(check: Callable[[Any], None]) -> Callable[[Any], None]:
     return lambda value: None if value is None else check(value)
 
 
 def _kind(parse: Callable[[str], Any]) -> str:
-    return {int: "a whole number", float: "a number"}.get(parse, "understood")
+    kinds = {int: "a whole number", float: "a number", _on_off: "on or off"}
+    return kinds.get(parse, "understood")
 
 
 # -- the settings ----------------------------------------------------------------------------
@@ -213,11 +231,6 @@ class RunSettings:
     metric: str | None = _option(
         None, "the task metric to maximise", label="metric", none_means="the task's first",
     )  # fmt: skip
-    criterion: str = _option(
-        "peak", "stage 2 compares candidates by the quality they reach once tuned (peak) "
-        "or by their mean", check=_one_of("criterion", CRITERIA), label="criterion",
-        choices=CRITERIA,
-    )  # fmt: skip
     sampler: str = _option(
         "tpe", "the optimizer of every candidate's study", check=_one_of("sampler", SAMPLERS),
         label="sampler", choices=SAMPLERS,
@@ -227,15 +240,18 @@ class RunSettings:
         label="stage-1 share", metavar="F",
     )  # fmt: skip
     eliminate: float = _option(
-        DEFAULT_ELIMINATION, "drop a candidate from stage 1 once its chance of being the "
-        "best is below this (0 turns it off)", parse=float, check=_elimination,
-        label="eliminate below", metavar="P",
+        DEFAULT_ELIMINATION, "drop a candidate from stage 1 while its tuned score is below "
+        "the leader's with 1 - this confidence (0 turns it off)", parse=float,
+        check=_elimination, label="eliminate at", metavar="ALPHA",
     )  # fmt: skip
-    n_bootstrap: int = _option(
-        200, "bootstrap refits behind each ranking's intervals and P(best); 0 ranks by point "
-        "estimates (the same choice), for objectives so cheap that the refits dominate",
-        parse=int, check=_whole("n_bootstrap", 0), label="bootstrap", flag="--bootstrap",
-        metavar="N",
+    psm: bool = _option(
+        True, "centre each candidate's surrogate on its PSM-matched mean (off: on the mean "
+        "of all scores)", parse=_on_off, check=_boolean("psm"), label="PSM",
+        choices=("on", "off"),
+    )  # fmt: skip
+    draws: int = _option(
+        DEFAULT_DRAWS, "posterior draws behind each ranking's intervals and P(best)",
+        parse=int, check=_whole("draws", 16), label="draws", metavar="N",
     )  # fmt: skip
     batch_size: int = _option(
         8, "prompts generated at once (halved on out-of-memory)", parse=int,

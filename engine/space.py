@@ -295,6 +295,34 @@ class SearchSpace:
             math.log(float(params["max_new_tokens"])),
         ]
 
+    def unit(self, params: Mapping[str, Any]) -> list[float]:
+        """``params`` as coordinates in [0, 1], one per parameter that is not fixed, for
+        the surrogate model (:mod:`engine.surrogate`).
+
+        Each parameter is scaled by its range, on a log scale where it is searched so.
+        Greedy decoding sits at the cold, untruncated corner (temperature 0, top_p 1,
+        top_k at the top of its range), as in :meth:`covariates`.
+
+        >>> SearchSpace().unit({"temperature": 0.75, "top_p": 0.75, "top_k": 10,
+        ...                     "repetition_penalty": 1.0, "max_new_tokens": 128})
+        [0.5, 0.5, 0.5, 0.0, 0.5]
+        """
+        sampling = float(params["temperature"]) > 0
+        values = {
+            **params,
+            "top_p": params["top_p"] if sampling else 1.0,
+            "top_k": params["top_k"] if sampling else self.ranges["top_k"].high,
+        }
+        coordinates = []
+        for name, r in self.ranges.items():
+            if r.fixed:
+                continue
+            low, high, value = float(r.low), float(r.high), float(values[name])
+            if r.log:
+                low, high, value = math.log(low), math.log(high), math.log(value)
+            coordinates.append(min(1.0, max(0.0, (value - low) / (high - low))))
+        return coordinates
+
 
 def generation_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     """Map decoding parameters to Hugging Face ``generate`` / ``GenerationConfig`` kwargs."""

@@ -1,26 +1,23 @@
 """The pieces of the three stages that are pure decisions, kept apart to be tested alone.
 
-Stage 1 (sampling) gives every candidate the same number of samples, interleaved so each
-candidate has evidence early. Stage 2 (selection) ranks candidates with
-:func:`engine.psm.rank` on those samples. Stage 3 (tuning) spends the rest of the budget
-on the winner's own study.
+Stage 1 (sampling) gives every candidate :data:`MIN_STAGE1_SAMPLES`, round-robin
+(:func:`next_stage1_candidate`), then each further sample to the candidate top-two
+Thompson sampling names from the ranking's posterior draws (:func:`top_two`), among
+those not safely eliminated (:func:`safe_eliminations`). It ends when the selection is
+settled (:func:`selection_settled`): the leader is the best with probability
+:data:`SETTLED`, or stage 1 has spent its share of the budget. Stage 2 (selection) takes
+the leader of the ranking (:func:`engine.selection.rank`). Stage 3 (tuning) spends the
+rest of the budget on the winner's own study (:func:`budget_spent`), whatever the
+budget's unit (samples, tokens or minutes: :class:`engine.budget.Budget`).
 
-Early elimination (on by default) drops a candidate from stage 1 once, after a finished
-round, its bootstrap probability of being the best falls below a threshold
-(:func:`to_eliminate`); its remaining stage-1 share goes to stage 3. Its samples still
-count in every ranking, so it can still be selected.
-
-A budget of samples is split in advance (:func:`plan_budget`). A budget of tokens or
-minutes (:class:`engine.budget.Budget`) cannot be: stage 1 goes round-robin until its
-share of the cost is spent and the round is finished (:func:`next_cost_stage1_candidate`,
-:func:`stage1_complete`), and stage 3 until the whole budget is (:func:`budget_spent`).
+An eliminated candidate's samples still count in every ranking, so it can still be
+selected.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,58 +33,28 @@ BUDGET_STAGES = (SAMPLING, TUNING)
 #: Fewest stage-1 samples per candidate: the first is a shared default point, the rest
 #: give the propensity model something to balance.
 MIN_STAGE1_SAMPLES = 2
-#: Early elimination looks at the ranking after this many rounds at the earliest: with
-#: fewer, a candidate's bootstrap resamples one or two points and ``prob_best`` is noise.
-ELIMINATION_ROUND = 3
-#: Bootstrap draws behind an elimination decision (resolution 1 / draws of ``prob_best``).
-ELIMINATION_DRAWS = 200
-#: The default elimination threshold of P(best). ``benchmarks.strategies`` measured it
-#: neutral over all families, better where a candidate is clearly out (the replay of real
-#: evaluations included) and worse where the best peak shows late (docs/benchmarks.md).
+#: The tail probability of the bounds behind an elimination (:func:`safe_eliminations`).
 DEFAULT_ELIMINATION = 0.05
+#: Stage 1 ends once the leader is the best with this probability (:func:`selection_settled`).
+SETTLED = 0.9
+#: How often top-two Thompson sampling samples the leader rather than the challenger
+#: (Russo's beta; 1/2 is his recommended default and within a factor 2 of optimal).
+TOP_TWO_LEADER = 0.5
 
 
-@dataclass(frozen=True)
-class BudgetPlan:
-    """How a budget of samples is split: ``per_candidate`` each in stage 1, the rest
-    (``tuning``) on the winner."""
-
-    budget: int
-    n_candidates: int
-    per_candidate: int
-
-    @property
-    def sampling(self) -> int:
-        return self.per_candidate * self.n_candidates
-
-    @property
-    def tuning(self) -> int:
-        return self.budget - self.sampling
-
-
-def check_split(n_candidates: int, stage1_fraction: float) -> None:
-    """Raise :class:`ConfigError` unless the budget can be split at all."""
+def check_split(n_candidates: int, stage1_fraction: float, samples: int | None = None) -> None:
+    """Raise :class:`ConfigError` unless the budget can be split at all: a budget of
+    ``samples`` must give every candidate :data:`MIN_STAGE1_SAMPLES`."""
     if n_candidates < 1:
         raise ConfigError("at least one candidate is needed")
     if not 0 < stage1_fraction <= 1:
         raise ConfigError(f"stage-1 fraction must be in (0, 1], got {stage1_fraction}")
-
-
-def plan_budget(budget: int, n_candidates: int, stage1_fraction: float = 0.5) -> BudgetPlan:
-    """Split ``budget`` samples: about ``stage1_fraction`` of it on stage 1.
-
-    >>> plan_budget(30, 3)
-    BudgetPlan(budget=30, n_candidates=3, per_candidate=5)
-    """
-    check_split(n_candidates, stage1_fraction)
     least = MIN_STAGE1_SAMPLES * n_candidates
-    if budget < least:
+    if samples is not None and samples < least:
         raise ConfigError(
-            f"budget {budget} is too small for {n_candidates} candidates: stage 1 needs "
+            f"budget {samples} is too small for {n_candidates} candidates: stage 1 needs "
             f"{MIN_STAGE1_SAMPLES} samples each, so use --budget {least} or more"
         )
-    per = max(MIN_STAGE1_SAMPLES, math.floor(stage1_fraction * budget / n_candidates))
-    return BudgetPlan(budget, n_candidates, min(per, budget // n_candidates))
 
 
 def next_stage1_candidate(
@@ -101,52 +68,51 @@ def next_stage1_candidate(
     return min(pending, key=lambda c: counts.get(c, 0))
 
 
-def stage1_complete(counts: Sequence[int], spent: float, target: float) -> bool:
-    """Whether stage 1 of a cost (tokens or minutes) budget is over: every candidate has
-    at least :data:`MIN_STAGE1_SAMPLES`, all have the same number (the round is finished)
-    and ``spent`` (the cost of the committed budget samples) has reached ``target``."""
-    if not counts:
-        return True
-    least = min(counts)
-    return least >= MIN_STAGE1_SAMPLES and least == max(counts) and spent >= target
-
-
-def next_cost_stage1_candidate(
-    candidates: Sequence[str], counts: Mapping[str, int], spent: float, target: float
-) -> str | None:
-    """The next stage-1 candidate under a cost budget, or None when stage 1 is complete.
-
-    The same round-robin as :func:`next_stage1_candidate`: a lagging candidate catches up
-    first, and a new round starts only while ``spent < target``.
-    """
-    numbers = [counts.get(c, 0) for c in candidates]
-    if stage1_complete(numbers, spent, target):
-        return None
-    top = max(numbers)
-    rounds = top + 1 if min(numbers) == top else top
-    return next_stage1_candidate(candidates, counts, max(MIN_STAGE1_SAMPLES, rounds))
-
-
-def check_elimination(threshold: float) -> None:
-    """Raise :class:`ConfigError` unless ``threshold`` is a probability below 1/2."""
-    if not 0 <= threshold < 0.5:
+def check_elimination(alpha: float) -> None:
+    """Raise :class:`ConfigError` unless ``alpha`` is a tail probability below 1/2."""
+    if not 0 <= alpha < 0.5:
         raise ConfigError(
-            f"elimination threshold must be in [0, 0.5) (0 turns it off), got {threshold}"
+            f"elimination level must be in [0, 0.5) (0 turns it off), got {alpha}"
         )
 
 
-def to_eliminate(
-    ranking: Sequence[CandidateEstimate], active: Sequence[str], threshold: float
-) -> list[str]:
-    """The ``active`` candidates to drop from stage 1: those whose bootstrap probability
-    of being the best is below ``threshold``. The leader is never dropped, and NaN
-    (a ranking without bootstrap) drops nothing."""
-    leader = ranking[0].candidate
-    return [
-        e.candidate
-        for e in ranking
-        if e.candidate in active and e.candidate != leader and e.prob_best < threshold
-    ]
+def top_two(maxima: np.ndarray, active: Sequence[int], rng: np.random.Generator) -> int:
+    """The candidate (a column of ``maxima``) that stage 1 samples next: top-two Thompson
+    sampling (Russo 2016) over the posterior draws of each candidate's tuned score.
+
+    One draw names a leader. Half the time the leader is sampled; otherwise the draws are
+    searched, in a random order, for one led by another ``active`` candidate, the
+    challenger, which is sampled. So evaluations go where the answer is still in
+    doubt: to the likely best, to tune it, and to whoever could still beat it, in
+    proportion to that chance. A candidate no draw puts first gets nothing.
+    """
+    columns = np.asarray(active, dtype=int)
+    values = np.where(np.isnan(maxima[:, columns]), -np.inf, maxima[:, columns])
+    leaders = columns[np.argmax(values, axis=1)]
+    order = rng.permutation(len(leaders))
+    first = int(leaders[order[0]])
+    if rng.random() < TOP_TWO_LEADER:
+        return first
+    challengers = leaders[order][leaders[order] != first]
+    return int(challengers[0]) if challengers.size else first
+
+
+def safe_eliminations(maxima: np.ndarray, active: Sequence[int], alpha: float) -> list[int]:
+    """The ``active`` candidates (columns of ``maxima``) that cannot be the best: the
+    upper ``1 - alpha`` quantile of their tuned score is below the ``alpha`` quantile of
+    the leader's (the candidate with the highest mean). ``alpha`` 0 eliminates none."""
+    if not alpha or len(active) < 2:
+        return []
+    means = {c: float(np.mean(maxima[:, c])) for c in active}
+    leader = max(active, key=lambda c: means[c])
+    floor = float(np.quantile(maxima[:, leader], alpha))
+    return [c for c in active if c != leader and np.quantile(maxima[:, c], 1 - alpha) < floor]
+
+
+def selection_settled(prob_best: float, spent: float, target: float) -> bool:
+    """Whether stage 1 is over: the leader is the best with probability
+    :data:`SETTLED` or more, or stage 1 has spent its share ``target`` of the budget."""
+    return prob_best >= SETTLED or spent >= target
 
 
 def budget_spent(spent: float, amount: float) -> bool:
@@ -171,6 +137,28 @@ def best_sample_index(scores: Sequence[float]) -> int:
     return int(np.argmax(np.asarray(scores, dtype=float)))
 
 
+def why_leader(ranking: Sequence[CandidateEstimate]) -> str:
+    """One line on why the top of ``ranking`` leads, for the app and ``show``.
+
+    >>> a = CandidateEstimate("a", 0.62, 0.55, 0.68, 0.4, 0.4, 9, 5, prob_best=0.93)
+    >>> b = CandidateEstimate("b", 0.48, 0.40, 0.55, 0.4, 0.4, 4, 4, prob_best=0.07)
+    >>> why_leader([a, b])
+    'a leads: tuned score 0.62 (0.55-0.68), P(best) 0.93; next b 0.48 (0.40-0.55)'
+    """
+    ranked = [e for e in ranking if e.n]
+    if not ranked:
+        return "no samples yet"
+    top = ranked[0]
+    line = f"{top.candidate} leads: tuned score {_interval(top)}, P(best) {top.prob_best:.2f}"
+    if len(ranked) == 1:
+        return line + (" (the only candidate with samples)" if len(ranking) > 1 else "")
+    return f"{line}; next {ranked[1].candidate} {_interval(ranked[1])}"
+
+
+def _interval(e: CandidateEstimate) -> str:
+    return f"{e.score:.2f} ({e.ci_low:.2f}-{e.ci_high:.2f})"
+
+
 def leader(ranking: Sequence[CandidateEstimate], winner: str | None = None) -> str | None:
     """The candidate a run answers with: the winner once stage 2 has selected one, else
     the top of the latest ranking (``None`` before any candidate has a sample)."""
@@ -188,7 +176,8 @@ def answer_so_far(
     holdout: dict[str, float] | None = None,
 ) -> TuneResult:
     """The answer of a run from the samples it has committed: the :func:`leader`'s
-    best budget sample (the best sample of all when there is no ranking yet).
+    incumbent, its sample with the highest posterior mean (its best observed sample for a
+    ranking that names none; the best sample of all when there is no ranking yet).
 
     The tuner answers with it when a run ends or stops, and every viewer (the follower,
     the app, ``show`` and ``export``) with it while a run is unfinished, so all of them
@@ -198,7 +187,9 @@ def answer_so_far(
     counted = [s for s in samples if s.stage in BUDGET_STAGES]
     name = leader(ranking, winner)
     own = [s for s in counted if s.candidate == name] if name else counted
-    best = own[best_sample_index([s.score for s in own])] if own else None
+    incumbent = next((e.incumbent for e in ranking if e.candidate == name), -1)
+    chosen = [s for s in own if s.trial == incumbent]
+    best = chosen[0] if chosen else own[best_sample_index([s.score for s in own])] if own else None
     return TuneResult(
         run_id=run_id,
         best_candidate=name or (best.candidate if best else ""),

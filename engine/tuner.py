@@ -24,9 +24,7 @@ from engine.records import TuneResult
 from engine.settings import RunSettings
 from engine.space import SearchSpace
 from engine.stages import (
-    BudgetPlan,
     check_split,
-    plan_budget,
 )
 from engine.store import (
     Store,
@@ -50,14 +48,14 @@ class Tuner:
         **options: run options by name, over ``settings`` (see
             :class:`~engine.settings.RunSettings` for each one's default and meaning):
             ``budget`` (``9`` samples, ``"20000 tokens"`` (an objective then returns
-            ``(score, generated_tokens)``), ``"30m"``), ``seed``, ``criterion``,
-            ``sampler``, ``stage1_fraction``, ``eliminate``, ``n_bootstrap``; for task
+            ``(score, generated_tokens)``), ``"30m"``), ``seed``,
+            ``sampler``, ``stage1_fraction``, ``eliminate``, ``psm``, ``draws``; for task
             runs also ``dataset``, ``tune_size``, ``holdout_size``, ``samples_per_problem``
             (a :class:`Task` object carries its own), ``train_size``, ``metric``,
             ``batch_size``, ``device``.
 
-    A samples budget is split in advance; a tokens or minutes budget ends stage 1 once
-    ``stage1_fraction`` of it is spent and the round of candidates is finished. Call
+    Stage 1 ends once the leader is the best with probability 0.9 or ``stage1_fraction``
+    of the budget is spent (see :mod:`engine.stages`). Call
     :meth:`subscribe` to receive :mod:`engine.events`, then :meth:`run`.
     """
 
@@ -92,12 +90,8 @@ class Tuner:
                 c if isinstance(c, Candidate) else parse_candidate(c) for c in candidates
             )
         self.names = [c.name for c in self.candidates]
-        # A samples budget is split in advance; a cost budget has no plan (None).
-        self.plan: BudgetPlan | None = None
-        if self.budget.unit == "samples":
-            self.plan = plan_budget(self.budget.amount, len(self.names), settings.stage1_fraction)
-        else:
-            check_split(len(self.names), settings.stage1_fraction)
+        samples = self.budget.amount if self.budget.unit == "samples" else None
+        check_split(len(self.names), settings.stage1_fraction, samples)
         self.objective = objective
         self.task = task
         self.store_path = ":memory:" if store is None else str(store)

@@ -20,7 +20,7 @@ import numpy as np
 import optuna
 
 from benchmarks._strategies.landscapes import SPACE, Family
-from engine import Tuner, plan_budget, sampler_seed
+from engine import Tuner, sampler_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -103,7 +103,7 @@ def three_stage(
     keeps its own."""
     objective = CountingObjective(family, budget, _seed(seed, 1))
     tuner = Tuner(objective=objective, candidates=list(family.candidates), budget=budget,
-                  seed=seed, space=SPACE, n_bootstrap=0 if fast else 200,
+                  seed=seed, space=SPACE, 
                   **options)  # fmt: skip
     result = tuner.run()
     return Choice(result.best_candidate, dict(result.best_params))
@@ -148,7 +148,7 @@ def naive_pooling(family: Family, budget: int, seed: int) -> Choice:
     """
     objective = CountingObjective(family, budget, _seed(seed, 1))  # same noise as three-stage
     names = family.candidates
-    plan = plan_budget(budget, len(names))
+    per_candidate = max(2, budget // 2 // len(names))  # half the budget, as two-stage
     studies = {name: _study(tpe_sampler(0)) for name in names}
     stage1: dict[str, list[float]] = {name: [] for name in names}
 
@@ -162,7 +162,7 @@ def naive_pooling(family: Family, budget: int, seed: int) -> Choice:
             study.sampler = tpe_sampler(sampler_seed(seed, names.index(name), number))
             _ask_tell(study, lambda p: objective(name, p))
 
-    for _ in range(plan.per_candidate):
+    for _ in range(per_candidate):
         for name in names:
             sample(name)
             stage1[name].append(float(studies[name].trials[-1].value))

@@ -229,7 +229,7 @@ def _labelled(option: Option) -> Iterator[Widget]:
     yield Label(option.label)
     if option.choices:
         yield Select(
-            [(c, c) for c in option.choices], value=option.default, allow_blank=False,
+            [(c, c) for c in option.choices], value=option.text(option.default), allow_blank=False,
             id=_field_id(option), compact=True, tooltip=option.help,
         )  # fmt: skip
         return

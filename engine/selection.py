@@ -1,0 +1,235 @@
+"""Which candidate is best once tuned, with how sure we are (stages 1 and 2).
+
+A run wants the candidate whose score is highest *after its decoding parameters are
+tuned*, which is the maximum of its score surface, not the mean or the upper tail of
+what its optimizer happened to try. :func:`rank` estimates each candidate's maximum from
+all of its samples:
+
+1. **PSM aligns the candidates' levels.** Each candidate's optimizer sampled where it
+   expected to do well, so raw means mix "which model" with "which parameters it tried".
+   The propensity-score matched comparison on common support (:mod:`engine.psm`) gives
+   each candidate's mean over the parameters every candidate reaches; that is the prior
+   mean ``m_c`` of the surrogate, the level its surface is drawn around. Samples off the
+   common support are *not* dropped: the surrogate conditions on every sample.
+2. **The surrogate models the surfaces** (:mod:`engine.surrogate`): one GP over every
+   sample with a surface the candidates share and one of each candidate's own.
+3. **Posterior draws of each maximum.** Joint draws of a candidate's surface at its
+   evaluated points and at :data:`REFERENCE_POINTS` quasi-random points of the space;
+   the maximum of each draw is one draw of the tuned score. Their mean is the
+   candidate's ``score``, their quantiles its interval, and the share of draws in which
+   it is the highest its ``prob_best`` (Thompson sampling over maxima, as in Bandit-BO).
+
+The same draws drive stage 1 (:func:`engine.stages.top_two`,
+:func:`engine.stages.safe_eliminations`) and the switch to stage 3. The deployed
+parameters are each candidate's *incumbent*: its sample with the highest posterior mean,
+not its luckiest noisy score (which overstates what the parameters give: the winner's
+curse).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from threadpoolctl import threadpool_limits
+
+from engine import psm
+from engine.errors import ConfigError
+from engine.records import CandidateEstimate
+from engine.surrogate import Surrogate
+
+#: Quasi-random points of the space (shared by every candidate) at which the maxima are
+#: drawn besides the evaluated points: where nobody has looked, a candidate may still be
+#: better than anywhere seen, and the draws say by how much.
+REFERENCE_POINTS = 64
+#: Default posterior draws behind a ranking's intervals and P(best).
+DEFAULT_DRAWS = 256
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """What :func:`rank` found.
+
+    Attributes:
+        estimates: One :class:`CandidateEstimate` per candidate, best first.
+        names: The candidates in the order of ``draws``' columns (as given to :func:`rank`).
+        maxima: (draws, k) posterior draws of each candidate's tuned score; a candidate
+            without samples has a NaN column.
+    """
+
+    estimates: tuple[CandidateEstimate, ...]
+    names: tuple[str, ...]
+    maxima: np.ndarray
+
+
+def refit_size(n: int) -> int:
+    """The number of samples whose hyperparameters serve a model of ``n`` samples.
+
+    The hyperparameters are learned again on the first 1..6, 8, 10, 12, 15, 18, 22, ...
+    samples (each point about 1.2 times the one before) and only conditioned on in
+    between: learning them is most of the cost, and they change little from one sample
+    to the next. A pure function of ``n``, so a resumed run refits where the
+    uninterrupted one did.
+
+    >>> [refit_size(n) for n in (5, 7, 9, 16, 100)]
+    [5, 6, 8, 15, 84]
+    """
+    size = 1
+    while True:
+        following = max(size + 1, math.ceil(1.2 * size))
+        if following > n:
+            return size
+        size = following
+
+
+def rank(
+    candidates: Sequence[str],
+    unit: ArrayLike,
+    covariates: ArrayLike,
+    treatment: Sequence[str],
+    outcome: ArrayLike,
+    *,
+    trials: Sequence[int] | None = None,
+    known_noise: ArrayLike | None = None,
+    use_psm: bool = True,
+    draws: int = DEFAULT_DRAWS,
+    confidence: float = 0.9,
+    random_state: int = 0,
+) -> Ranking:
+    """Rank candidates by their estimated score once tuned, best first.
+
+    Args:
+        candidates: Candidate names, unique; a name without samples is ranked last.
+        unit: (n, d) unit coordinates of each sample's parameters
+            (:meth:`engine.space.SearchSpace.unit`), in commit order.
+        covariates: (n, p) the same parameters as the propensity model takes them
+            (:meth:`engine.space.SearchSpace.covariates`).
+        treatment: The candidate of each sample.
+        outcome: The score of each sample (higher is better), finite.
+        trials: Each sample's trial number within its candidate (default: its position
+            among the candidate's samples); the incumbent is named by it.
+        known_noise: Each score's variance where known in advance (e.g. p(1 - p)/m for a
+            mean over m problems); ``None``: learned from the data alone.
+        use_psm: Centre each candidate's surface on its PSM-adjusted mean (else on the
+            mean of all scores): the ablation of PSM's contribution.
+        draws: Posterior draws behind the interval and ``prob_best`` (at least 16).
+        confidence: Coverage of the credible interval, in (0, 1).
+        random_state: Seeds the draws and the reference points.
+
+    Raises:
+        ConfigError: On malformed input or options.
+    """
+    names = list(candidates)
+    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 16:
+        raise ConfigError(f"draws must be a whole number >= 16, got {draws!r}")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
+    # Matrices this small are slower on several BLAS threads than on one, far slower
+    # when other processes want the cores too.
+    with threadpool_limits(1):
+        return _rank(names, unit, covariates, treatment, outcome, trials, known_noise,
+                     use_psm, draws, confidence, random_state)  # fmt: skip
+
+
+def _rank(names, unit, covariates, treatment, outcome, trials, known_noise, use_psm, draws,
+          confidence, random_state) -> Ranking:  # fmt: skip
+    x_unit = np.asarray(unit, dtype=float).reshape(len(treatment), -1)
+    # psm.rank validates names, lengths and values, and gives the matched comparison.
+    matched = psm.rank(names, covariates, treatment, outcome, criterion="mean", n_bootstrap=0)
+    by_name = {e.candidate: e for e in matched}
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.array([index[t] for t in treatment], dtype=int)
+    y = np.asarray(outcome, dtype=float)
+    k = len(names)
+    maxima = np.full((draws, k), np.nan)
+    incumbents: dict[int, tuple[int, float]] = {}
+    if len(y):
+        prior = _prior_means(by_name, names, y, use_psm)
+        model = _model(x_unit, labels, y, known_noise, prior)
+        rng = np.random.default_rng(random_state)
+        reference = rng.random((REFERENCE_POINTS, x_unit.shape[1]))
+        numbers = _trial_numbers(labels, trials)
+        for c in np.unique(labels):
+            own = labels == c
+            points = np.vstack([np.unique(x_unit[own], axis=0), reference])
+            maxima[:, c] = model.draw(c, points, draws, rng).max(axis=1)
+            means = model.mean(c, x_unit[own])
+            best = int(np.argmax(means))
+            incumbents[c] = (int(numbers[own][best]), float(means[best]))
+    chance = prob_best(maxima)
+    estimates = [
+        _estimate(by_name[names[c]], maxima[:, c], chance[c], incumbents.get(c), confidence)
+        for c in range(k)
+    ]
+    order = sorted(range(k), key=lambda c: psm.sort_key(estimates[c].score, c))
+    return Ranking(tuple(estimates[c] for c in order), tuple(names), maxima)
+
+
+def _prior_means(by_name, names, y, use_psm: bool) -> np.ndarray:
+    """``m_c``: the PSM-adjusted mean of each candidate, or the mean of every score."""
+    if not use_psm:
+        return np.full(len(names), y.mean())
+    return np.array([
+        by_name[n].adjusted_mean if by_name[n].n else y.mean() for n in names
+    ])  # fmt: skip
+
+
+def _model(x_unit, labels, y, known_noise, prior) -> Surrogate:
+    """The surrogate conditioned on every sample, its hyperparameters learned on the
+    first :func:`refit_size` of them (the samples are in commit order)."""
+    known = None if known_noise is None else np.asarray(known_noise, dtype=float)
+    size = refit_size(len(y))
+    learned = Surrogate(prior).fit(
+        x_unit[:size], labels[:size], y[:size], None if known is None else known[:size]
+    )
+    if size == len(y):
+        return learned
+    return Surrogate(prior).fit(x_unit, labels, y, known, hyper=learned.hyper)
+
+
+def _trial_numbers(labels: np.ndarray, trials: Sequence[int] | None) -> np.ndarray:
+    if trials is not None:
+        return np.asarray(trials, dtype=int)
+    numbers = np.empty(len(labels), dtype=int)
+    for c in np.unique(labels):
+        own = np.flatnonzero(labels == c)
+        numbers[own] = np.arange(own.size)
+    return numbers
+
+
+def _estimate(matched, column, chance, incumbent, confidence) -> CandidateEstimate:
+    """A candidate's line: its draws of the maximum (``column``) summarised, beside the
+    PSM figures (``matched``, from :func:`engine.psm.rank`)."""
+    if incumbent is None:
+        return matched  # no samples: NaN estimates
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(column, [tail, 1 - tail])
+    return CandidateEstimate(
+        candidate=matched.candidate,
+        score=float(column.mean()),
+        ci_low=float(low),
+        ci_high=float(high),
+        adjusted_mean=matched.adjusted_mean,
+        raw_mean=matched.raw_mean,
+        n=matched.n,
+        matched=matched.matched,
+        overlap=matched.overlap,
+        prob_best=float(chance),
+        incumbent=incumbent[0],
+        incumbent_mean=incumbent[1],
+    )
+
+
+def prob_best(maxima: np.ndarray) -> np.ndarray:
+    """The share of draws (rows) in which each column is the highest; ties share a win,
+    NaN columns never win.
+
+    >>> prob_best(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [3.0, 1.0]])).tolist()
+    [0.625, 0.375]
+    """
+    values = np.where(np.isnan(maxima), -np.inf, maxima)
+    best = values == values.max(axis=1, keepdims=True)
+    return (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
