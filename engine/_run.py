@@ -34,6 +34,7 @@ from engine.events import (
 from engine.records import CandidateEstimate, Run, Sample, TuneResult
 from engine.stages import (
     BUDGET_STAGES,
+    EXPLORE_EACH,
     HOLDOUT,
     MIN_STAGE1_SAMPLES,
     SAMPLING,
@@ -63,6 +64,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 #: Samples in a row that may fail to be written (disk full, store locked) before the run
 #: stops: a disk that stays full must not burn hours of evaluations that cannot be kept.
 MAX_LOST_SAMPLES = 3
+#: Random points of the space a Thompson proposal considers besides local ones.
+PROPOSAL_POINTS = 256
 #: Seconds between two looks at the store while a run is paused on request.
 REQUEST_POLL = 0.5
 
@@ -250,9 +253,9 @@ class Execution:
         """The candidate to sample next in stage 1, or ``None`` once it is over."""
         t = self.tuner
         counts = {name: len(s) for name, s in self.samples.items()}
-        first = next_stage1_candidate(t.names, counts, MIN_STAGE1_SAMPLES)
-        if first is not None or self.selection is None:
-            return first
+        least = min(counts.values())
+        if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and self.spent() < target):
+            return next_stage1_candidate(t.names, counts, least + 1)
         ranking = self.selection
         if selection_settled(ranking.estimates[0].prob_best, self.spent(), target):
             return None
@@ -282,7 +285,7 @@ class Execution:
         t._emit(StageChanged(self.run_id, TUNING, f"tuning {winner}", winner=winner))
         while not budget_spent(self.spent(), t.budget.amount):
             self._sample(winner, TUNING)
-        if self.selection is None:
+        if self.selection is None:  # a budget spent in stage 1, resumed
             self._rank(stage=TUNING)
         holdout = None
         if self.evaluator.has_holdout:
@@ -305,6 +308,8 @@ class Execution:
         trial = None
         if trial_number == 0:
             params = self.tuner.space.default_params()
+        elif self.tuner.settings.sampler == "thompson":
+            params = self._thompson(name, trial_number)
         else:
             trial = study.ask()
             params = self.tuner.space.suggest(trial)
@@ -323,6 +328,16 @@ class Execution:
             study.tell(trial, sample.score)
         self._rank(stage=stage)
         return sample
+
+    def _thompson(self, name: str, trial_number: int) -> dict:
+        """The next point of ``name`` by Thompson sampling of the latest ranking's model."""
+        t = self.tuner
+        index = t.names.index(name)
+        rng = np.random.default_rng(sampler_seed(t.seed, index, trial_number))
+        if self.selection is None or self.selection.model is None:
+            self._rank(stage=SAMPLING)  # a resumed run's first sample
+        reference = t.space.random_unit(PROPOSAL_POINTS, rng)
+        return t.space.from_unit(self.selection.propose(index, reference, rng))
 
     def _commit(
         self, name: str, stage: str, trial: int, params: dict, evaluation: Evaluation

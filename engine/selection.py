@@ -45,6 +45,9 @@ from engine.surrogate import Surrogate
 #: drawn besides the evaluated points: where nobody has looked, a candidate may still be
 #: better than anywhere seen, and the draws say by how much.
 REFERENCE_POINTS = 64
+#: Thompson proposals (:meth:`Ranking.propose`) look this close around this many of a
+#: candidate's best samples, this many points each (unit coordinates).
+LOCAL_STEP, LOCAL_CENTRES, LOCAL_POINTS = 0.1, 3, 32
 #: Default posterior draws behind a ranking's intervals and P(best).
 DEFAULT_DRAWS = 256
 
@@ -63,6 +66,28 @@ class Ranking:
     estimates: tuple[CandidateEstimate, ...]
     names: tuple[str, ...]
     maxima: np.ndarray
+    model: Surrogate | None = None
+    samples: np.ndarray | None = None  # (n, d) unit coordinates the model conditions on
+    labels: np.ndarray | None = None  # (n,) their candidates (indices of ``names``)
+
+    def propose(self, c: int, reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Where candidate ``c`` should be sampled next: Thompson sampling of its surface.
+
+        One joint posterior draw at the ``reference`` points (n, d) and at
+        :data:`LOCAL_POINTS` perturbations of each of the candidate's
+        :data:`LOCAL_CENTRES` best samples (by posterior mean); the point where the draw
+        is highest. Near good samples the draw refines them, far from every sample it
+        explores in proportion to the chance of something better there, and the shape
+        the candidates share steers a candidate with few samples of its own.
+        """
+        assert self.model is not None and self.samples is not None and self.labels is not None
+        own = self.samples[self.labels == c]
+        centres = own[np.argsort(-self.model.mean(c, own))[:LOCAL_CENTRES]]
+        local = centres.repeat(LOCAL_POINTS, axis=0)
+        local = np.clip(local + rng.normal(0.0, LOCAL_STEP, local.shape), 0.0, 1.0)
+        points = np.vstack([reference, local])
+        with threadpool_limits(1):  # as in rank
+            return points[int(np.argmax(self.model.draw(c, points, 1, rng)[0]))]
 
 
 def refit_size(n: int) -> int:
@@ -165,7 +190,10 @@ def _rank(names, unit, covariates, treatment, outcome, trials, known_noise, use_
         for c in range(k)
     ]
     order = sorted(range(k), key=lambda c: psm.sort_key(estimates[c].score, c))
-    return Ranking(tuple(estimates[c] for c in order), tuple(names), maxima)
+    ranked = tuple(estimates[c] for c in order)
+    if not len(y):
+        return Ranking(ranked, tuple(names), maxima)
+    return Ranking(ranked, tuple(names), maxima, model, x_unit, labels)
 
 
 def _prior_means(by_name, names, y, use_psm: bool) -> np.ndarray:

@@ -25,7 +25,7 @@ from engine.stages import DEFAULT_ELIMINATION, check_elimination
 DEFAULT_TASK = "humaneval"
 #: The bundled model three ways: with its chat template, one worked example, raw.
 DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
-SAMPLERS = ("tpe", "gp", "random")
+SAMPLERS = ("thompson", "tpe", "gp", "random")
 #: Seeds go to SQLite (64-bit) and numpy's SeedSequence (non-negative).
 MAX_SEED = 2**63 - 1
 
@@ -232,7 +232,9 @@ class RunSettings:
         None, "the task metric to maximise", label="metric", none_means="the task's first",
     )  # fmt: skip
     sampler: str = _option(
-        "tpe", "the optimizer of every candidate's study", check=_one_of("sampler", SAMPLERS),
+        "thompson", "how a candidate's next parameters are proposed: by Thompson sampling of "
+        "the surrogate every candidate shares, or by the candidate's own Optuna study",
+        check=_one_of("sampler", SAMPLERS),
         label="sampler", choices=SAMPLERS,
     )  # fmt: skip
     stage1_fraction: float = _option(

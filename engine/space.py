@@ -14,11 +14,12 @@ conditional space (a ``sampling`` switch, then the sampling parameters under it)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import tomllib
 from optuna.distributions import (
@@ -295,6 +296,39 @@ class SearchSpace:
             math.log(float(params["max_new_tokens"])),
         ]
 
+    def from_unit(self, u: Sequence[float]) -> dict[str, Any]:
+        """The point of the space at unit coordinates ``u`` (the inverse of :meth:`unit`).
+
+        A temperature below half the lowest sampling temperature is greedy decoding
+        (where the space allows it); a sampled one is at least that lowest.
+
+        >>> SearchSpace().from_unit([0.5, 0.5, 0.5, 0.0, 0.5])
+        {'temperature': 0.75, 'top_p': 0.75, 'top_k': 10, 'repetition_penalty': 1.0, 'max_new_tokens': 128}
+        """
+        searched = [name for name, r in self.ranges.items() if not r.fixed]
+        values = {name: r.low for name, r in self.ranges.items() if r.fixed}
+        values.update({name: _unit_value(self.ranges[name], float(x))
+                       for name, x in zip(searched, u, strict=True)})  # fmt: skip
+        lowest = self._sampled_temperature().low
+        sampling = self.allows_sampling and not (
+            self.allows_greedy and values["temperature"] < lowest / 2)
+        if sampling:
+            values["temperature"] = max(values["temperature"], lowest)
+        return self._decode(values, sampling)
+
+    def random_unit(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` random points in unit coordinates (n, d), half of them greedy where the
+        space has both branches, as an optimizer's random start-up samples them."""
+        points = rng.random((n, len(self.unit(self.default_params()))))
+        if self.allows_greedy and self.allows_sampling:
+            greedy = self.unit({"temperature": 0.0, "repetition_penalty": 1.0,
+                                "max_new_tokens": self.ranges["max_new_tokens"].high})
+            searched = [name for name, r in self.ranges.items() if not r.fixed]
+            cold = [i for i, name in enumerate(searched) if name in SAMPLING_PARAMS]
+            half = rng.random(n) < 0.5
+            points[np.ix_(half, cold)] = np.array(greedy)[cold]
+        return points
+
     def unit(self, params: Mapping[str, Any]) -> list[float]:
         """``params`` as coordinates in [0, 1], one per parameter that is not fixed, for
         the surrogate model (:mod:`engine.surrogate`).
@@ -322,6 +356,15 @@ class SearchSpace:
                 low, high, value = math.log(low), math.log(high), math.log(value)
             coordinates.append(min(1.0, max(0.0, (value - low) / (high - low))))
         return coordinates
+
+
+def _unit_value(r: Range, u: float) -> float:
+    """The value at unit coordinate ``u`` of range ``r`` (the inverse of its scaling)."""
+    low, high = float(r.low), float(r.high)
+    value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if r.log else (
+        low + u * (high - low))
+    value = min(max(value, low), high)
+    return int(round(value)) if r.integer else value
 
 
 def generation_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:

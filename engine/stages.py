@@ -33,6 +33,12 @@ BUDGET_STAGES = (SAMPLING, TUNING)
 #: Fewest stage-1 samples per candidate: the first is a shared default point, the rest
 #: give the propensity model something to balance.
 MIN_STAGE1_SAMPLES = 2
+#: Samples every candidate gets, round-robin, before stage 1 follows the evidence, as
+#: long as stage 1's share of the budget lasts: the shared default point and what its
+#: optimizer proposes before it models anything (TPE's and the GP sampler's start-up
+#: trials). With fewer, a candidate whose best region is away from the default has had
+#: no chance to show it, and the model cannot know (docs/psm.md).
+EXPLORE_EACH = 4
 #: The tail probability of the bounds behind an elimination (:func:`safe_eliminations`).
 DEFAULT_ELIMINATION = 0.05
 #: Stage 1 ends once the leader is the best with this probability (:func:`selection_settled`).

@@ -49,12 +49,15 @@ PRIOR = {
 #: Bounds of the log hyperparameters (in the same units).
 _BOUNDS = {
     "length": (math.log(0.03), math.log(20.0)),
-    "shared": (math.log(1e-4), math.log(20.0)),
-    "own": (math.log(1e-4), math.log(20.0)),
+    "shared": (math.log(0.01), math.log(20.0)),
+    "own": (math.log(0.01), math.log(20.0)),
     "offset": (math.log(1e-4), math.log(20.0)),
     "noise": (math.log(1e-6), math.log(4.0)),
 }
 _JITTER = 1e-8
+#: Fewer samples than this cannot tell a surface from noise: the hyperparameters stay at
+#: their prior medians (:meth:`Surrogate.prior`) until there are this many.
+LEARN_FROM = 10
 
 
 def matern52(a: np.ndarray, b: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -168,19 +171,27 @@ class Surrogate:
         self.u = np.asarray(u, dtype=float).reshape(len(y), -1)
         self.labels = np.asarray(labels, dtype=int)
         y = np.asarray(y, dtype=float)
-        residual = y - self.prior_mean[self.labels]
-        self.scale = float(residual.std()) if residual.std() > 1e-9 else 1.0
-        self.y = residual / self.scale
+        # The spread of all scores, not of what the prior means leave: with a sample or
+        # two per candidate those leave next to nothing, and the model would be sure of
+        # surfaces it has hardly seen.
+        self.scale = float(y.std()) if y.std() > 1e-9 else 1.0
+        self.y = (y - self.prior_mean[self.labels]) / self.scale
         known = np.zeros(len(y)) if known_noise is None else np.asarray(known_noise, float)
         self.known = known / self.scale**2
         self.same = (self.labels[:, None] == self.labels[None, :]).astype(float)
-        self.hyper = hyper or self._learn()
+        self.hyper = hyper or (self._learn() if len(y) >= LEARN_FROM else self.prior())
         h = self.hyper
         k = (h.shared + h.own * self.same) * matern52(self.u, self.u, h.lengths)
         k += h.offset * self.same + np.diag(self.known + h.noise + _JITTER)
         self._chol = cholesky(k, lower=True)
         self._alpha = cho_solve((self._chol, True), self.y)
         return self
+
+    @staticmethod
+    def prior() -> Hyperparameters:
+        """The hyperparameters before any are learned: the priors' medians."""
+        return Hyperparameters(np.array([PRIOR["length"][0]]), *(
+            PRIOR[n][0] for n in ("shared", "own", "offset", "noise")))
 
     def _learn(self) -> Hyperparameters:
         d = self.u.shape[1]
