@@ -115,7 +115,7 @@ class Execution:
             run = self._open_run()
             self._replay()
             t._emit(
-                RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(), 0,
+                RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(),
                            t.budget.unit, self.spent())
             )  # fmt: skip
             self.winner = run.winner or self._stage1()

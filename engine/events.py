@@ -27,14 +27,11 @@ class RunStarted(Event):
     ``budget`` is the amount in ``budget_unit`` (``"samples"``, ``"tokens"`` or
     ``"minutes"``; a float for minutes) and ``budget_used`` what the store's samples have
     already spent of it. ``resumed_samples`` counts those samples (0 for a new run).
-    ``stage1_per_candidate`` is the stage-1 samples each candidate gets, or 0 where that is
-    not known in advance (tokens and minutes budgets stop stage 1 by cost).
     """
 
     candidates: tuple[str, ...]
     budget: float
     resumed_samples: int
-    stage1_per_candidate: int
     budget_unit: str = "samples"
     budget_used: float = 0
 

@@ -72,7 +72,7 @@ class RunFollower:
     def _run_started(self, run: Run) -> RunStarted:
         names = tuple(c["name"] for c in run.config.get("candidates", []))
         return RunStarted(
-            run.id, names, self.budget.amount, len(self._samples), 0,
+            run.id, names, self.budget.amount, len(self._samples),
             budget_unit=self.budget.unit, budget_used=self._budget_used,
         )  # fmt: skip
 

@@ -27,7 +27,7 @@ def spiky(candidate: str, params: dict) -> float:
 def _run(path, stop_in: str | None) -> TuneResult:
     """A run that stops after its seventh sample of stage ``stop_in`` (None: never)."""
     tuner = Tuner(objective=spiky, candidates=["a", "b", "c"], budget=30, seed=3,
-                  store=path, run_id="r", n_bootstrap=0)  # fmt: skip
+                  store=path, run_id="r")  # fmt: skip
     counts = {"sampling": 0, "tuning": 0}
 
     def stop(event):

@@ -86,7 +86,7 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
         (["run", "-c", "smollm2@rag-0"], "rag-0"),
         (["run", "-c", "smollm2:fp8"], "unknown quantization 'fp8'"),
         (["run", "--train-size", "-1"], "train size must be a whole number >= 0, got -1"),
-        (["run", "--eliminate", "0.7"], "elimination threshold must be in [0, 0.5)"),
+        (["run", "--eliminate", "0.7"], "elimination level must be in [0, 0.5)"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_no_store(tmp_path, args, message):

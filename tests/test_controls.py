@@ -24,7 +24,7 @@ def _start_writer(path: Path, budget: int = 60) -> subprocess.Popen:
         "from engine import Tuner\n"
         "from tests.objectives import slow_landscape\n"
         f"Tuner(objective=slow_landscape, candidates=['a', 'b'], budget={budget},"
-        f" store={str(path)!r}, run_id='far', n_bootstrap=0).run()\n"
+        f" store={str(path)!r}, run_id='far').run()\n"
     )
     return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
 

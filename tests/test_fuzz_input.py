@@ -403,7 +403,7 @@ def test_seed_out_of_range_is_refused_before_the_store(tmp_path: Path) -> None:
 def test_argparse_errors_are_one_line(tmp_path: Path) -> None:
     cases = [
         (["run", "--seed", "x"], "--seed"), (["run", "--bogus"], "--bogus"),
-        (["run", "--criterion", "best"], "--criterion"), (["export", "r"], "--output"),
+        (["run", "--sampler", "best"], "--sampler"), (["export", "r"], "--output"),
         (["nosuchcommand"], "nosuchcommand"), (["run", "--candidate"], "--candidate"),
     ]  # fmt: skip
     for argv, mention in cases:

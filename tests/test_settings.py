@@ -72,7 +72,7 @@ def test_a_form_field_reads_and_checks_like_its_flag(tmp_path):
     async def test(pilot):
         screen = app.screen
         screen.query_one("#eliminate", Input).value = "0.7"
-        with pytest.raises(ConfigError, match=r"elimination threshold must be in \[0, 0.5\)"):
+        with pytest.raises(ConfigError, match=r"elimination level must be in \[0, 0.5\)"):
             screen.build_tuner()
         screen.query_one("#eliminate", Input).value = "0"
         screen.query_one("#holdout-problems", Input).value = "3"
@@ -83,7 +83,7 @@ def test_a_form_field_reads_and_checks_like_its_flag(tmp_path):
 
     run_app(app, test, size=(120, 40))
     assert _option_values(build_parser().parse_args(["run", "--eliminate", "0"]))["eliminate"] == 0
-    with pytest.raises(ConfigError, match=r"elimination threshold must be in \[0, 0.5\)"):
+    with pytest.raises(ConfigError, match=r"elimination level must be in \[0, 0.5\)"):
         _option_values(build_parser().parse_args(["run", "--eliminate", "0.7"]))
 
 
@@ -95,6 +95,7 @@ def test_a_form_field_reads_and_checks_like_its_flag(tmp_path):
         ("stage1_fraction", "1.5", r"stage-1 fraction must be in \(0, 1\]"),
         ("budget", "ten", "not understood"),
         ("sampler", "cmaes", "unknown sampler 'cmaes'"),
+        ("psm", "maybe", "PSM: 'maybe' is not on or off"),
         ("seed", str(2**63), r"seed must be a whole number between 0 and 2\*\*63-1"),
     ],
 )
@@ -114,6 +115,6 @@ def test_settings_round_trip_and_old_runs_resume_as_they_ran():
     assert RunSettings.from_dict(settings.to_dict()) == settings
     # A run stored before elimination existed, with None for "the whole split".
     old = RunSettings.from_dict({"criterion": "mean", "tune_size": None, "unknown": 1})
-    assert (old.eliminate, old.tune_size, old.criterion) == (0.0, 0, "mean")
+    assert (old.eliminate, old.tune_size, old.psm) == (0.0, 0, True)
     with pytest.raises(ConfigError, match="unknown run option 'budgit'"):
         RunSettings.of(budgit=3)

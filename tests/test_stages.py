@@ -1,42 +1,26 @@
 import math
 
+import numpy as np
 import pytest
 
 from engine.errors import ConfigError
 from engine.records import CandidateEstimate, Sample
 from engine.stages import (
     MIN_STAGE1_SAMPLES,
+    SETTLED,
     answer_so_far,
     best_sample_index,
     budget_spent,
     check_elimination,
     check_split,
     leader,
-    next_cost_stage1_candidate,
     next_stage1_candidate,
-    plan_budget,
+    safe_eliminations,
     sampler_seed,
-    stage1_complete,
-    to_eliminate,
+    selection_settled,
+    top_two,
+    why_leader,
 )
-
-
-@pytest.mark.parametrize(
-    ("budget", "k", "fraction", "per"),
-    [(30, 3, 0.5, 5), (12, 3, 0.5, 2), (6, 3, 0.5, 2), (30, 3, 1.0, 10), (31, 3, 1.0, 10),
-     (100, 2, 0.3, 15)],
-)  # fmt: skip
-def test_plan_budget_splits_stage_one_evenly(budget, k, fraction, per):
-    plan = plan_budget(budget, k, fraction)
-    assert plan.per_candidate == per
-    assert plan.sampling + plan.tuning == budget and plan.tuning >= 0
-
-
-def test_plan_budget_rejects_budgets_too_small_to_compare():
-    with pytest.raises(ConfigError, match="use --budget 6 or more"):
-        plan_budget(5, 3)
-    with pytest.raises(ConfigError, match="fraction"):
-        plan_budget(10, 2, 0.0)
 
 
 def test_round_robin_gives_every_candidate_evidence_early():
@@ -61,46 +45,6 @@ def test_best_sample_prefers_the_earliest_of_ties():
     assert best_sample_index([0.1, 0.5, 0.5, 0.2]) == 1
 
 
-def test_stage1_of_a_cost_budget_needs_the_minimum_equal_counts_and_the_target():
-    least = MIN_STAGE1_SAMPLES
-    assert not stage1_complete([least - 1] * 3, spent=1e9, target=10)  # too few each
-    assert not stage1_complete([least + 1, least, least], spent=1e9, target=10)  # mid-round
-    assert not stage1_complete([least] * 3, spent=9.9, target=10)  # target not reached
-    assert stage1_complete([least] * 3, spent=10, target=10)
-    assert stage1_complete([least + 3] * 2, spent=12.5, target=10)
-
-
-def _cost_stage1(names, costs, target):
-    """Drive next_cost_stage1_candidate the way the tuner does, with fixed sample costs."""
-    counts = {n: 0 for n in names}
-    order, spent = [], 0.0
-    while (name := next_cost_stage1_candidate(names, counts, spent, target)) is not None:
-        order.append(name)
-        counts[name] += 1
-        spent += costs[name]
-    return order, counts, spent
-
-
-def test_cost_stage1_goes_round_robin_and_finishes_the_round():
-    names = ["a", "b", "c"]
-    # each round costs 30; after 4 rounds 120 >= 100: the 4th round is finished, no 5th
-    order, counts, spent = _cost_stage1(names, {"a": 10, "b": 10, "c": 10}, target=100)
-    assert order == names * 4 and spent == 120
-    # the target is reached inside a round (a: 100): b and c still get their turn
-    order, counts, spent = _cost_stage1(names, {"a": 100, "b": 1, "c": 1}, target=150)
-    assert order == names * 2 and set(counts.values()) == {2}
-    # a cheap target still gives everyone the minimum
-    order, counts, _ = _cost_stage1(names, {"a": 50, "b": 50, "c": 50}, target=1)
-    assert counts == dict.fromkeys(names, MIN_STAGE1_SAMPLES)
-
-
-def test_cost_stage1_resumed_with_uneven_counts_catches_up_first():
-    names = ["a", "b", "c"]
-    assert next_cost_stage1_candidate(names, {"a": 3, "b": 2, "c": 2}, 1e9, 10) == "b"
-    assert next_cost_stage1_candidate(names, {"a": 3, "b": 3, "c": 3}, 1e9, 10) is None
-    assert next_cost_stage1_candidate(names, {"a": 3, "b": 3, "c": 3}, 5, 10) == "a"
-
-
 def test_budget_spent_and_split_checks():
     assert not budget_spent(99.9, 100) and budget_spent(100, 100) and budget_spent(130, 100)
     check_split(2, 1.0)
@@ -110,26 +54,67 @@ def test_budget_spent_and_split_checks():
         check_split(2, 1.5)
 
 
-def _estimate(name: str, score: float, prob_best: float) -> CandidateEstimate:
-    return CandidateEstimate(name, score, 0.0, 1.0, score, score, 5, 5, prob_best=prob_best)
+def test_a_samples_budget_must_give_every_candidate_its_minimum():
+    check_split(3, 0.5, samples=3 * MIN_STAGE1_SAMPLES)
+    with pytest.raises(ConfigError, match="use --budget 6 or more"):
+        check_split(3, 0.5, samples=5)
 
 
-def test_to_eliminate_drops_unlikely_active_candidates_but_never_the_leader():
-    ranking = [_estimate("a", 0.9, 0.02), _estimate("b", 0.8, 0.96), _estimate("c", 0.5, 0.02),
-               _estimate("d", 0.4, 0.0)]  # fmt: skip
-    # "a" leads on the point estimate; "d" was eliminated before and is not active
-    assert to_eliminate(ranking, ["a", "b", "c"], 0.05) == ["c"]
-    assert to_eliminate(ranking, ["a", "b", "c"], 0.01) == []
-    nan = [_estimate("a", 0.9, math.nan), _estimate("b", 0.1, math.nan)]
-    assert to_eliminate(nan, ["a", "b"], 0.4) == []
+# -- stage 1 follows the evidence -----------------------------------------------------------
+
+#: Draws of three candidates' tuned scores: "a" is the best in 3 draws of 4, "b" in one,
+#: "c" in none.
+MAXIMA = np.array([[0.9, 0.5, 0.1], [0.8, 0.85, 0.2], [0.7, 0.4, 0.3], [0.95, 0.6, 0.2]])
 
 
-@pytest.mark.parametrize("threshold", [-0.01, 0.5, math.nan])
-def test_check_elimination_refuses_thresholds_outside_0_to_a_half(threshold):
-    with pytest.raises(ConfigError, match="elimination threshold"):
-        check_elimination(threshold)
+def test_top_two_samples_the_leader_or_a_challenger_never_a_candidate_no_draw_favours():
+    picks = [top_two(MAXIMA, [0, 1, 2], np.random.default_rng(seed)) for seed in range(400)]
+    share = np.bincount(picks, minlength=3) / len(picks)
+    assert share[2] == 0
+    # the leader of a random draw ("a" 3/4 of the time) half the time, else the challenger:
+    # a = 3/4 * 1/2 + 1/4 * 1/2 (b leads, a challenges) = 1/2, the same for b
+    assert share[0] == pytest.approx(0.5, abs=0.07) and share[1] == pytest.approx(0.5, abs=0.07)
+
+
+def test_top_two_with_one_candidate_in_every_draw_samples_it():
+    assert top_two(MAXIMA, [0, 2], np.random.default_rng(0)) == 0
+    assert top_two(MAXIMA, [2], np.random.default_rng(0)) == 2
+
+
+def test_a_candidate_is_eliminated_only_when_its_upper_bound_is_below_the_leaders_lower():
+    rng = np.random.default_rng(0)
+    leader_draws = rng.normal(0.8, 0.02, 1000)
+    maxima = np.column_stack([
+        leader_draws, rng.normal(0.75, 0.02, 1000), rng.normal(0.5, 0.02, 1000)
+    ])  # fmt: skip
+    assert safe_eliminations(maxima, [0, 1, 2], 0.05) == [2]  # b overlaps the leader
+    assert safe_eliminations(maxima, [0, 1, 2], 0.0) == []  # off
+    assert safe_eliminations(maxima, [1], 0.05) == []  # alone
+
+
+def test_the_selection_settles_on_evidence_or_on_the_budget_share():
+    assert selection_settled(SETTLED, spent=1, target=10)
+    assert not selection_settled(SETTLED - 0.01, spent=9.9, target=10)
+    assert selection_settled(0.2, spent=10, target=10)
+
+
+@pytest.mark.parametrize("alpha", [-0.01, 0.5, math.nan])
+def test_check_elimination_refuses_levels_outside_0_to_a_half(alpha):
+    with pytest.raises(ConfigError, match="elimination level"):
+        check_elimination(alpha)
     check_elimination(0.0)
     check_elimination(0.2)
+
+
+def test_why_the_leader_leads_names_its_estimate_and_the_runner_up():
+    a = CandidateEstimate("a", 0.62, 0.55, 0.68, 0.4, 0.4, 9, 5, prob_best=0.93)
+    b = CandidateEstimate("b", 0.48, 0.40, 0.55, 0.4, 0.4, 4, 4, prob_best=0.07)
+    unsampled = CandidateEstimate("c", math.nan, 0, 0, 0, 0, 0, 0)
+    assert why_leader([a, b]) == (
+        "a leads: tuned score 0.62 (0.55-0.68), P(best) 0.93; next b 0.48 (0.40-0.55)"
+    )
+    assert why_leader([a, unsampled]).endswith("(the only candidate with samples)")
+    assert why_leader([unsampled]) == "no samples yet"
 
 
 # -- the answer of a run ---------------------------------------------------------------------
@@ -158,6 +143,13 @@ def test_the_answer_is_the_leaders_best_budget_sample():
     assert (answer.best_candidate, answer.best_score) == ("b", 0.7)
     assert answer.best_params == {"temperature": 0.1} and answer.n_samples == 5
     assert answer.holdout is None and [e.candidate for e in answer.ranking] == ["b", "a", "c"]
+
+
+def test_the_answer_is_the_leaders_incumbent_where_the_ranking_names_one():
+    ranking = [CandidateEstimate("b", 0.8, 0, 0, 0, 0, 3, 3, incumbent=0), *_ranked("a")]
+    answer = answer_so_far("r", SAMPLES, ranking)  # b's trial 0 scored 0.5, less than 0.7
+    assert (answer.best_candidate, answer.best_params, answer.best_score) == (
+        "b", {"temperature": 0.0}, 0.5)
 
 
 def test_the_selected_winner_answers_whatever_the_ranking_says_later():

@@ -88,12 +88,11 @@ class HeadlessView:
             "budget", total=budget.amount, completed=used, note="",
             count=budget.format_used(used),
         )  # fmt: skip
-        # Per-candidate bars: out of the stage-1 samples each, or of an unknown total (a
-        # tokens or minutes budget), then they show the count alone.
+        # Per-candidate bars show the count alone: stage 1 gives each candidate what the
+        # evidence asks for, so no total is known in advance.
         for name in e.candidates:
-            total = e.stage1_per_candidate or None
             self._bars[name] = self.progress.add_task(
-                f"  {name}", total=total, note="", count=_count(0, total)
+                f"  {name}", total=None, note="", count=_count(0, None)
             )
 
     def _on_StageChanged(self, e: StageChanged) -> None:

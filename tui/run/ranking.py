@@ -78,13 +78,11 @@ def bar(fraction: float, width: int) -> str:
 
 
 def _target(state: RunState, name: str) -> int:
-    """Samples this candidate will get in all, when that is known (0 when not): its
-    stage-1 share until the selection; then what the others did not take for the winner,
-    and what it got for the others (early elimination may have cut their share)."""
-    if state.budget_unit != "samples" or not state.per_candidate:
+    """Samples this candidate will get in all, when that is known (0 when not): once the
+    winner is selected, what the others did not take for it, and what they got for the
+    others. Before, stage 1 gives each what the evidence asks for."""
+    if state.budget_unit != "samples" or state.winner is None:
         return 0
-    if state.winner is None:
-        return state.per_candidate
     if name != state.winner:
         return len(state.tuning_samples(name))
     others = sum(len(state.tuning_samples(c)) for c in state.candidates if c != name)

@@ -35,7 +35,6 @@ class RunState:
     budget: float = 0
     budget_unit: str = "samples"
     budget_used: float = 0
-    per_candidate: int = 0
     stage: str = "starting"
     stage_detail: str = ""
     winner: str | None = None
@@ -61,7 +60,6 @@ class RunState:
         self.budget = e.budget
         self.budget_unit = e.budget_unit
         self.budget_used = e.budget_used
-        self.per_candidate = e.stage1_per_candidate
         self.stage = SAMPLING
         self.finished_at = self.error = self.result = None
         self.stopped = False
