@@ -64,6 +64,8 @@ _FACE = {
     "live_status": "engine.follow",
     "is_live": "engine.follow",
     "propensity": "engine.psm",
+    "balance": "engine.psm",
+    "Balance": "engine.psm",
     "CandidateEstimate": "engine.records",
     "Run": "engine.records",
     "Sample": "engine.records",
@@ -148,6 +150,8 @@ __all__ = [
     "live_status",
     "parse_candidate",
     "propensity",
+    "balance",
+    "Balance",
     "resolve_device",
     "resolve_model",
     "stored_answer",
@@ -195,7 +199,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine.follow import RunFollower, is_live, live_status, stored_answer
     from engine.models import load_model, resolve_device, resolve_model
     from engine.prompting import build_prompts
-    from engine.psm import propensity
+    from engine.psm import Balance, balance, propensity
     from engine.records import CandidateEstimate, Run, Sample, TuneResult
     from engine.settings import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option, RunSettings
     from engine.space import MIN_SAMPLING_TEMPERATURE, PARAM_NAMES, SearchSpace, generation_kwargs

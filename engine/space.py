@@ -279,8 +279,14 @@ class SearchSpace:
 
     # -- what the rest of the engine needs ---------------------------------------------------
 
+    #: What each entry of :meth:`covariates` is, in order.
+    COVARIATE_NAMES = (
+        "temperature", "top_p", "log top_k", "repetition_penalty", "log max_new_tokens",
+    )  # fmt: skip
+
     def covariates(self, params: Mapping[str, Any]) -> list[float]:
-        """A fixed-length numeric vector of ``params`` for the propensity model.
+        """A fixed-length numeric vector of ``params`` for the propensity model
+        (:attr:`COVARIATE_NAMES` names its entries).
 
         Greedy decoding is imputed as temperature 0 with no truncation (top_p 1, top_k at
         the top of its range); counts enter on a log scale.
