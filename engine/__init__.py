@@ -50,6 +50,7 @@ _FACE = {
     "MIN_SAMPLING_TEMPERATURE": "engine.space",
     "plan_budget": "engine.stages",
     "sampler_seed": "engine.stages",
+    "make_sampler": "engine._run:_make_sampler",
     "write_generation_config": "engine.export",
     "write_json": "engine.export",
     # `engine.finetune` is also a subpackage, which shadows a face name once imported
@@ -98,6 +99,7 @@ __all__ = [
     "load_model",
     "plan_budget",
     "sampler_seed",
+    "make_sampler",
     "FINETUNE_METHODS",
     "FineTuneProgress",
     "FineTuneResult",
@@ -174,6 +176,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from engine._run import _make_sampler as make_sampler
     from engine.adapters import METADATA_FILE
     from engine.backends.transformers import TransformersBackend, length_order
     from engine.budget import Budget, format_amount
