@@ -10,7 +10,9 @@ worked example are in ``docs/psm.md``.
 The small pure functions (:func:`propensity_logits`, :func:`logistic_scores`,
 :func:`logits_from_scores`, :func:`logit_distances`, :func:`match_weights`,
 :func:`point_ids`, :func:`replicate_weights`, :func:`upper_tail_mean`) are the method's
-steps; :func:`rank` only validates, composes them and bootstraps.
+steps; :func:`rank` only validates, composes them and bootstraps. :func:`balance` checks
+the result the way matching studies report it: standardised mean differences of every
+covariate before and after the same matching.
 """
 
 from __future__ import annotations
