@@ -50,6 +50,7 @@ _FACE = {
     "MIN_SAMPLING_TEMPERATURE": "engine.space",
     "why_leader": "engine.stages",
     "sampler_seed": "engine.stages",
+    "make_sampler": "engine._run:_make_sampler",
     "write_generation_config": "engine.export",
     "write_json": "engine.export",
     # `engine.finetune` is also a subpackage, which shadows a face name once imported
@@ -64,6 +65,8 @@ _FACE = {
     "live_status": "engine.follow",
     "is_live": "engine.follow",
     "propensity": "engine.psm",
+    "balance": "engine.psm",
+    "Balance": "engine.psm",
     "CandidateEstimate": "engine.records",
     "Run": "engine.records",
     "Sample": "engine.records",
@@ -96,6 +99,7 @@ __all__ = [
     "load_model",
     "sampler_seed",
     "why_leader",
+    "make_sampler",
     "FINETUNE_METHODS",
     "FineTuneProgress",
     "FineTuneResult",
@@ -148,6 +152,8 @@ __all__ = [
     "live_status",
     "parse_candidate",
     "propensity",
+    "balance",
+    "Balance",
     "resolve_device",
     "resolve_model",
     "stored_answer",
@@ -170,6 +176,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from engine._run import _make_sampler as make_sampler
     from engine.adapters import METADATA_FILE
     from engine.backends.transformers import TransformersBackend, length_order
     from engine.budget import Budget, format_amount
@@ -195,7 +202,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine.follow import RunFollower, is_live, live_status, stored_answer
     from engine.models import load_model, resolve_device, resolve_model
     from engine.prompting import build_prompts
-    from engine.psm import propensity
+    from engine.psm import Balance, balance, propensity
     from engine.records import CandidateEstimate, Run, Sample, TuneResult
     from engine.settings import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option, RunSettings
     from engine.space import MIN_SAMPLING_TEMPERATURE, PARAM_NAMES, SearchSpace, generation_kwargs

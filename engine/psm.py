@@ -10,7 +10,9 @@ worked example are in ``docs/psm.md``.
 The small pure functions (:func:`propensity_logits`, :func:`logistic_scores`,
 :func:`logits_from_scores`, :func:`logit_distances`, :func:`match_weights`,
 :func:`point_ids`, :func:`replicate_weights`, :func:`upper_tail_mean`) are the method's
-steps; :func:`rank` only validates, composes them and bootstraps.
+steps; :func:`rank` only validates, composes them and bootstraps. :func:`balance` checks
+the result the way matching studies report it: standardised mean differences of every
+covariate before and after the same matching.
 """
 
 from __future__ import annotations
@@ -237,14 +239,24 @@ def _candidate_weights(distance, points, own, caliper: float) -> np.ndarray:
     return weights
 
 
+def _matching(x, points, labels, k: int, caliper: float) -> list[np.ndarray]:
+    """Steps 1-3 of the pipeline: one :func:`_candidate_weights` matrix per candidate.
+
+    A pooled sample is on common support where every candidate's row has a match
+    (``w.any(axis=1)`` for all ``w``). :func:`_fit` imputes scores with these weights;
+    :func:`balance` weighs covariates with the same ones.
+    """
+    distance = logit_distances(propensity_logits(x, labels, k))
+    return [_candidate_weights(distance, points, labels == c, caliper) for c in range(k)]
+
+
 def _fit(x, points, labels, y, k: int, q: float, caliper: float) -> _Fit:
     """Propensity -> matching -> common support -> per-candidate mean and peak.
 
     ``x`` (n, d) covariates, ``points`` their :func:`point_ids`, ``labels`` 0..k-1 (all
     present), ``y`` scores; ``q`` the peak's quantile.
     """
-    distance = logit_distances(propensity_logits(x, labels, k))
-    weights = [_candidate_weights(distance, points, labels == c, caliper) for c in range(k)]
+    weights = _matching(x, points, labels, k, caliper)
     imputed = np.column_stack([w @ y[labels == c] for c, w in enumerate(weights)])
     imputed[~np.column_stack([w.any(axis=1) for w in weights])] = np.nan
     support = ~np.isnan(imputed).any(axis=1)
@@ -356,6 +368,165 @@ def propensity(
         if active.size == 1:
             probs[:, active] = 1.0
     return probs
+
+
+#: The usual bar for a balanced covariate: |SMD| below 0.1 (Austin, 2009; Stuart, 2010).
+BALANCE_BAR = 0.1
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Covariate balance of :func:`rank`'s matched comparison, as :func:`balance` computes it.
+
+    ``before`` and ``after`` hold, per covariate, the largest absolute standardised mean
+    difference over all pairs of candidates, before matching and after it; ``pairs``
+    names those pairs and ``pair_before``/``pair_after`` hold the signed SMD of each pair
+    (first minus second), one tuple per pair in the order of ``covariates``. Without
+    common support (``has_support`` False) every "after" value is NaN.
+    """
+
+    covariates: tuple[str, ...]
+    before: tuple[float, ...]
+    after: tuple[float, ...]
+    pairs: tuple[tuple[str, str], ...]
+    pair_before: tuple[tuple[float, ...], ...]
+    pair_after: tuple[tuple[float, ...], ...]
+    n_samples: int
+    n_support: int  # pooled samples on common support: the points the comparison uses
+    has_support: bool
+
+    @property
+    def max_before(self) -> float:
+        return max(self.before, default=0.0)
+
+    @property
+    def max_after(self) -> float:
+        return max(self.after, default=0.0) if self.has_support else math.nan
+
+    def summary(self) -> str:
+        """One line, e.g. ``balance: max |SMD| 0.84 before matching, 0.07 after (|SMD| <
+        0.1 is the usual bar), 12 of 20 samples on common support``."""
+        if not self.pairs:
+            n = self.n_samples
+            return f"balance: fewer than two candidates with samples, nothing to compare ({n})"
+        head = f"balance: max |SMD| {self.max_before:.2f} before matching"
+        if not self.has_support:
+            return (
+                f"{head}; no common support, so no matched comparison "
+                f"(0 of {self.n_samples} samples)"
+            )
+        return (
+            f"{head}, {self.max_after:.2f} after (|SMD| < {BALANCE_BAR} is the usual bar), "
+            f"{self.n_support} of {self.n_samples} samples on common support"
+        )
+
+
+def balance(
+    candidates: Sequence[str],
+    covariates: ArrayLike,
+    treatment: Sequence[str],
+    *,
+    caliper: float = 0.2,
+    names: Sequence[str] | None = None,
+) -> Balance:
+    """Standardised mean differences of every covariate before and after matching.
+
+    The usual check of a propensity-score design (MatchIt's ``summary``, cobalt's
+    ``bal.tab``): did matching make the candidates' samples alike in the decoding
+    parameters? For one covariate and two candidates a, b::
+
+        SMD = (mean_a - mean_b) / s*,   s* = sqrt((var_a + var_b) / 2)
+
+    with the unweighted sample variances (n - 1) of all of a's and all of b's samples
+    (cobalt's default ``s.d.denom = "pooled"``). The *same* s* serves before and after
+    matching (cobalt FAQ, "Why do you use the same standardization factor before and
+    after adjustment?"), so a smaller SMD after matching means the means moved together,
+    not that the spread grew.
+
+    *After* is the comparison :func:`rank` makes: only the pooled samples on common
+    support, where candidate c's covariates enter with the matching weights that impute
+    c's score there (:func:`_candidate_weights`, the same matrices ``rank`` uses). A
+    sample of c carries the total weight it gets over the common points, so c's weighted
+    mean is the mean of the covariates of the samples its imputed scores come from.
+
+    More than two candidates follow cobalt's multi-category treatments
+    (``?bal.tab.multi``; ``pairwise = TRUE``, the default): every pair of candidates is
+    a two-group comparison, the summary per covariate is the largest |SMD| over the
+    pairs ("if the greatest observed imbalance is tolerable, then all other imbalances
+    for that variable will be tolerable too"), and with ``s.d.denom = "pooled"`` the
+    denominator pools *all* candidates, not only the pair: here
+    ``s* = sqrt(mean over candidates of var_c)``, which is the formula above for two.
+
+    Degenerate cases: a covariate equal in every sample (all greedy, say) has SMD 0. A
+    candidate with a single sample contributes variance 0. If s* is 0 but the means
+    differ (every candidate constant, at different values) s* falls back to the standard
+    deviation of all pooled samples (cobalt's ``s.d.denom = "all"``), so the SMD stays
+    finite. Candidates without samples are left out.
+
+    Args:
+        candidates, covariates, treatment, caliper: as for :func:`rank`.
+        names: A name per covariate column (default ``x0``, ``x1``, ...).
+
+    Raises:
+        ConfigError: On malformed input, as :func:`rank`.
+    """
+    labels_in = list(treatment)
+    cand = _check_candidates(candidates)
+    x, labels, _ = _check_samples(cand, covariates, labels_in, np.zeros(len(labels_in)))
+    if not caliper > 0:
+        raise ConfigError(f"caliper must be positive (math.inf disables it), got {caliper}")
+    d = x.shape[1]
+    columns = tuple(f"x{j}" for j in range(d)) if names is None else tuple(map(str, names))
+    if len(columns) != d:
+        raise ConfigError(f"names has {len(columns)} entries for {d} covariate columns")
+    active = np.flatnonzero(np.bincount(labels, minlength=len(cand)))
+    k, n = active.size, x.shape[0]
+    if k < 2:
+        zeros = (0.0,) * d
+        return Balance(columns, zeros, zeros, (), (), (), n, n, True)
+    compact = np.searchsorted(active, labels)
+    groups = [x[compact == c] for c in range(k)]
+    scale = _smd_scale(x, groups)
+    weights = _matching(x, point_ids(x), compact, k, caliper)
+    support = np.column_stack([w.any(axis=1) for w in weights]).all(axis=1)
+    raw = np.array([g.mean(axis=0) for g in groups])
+    if support.any():
+        # the weight each own sample carries over the common points (each row sums to 1)
+        carried = [w[support].sum(axis=0) for w in weights]
+        matched = np.array([u @ g / u.sum() for u, g in zip(carried, groups, strict=True)])
+    else:
+        matched = np.full((k, d), np.nan)
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
+    pair_before = np.array([_smd(raw[a] - raw[b], scale) for a, b in pairs])
+    pair_after = np.array([_smd(matched[a] - matched[b], scale) for a, b in pairs])
+    return Balance(
+        covariates=columns,
+        before=tuple(float(v) for v in np.abs(pair_before).max(axis=0)),
+        after=tuple(float(v) for v in np.abs(pair_after).max(axis=0)),
+        pairs=tuple((cand[active[a]], cand[active[b]]) for a, b in pairs),
+        pair_before=tuple(tuple(float(v) for v in row) for row in pair_before),
+        pair_after=tuple(tuple(float(v) for v in row) for row in pair_after),
+        n_samples=n,
+        n_support=int(support.sum()),
+        has_support=bool(support.any()),
+    )
+
+
+def _smd_scale(x: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """(d,) denominators: sqrt of the mean within-candidate variance, else the pooled SD,
+    else 1 (a constant covariate, whose mean differences are all 0 anyway)."""
+    variances = np.array(
+        [g.var(axis=0, ddof=1) if len(g) > 1 else np.zeros(x.shape[1]) for g in groups]
+    )
+    scale = np.sqrt(variances.mean(axis=0))
+    overall = x.std(axis=0, ddof=1) if x.shape[0] > 1 else np.zeros(x.shape[1])
+    scale = np.where(scale > _TIE, scale, overall)
+    return np.where(scale > _TIE, scale, 1.0)
+
+
+def _smd(difference: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Mean differences in units of ``scale``; those within rounding of 0 are 0, NaN stays."""
+    return np.where(np.abs(difference) <= _TIE * np.maximum(1.0, scale), 0.0, difference / scale)
 
 
 def _bootstrap(x, points, labels, y, k, q, caliper, criterion, n_draws, rng) -> np.ndarray:

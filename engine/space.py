@@ -280,8 +280,14 @@ class SearchSpace:
 
     # -- what the rest of the engine needs ---------------------------------------------------
 
+    #: What each entry of :meth:`covariates` is, in order.
+    COVARIATE_NAMES = (
+        "temperature", "top_p", "log top_k", "repetition_penalty", "log max_new_tokens",
+    )  # fmt: skip
+
     def covariates(self, params: Mapping[str, Any]) -> list[float]:
-        """A fixed-length numeric vector of ``params`` for the propensity model.
+        """A fixed-length numeric vector of ``params`` for the propensity model
+        (:attr:`COVARIATE_NAMES` names its entries).
 
         Greedy decoding is imputed as temperature 0 with no truncation (top_p 1, top_k at
         the top of its range); counts enter on a log scale.
@@ -302,8 +308,9 @@ class SearchSpace:
         A temperature below half the lowest sampling temperature is greedy decoding
         (where the space allows it); a sampled one is at least that lowest.
 
-        >>> SearchSpace().from_unit([0.5, 0.5, 0.5, 0.0, 0.5])
-        {'temperature': 0.75, 'top_p': 0.75, 'top_k': 10, 'repetition_penalty': 1.0, 'max_new_tokens': 128}
+        >>> point = SearchSpace().from_unit([0.5, 0.5, 0.5, 0.0, 0.5])
+        >>> point["temperature"], point["top_p"], point["top_k"], point["max_new_tokens"]
+        (0.75, 0.75, 10, 128)
         """
         searched = [name for name, r in self.ranges.items() if not r.fixed]
         values = {name: r.low for name, r in self.ranges.items() if r.fixed}

@@ -139,3 +139,22 @@ def test_tasks_checks_a_dataset_and_names_the_bad_line(tmp_path):
     result = _cli("tasks", "humaneval", "--dataset", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "mine.jsonl:1: field 'canonical_solution' is missing" in result.stderr
+
+
+def test_show_prints_the_covariate_balance_of_the_matched_comparison(tmp_path, capsys):
+    import re
+
+    from engine import Tuner
+    from tests.objectives import landscape
+
+    db = tmp_path / "s.db"
+    Tuner(objective=landscape, candidates=["a", "b", "c"], budget=24, seed=1, store=db,
+          run_id="bal").run()  # fmt: skip
+    assert main(["show", "bal", "--store", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "covariate balance" in out and "SMD before" in out and "SMD after" in out
+    for name in ("temperature", "top_p", "log max_new_tokens"):
+        assert re.search(rf"{re.escape(name)}\W+\d+\.\d\d\W+(\d+\.\d\d|-)", out), out
+    summary = re.search(r"balance: max \|SMD\| (\d+\.\d\d) before matching", out)
+    assert summary, out
+    assert re.search(r"(\d+) of 24 samples on common support|no common support", out), out

@@ -17,6 +17,7 @@ from engine.errors import ConfigError
 from engine.psm import (
     DEFAULT_QUANTILE,
     CandidateEstimate,
+    balance,
     logistic_scores,
     logit_distances,
     logits_from_scores,
@@ -332,3 +333,86 @@ def test_propensity_is_uniform_when_samples_share_one_point():
     p = propensity(["a", "b"], [[0.5, 1.0]] * 4, ["a", "b", "a", "b"])
     np.testing.assert_allclose(p, 0.5)
     assert (propensity(["a"], [[0.1], [0.2]], ["a", "a"]) == 1.0).all()
+
+
+# -- balance ---------------------------------------------------------------------------------
+
+
+def test_balance_of_the_worked_example_by_hand():
+    # docs/psm.md's eight samples. Before: means 0.3 and 0.7125, variances (n - 1)
+    # 0.2 / 3 and 0.171875 / 3, so s* = sqrt((0.066667 + 0.057292) / 2) = 0.248956 and
+    # SMD = -0.4125 / s* = -1.656918. After: the common points a3, a4, b1, b2 take A's
+    # scores from a3 (twice) and a4 (twice), mean 0.5; B's from b1 and b2 (twice each),
+    # mean 0.525; SMD = -0.025 / s* (the same s*) = -0.100419.
+    x = np.array([0.0, 0.2, 0.4, 0.6, 0.45, 0.6, 0.8, 1.0])[:, None]
+    result = balance(["A", "B"], x, ["A"] * 4 + ["B"] * 4, names=["x"])
+    s = math.sqrt((0.2 / 3 + 0.171875 / 3) / 2)
+    assert result.covariates == ("x",) and result.pairs == (("A", "B"),)
+    assert result.pair_before[0][0] == pytest.approx(-0.4125 / s)
+    assert result.pair_after[0][0] == pytest.approx(-0.025 / s)
+    assert result.before == pytest.approx((1.656918,), abs=1e-6)
+    assert result.after == pytest.approx((0.100419,), abs=1e-6)
+    assert (result.n_samples, result.n_support, result.has_support) == (8, 4, True)
+    assert result.summary() == (
+        "balance: max |SMD| 1.66 before matching, 0.10 after (|SMD| < 0.1 is the usual "
+        "bar), 4 of 8 samples on common support"
+    )
+
+
+def test_balance_of_identical_samples_is_zero_and_constant_columns_are_zero():
+    grid = np.linspace(0, 1, 6)
+    x = np.column_stack([np.tile(grid, 2), np.full(12, 0.7)])  # column 2: all greedy, say
+    result = balance(["A", "B"], x, ["A"] * 6 + ["B"] * 6)
+    assert result.covariates == ("x0", "x1")
+    assert result.before == (0.0, 0.0) and result.after == (0.0, 0.0)
+    assert result.n_support == 12
+
+
+def test_matching_brings_a_confounded_design_below_the_usual_bar():
+    # A samples [0, 0.6], B [0.4, 1.0] on the same grid: far apart before, alike on the
+    # overlap the comparison keeps.
+    x = np.concatenate([np.linspace(0, 0.6, 31), np.linspace(0.4, 1.0, 31)])[:, None]
+    result = balance(["A", "B"], x, ["A"] * 31 + ["B"] * 31)
+    assert result.before[0] > 1.0
+    assert result.after[0] < 0.1
+    assert 0 < result.n_support < 62
+
+
+def test_balance_of_three_candidates_is_the_largest_pair_with_all_groups_pooled():
+    # variances (n - 1): A 2, B 2, C 0, so s* = sqrt(4 / 3); means 1, 2, 4
+    x = np.array([0.0, 2.0, 1.0, 3.0, 4.0, 4.0])[:, None]
+    result = balance(["A", "B", "C", "idle"], x, ["A", "A", "B", "B", "C", "C"])
+    s = math.sqrt(4 / 3)
+    assert result.pairs == (("A", "B"), ("A", "C"), ("B", "C"))
+    assert [p[0] for p in result.pair_before] == pytest.approx([-1 / s, -3 / s, -2 / s])
+    assert result.before == pytest.approx((3 / s,))
+
+
+def test_balance_without_spread_within_candidates_uses_the_overall_sd():
+    x = np.array([0.0, 0.0, 1.0, 1.0])[:, None]  # each candidate constant, at its own value
+    result = balance(["A", "B"], x, ["A", "A", "B", "B"])
+    assert result.before == pytest.approx((1 / math.sqrt(1 / 3),))
+
+
+def test_balance_without_common_support_says_so():
+    x = np.array([0.0, 0.1, 0.2, 0.8, 0.9, 1.0])[:, None]
+    result = balance(["A", "B"], x, ["A"] * 3 + ["B"] * 3)
+    assert not result.has_support and result.n_support == 0
+    assert math.isnan(result.after[0]) and math.isnan(result.max_after)
+    assert result.before[0] > 1
+    assert "no common support" in result.summary()
+
+
+def test_balance_of_one_candidate_has_nothing_to_compare():
+    result = balance(["A", "B"], [[0.1], [0.2]], ["A", "A"])
+    assert result.pairs == () and result.before == (0.0,)
+    assert "nothing to compare" in result.summary()
+
+
+def test_balance_rejects_malformed_input():
+    with pytest.raises(ConfigError, match="names"):
+        balance(["A", "B"], [[0.1], [0.2]], ["A", "B"], names=["x", "y"])
+    with pytest.raises(ConfigError, match="caliper"):
+        balance(["A", "B"], [[0.1], [0.2]], ["A", "B"], caliper=0)
+    with pytest.raises(ConfigError, match="not among"):
+        balance(["A", "B"], [[0.1], [0.2]], ["A", "Z"])

@@ -382,7 +382,7 @@ def _show(args: argparse.Namespace, console: Console) -> int:
 def _print_run(store: Any, run_id: str, console: Console) -> None:
     from engine import stored_answer
     from tui.format import budget_used, format_metrics, format_params
-    from tui.headless import ranking_table
+    from tui.headless import balance_table, ranking_table
 
     run = store.get_run(run_id)
     used = budget_used(store, run)
@@ -393,12 +393,33 @@ def _print_run(store: Any, run_id: str, console: Console) -> None:
     answer = stored_answer(store, run.id)  # its ranking is the run's latest
     if answer.ranking:
         console.print(ranking_table(answer.ranking, title=f"ranking after {answer.n_samples}"))
+        balance = run_balance(store, run)
+        if balance is not None:
+            console.print(balance_table(balance))
+            console.print(balance.summary(), soft_wrap=True, markup=False)
     if answer.n_samples:
         console.print(f"best: [bold]{answer.best_candidate}[/] "
                       f"{format_params(answer.best_params)} "
                       f"(tuning score {answer.best_score:.3f})")  # fmt: skip
         if answer.holdout:
             console.print(f"held-out: {format_metrics(answer.holdout)}")
+
+
+def run_balance(store: Any, run: Any) -> Any:
+    """:func:`engine.balance` of a stored run's budget samples (stages sampling and
+    tuning) in its search space's covariates, as its ranking matched them; ``None``
+    without samples."""
+    from engine import BUDGET_STAGES, SearchSpace, balance
+
+    samples = [s for s in store.samples(run.id) if s.stage in BUDGET_STAGES]
+    if not samples:
+        return None
+    space = SearchSpace(run.config["space"])
+    return balance(
+        [c["name"] for c in run.config["candidates"]],
+        [space.covariates(s.params) for s in samples], [s.candidate for s in samples],
+        names=SearchSpace.COVARIATE_NAMES,
+    )  # fmt: skip
 
 
 def run_summary(store: Any, run_id: str) -> dict[str, Any] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,6 +27,9 @@ from engine import (
 )
 from tui.format import format_metrics, format_params
 
+if TYPE_CHECKING:
+    from engine import Balance
+
 
 def ranking_table(ranking: Sequence[CandidateEstimate], title: str = "Ranking") -> Table:
     table = Table(title=title, title_justify="left")
@@ -43,6 +46,19 @@ def ranking_table(ranking: Sequence[CandidateEstimate], title: str = "Ranking") 
             f"{e.adjusted_mean:.3f}", f"{e.raw_mean:.3f}", f"{e.matched}/{e.n}",
             style="bold" if i == 1 else None,
         )  # fmt: skip
+    return table
+
+
+def balance_table(balance: Balance, title: str = "covariate balance") -> Table:
+    """Per decoding parameter, the largest |SMD| between candidates before and after
+    matching (:func:`engine.balance`); "-" after matching when there is no common support."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("parameter")
+    table.add_column("SMD before", justify="right")
+    table.add_column("SMD after", justify="right")
+    for name, before, after in zip(balance.covariates, balance.before, balance.after, strict=True):
+        shown = f"{after:.2f}" if balance.has_support else "-"
+        table.add_row(name, f"{before:.2f}", shown)
     return table
 
 

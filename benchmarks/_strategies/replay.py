@@ -94,6 +94,10 @@ class ReplayFamily:
         u = np.vstack([self._points[candidate], search])
         return float(self.values(candidate, u).max())
 
+    def best(self, candidate: str) -> float:
+        """The highest true score of ``candidate`` found (its optimum, as far as known)."""
+        return self._best[candidate]
+
     @property
     def best_candidate(self) -> str:
         return max(self.candidates, key=lambda c: self._best[c])

@@ -103,7 +103,7 @@ def three_stage(
     keeps its own."""
     objective = CountingObjective(family, budget, _seed(seed, 1))
     tuner = Tuner(objective=objective, candidates=list(family.candidates), budget=budget,
-                  seed=seed, space=SPACE, 
+                  seed=seed, space=SPACE,
                   **options)  # fmt: skip
     result = tuner.run()
     return Choice(result.best_candidate, dict(result.best_params))
