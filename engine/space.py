@@ -318,7 +318,8 @@ class SearchSpace:
                        for name, x in zip(searched, u, strict=True)})  # fmt: skip
         lowest = self._sampled_temperature().low
         sampling = self.allows_sampling and not (
-            self.allows_greedy and values["temperature"] < lowest / 2)
+            self.allows_greedy and values["temperature"] < lowest / 2
+        )
         if sampling:
             values["temperature"] = max(values["temperature"], lowest)
         return self._decode(values, sampling)
@@ -328,8 +329,13 @@ class SearchSpace:
         space has both branches, as an optimizer's random start-up samples them."""
         points = rng.random((n, len(self.unit(self.default_params()))))
         if self.allows_greedy and self.allows_sampling:
-            greedy = self.unit({"temperature": 0.0, "repetition_penalty": 1.0,
-                                "max_new_tokens": self.ranges["max_new_tokens"].high})
+            greedy = self.unit(
+                {
+                    "temperature": 0.0,
+                    "repetition_penalty": 1.0,
+                    "max_new_tokens": self.ranges["max_new_tokens"].high,
+                }
+            )
             searched = [name for name, r in self.ranges.items() if not r.fixed]
             cold = [i for i, name in enumerate(searched) if name in SAMPLING_PARAMS]
             half = rng.random(n) < 0.5
@@ -368,8 +374,11 @@ class SearchSpace:
 def _unit_value(r: Range, u: float) -> float:
     """The value at unit coordinate ``u`` of range ``r`` (the inverse of its scaling)."""
     low, high = float(r.low), float(r.high)
-    value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if r.log else (
-        low + u * (high - low))
+    value = (
+        math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        if r.log
+        else (low + u * (high - low))
+    )
     value = min(max(value, low), high)
     return int(round(value)) if r.integer else value
 

@@ -77,9 +77,7 @@ def next_stage1_candidate(
 def check_elimination(alpha: float) -> None:
     """Raise :class:`ConfigError` unless ``alpha`` is a tail probability below 1/2."""
     if not 0 <= alpha < 0.5:
-        raise ConfigError(
-            f"elimination level must be in [0, 0.5) (0 turns it off), got {alpha}"
-        )
+        raise ConfigError(f"elimination level must be in [0, 0.5) (0 turns it off), got {alpha}")
 
 
 def top_two(maxima: np.ndarray, active: Sequence[int], rng: np.random.Generator) -> int:

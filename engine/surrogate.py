@@ -190,8 +190,10 @@ class Surrogate:
     @staticmethod
     def prior() -> Hyperparameters:
         """The hyperparameters before any are learned: the priors' medians."""
-        return Hyperparameters(np.array([PRIOR["length"][0]]), *(
-            PRIOR[n][0] for n in ("shared", "own", "offset", "noise")))
+        return Hyperparameters(
+            np.array([PRIOR["length"][0]]),
+            *(PRIOR[n][0] for n in ("shared", "own", "offset", "noise")),
+        )
 
     def _learn(self) -> Hyperparameters:
         d = self.u.shape[1]

@@ -149,7 +149,10 @@ def test_the_answer_is_the_leaders_incumbent_where_the_ranking_names_one():
     ranking = [CandidateEstimate("b", 0.8, 0, 0, 0, 0, 3, 3, incumbent=0), *_ranked("a")]
     answer = answer_so_far("r", SAMPLES, ranking)  # b's trial 0 scored 0.5, less than 0.7
     assert (answer.best_candidate, answer.best_params, answer.best_score) == (
-        "b", {"temperature": 0.0}, 0.5)
+        "b",
+        {"temperature": 0.0},
+        0.5,
+    )
 
 
 def test_the_selected_winner_answers_whatever_the_ranking_says_later():
