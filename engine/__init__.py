@@ -68,6 +68,8 @@ _FACE = {
     "balance": "engine.psm",
     "Balance": "engine.psm",
     "CandidateEstimate": "engine.records",
+    "CI_HIGH": "engine.records",
+    "CI_LOW": "engine.records",
     "Run": "engine.records",
     "Sample": "engine.records",
     "TuneResult": "engine.records",
@@ -114,6 +116,8 @@ __all__ = [
     "Budget",
     "Candidate",
     "CandidateEstimate",
+    "CI_HIGH",
+    "CI_LOW",
     "ConfigError",
     "HOLDOUT",
     "SAMPLING",
@@ -203,7 +207,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine.models import load_model, resolve_device, resolve_model
     from engine.prompting import build_prompts
     from engine.psm import Balance, balance, propensity
-    from engine.records import CandidateEstimate, Run, Sample, TuneResult
+    from engine.records import CI_HIGH, CI_LOW, CandidateEstimate, Run, Sample, TuneResult
     from engine.settings import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option, RunSettings
     from engine.space import MIN_SAMPLING_TEMPERATURE, PARAM_NAMES, SearchSpace, generation_kwargs
     from engine.stages import (

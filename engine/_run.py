@@ -65,7 +65,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 #: stops: a disk that stays full must not burn hours of evaluations that cannot be kept.
 MAX_LOST_SAMPLES = 3
 #: Random points of the space a Thompson proposal considers besides local ones.
-PROPOSAL_POINTS = 256
+PROPOSAL_POINTS = 128
 #: Seconds between two looks at the store while a run is paused on request.
 REQUEST_POLL = 0.5
 
@@ -394,6 +394,7 @@ class Execution:
             known_noise=[self.evaluator.known_variance(s.score) for s in pooled],
             use_psm=t.settings.psm, draws=t.settings.draws,
             random_state=sampler_seed(t.seed, len(t.names) + 1, len(pooled)),
+            learned=self.selection.learned if self.selection else None,
         )  # fmt: skip
         self.ranking = self.selection.estimates
         entries = [asdict(e) for e in self.ranking]

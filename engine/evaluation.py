@@ -24,10 +24,12 @@ from engine.errors import ConfigError, TunerError
 from engine.models import ModelRef, resolve_device, resolve_model
 from engine.prompting import PromptStyle, build_prompts, parse_style
 from engine.quantization import check_quantization
+from engine.records import CI_HIGH, CI_LOW
 from engine.settings import RunSettings
 from engine.space import generation_kwargs
 from engine.store import Store
 from engine.tasks import Problem, Task, get_task
+from engine.tasks.base import problem_interval
 
 Objective = Callable[[str, dict[str, Any]], Any]
 
@@ -325,6 +327,9 @@ class TaskEvaluator(Evaluator):
             scored = [o for o in scored for _ in range(n)]
             keys = [k for k in keys for _ in range(n)]
         metrics = self.task.aggregate(scored)
+        if split == "holdout":  # the figure to report, with how much it could move
+            low, high = problem_interval(scored, self.task.aggregate, self.metric)
+            metrics[f"{self.metric}{CI_LOW}"], metrics[f"{self.metric}{CI_HIGH}"] = low, high
         rows = [
             {**asdict(o), "passed": int(o.passed), "generation": k, "replicate": j % n}
             for j, (o, k) in enumerate(zip(scored, keys, strict=True))

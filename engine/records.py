@@ -17,6 +17,11 @@ from typing import Any
 __all__ = ["CandidateEstimate", "Run", "Sample", "TuneResult"]
 
 
+#: Suffixes of the held-out metrics that bound the objective's 90% interval
+#: (``"avg_tests ci_low"``, ``"avg_tests ci_high"``).
+CI_LOW, CI_HIGH = " ci_low", " ci_high"
+
+
 @dataclass(frozen=True)
 class Sample:
     """One evaluation of a candidate at a point of the decoding space.

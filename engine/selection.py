@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from engine import psm
 from engine.errors import ConfigError
 from engine.records import CandidateEstimate
-from engine.surrogate import Surrogate
+from engine.surrogate import Hyperparameters, Surrogate
 
 #: Quasi-random points of the space (shared by every candidate) at which the maxima are
 #: drawn besides the evaluated points: where nobody has looked, a candidate may still be
@@ -50,6 +50,14 @@ REFERENCE_POINTS = 64
 LOCAL_STEP, LOCAL_CENTRES, LOCAL_POINTS = 0.1, 3, 32
 #: Default posterior draws behind a ranking's intervals and P(best).
 DEFAULT_DRAWS = 256
+
+
+@dataclass(frozen=True)
+class Learned:
+    """Hyperparameters learned on the first ``size`` samples (:func:`refit_size`)."""
+
+    size: int
+    hyper: Hyperparameters
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class Ranking:
     model: Surrogate | None = None
     samples: np.ndarray | None = None  # (n, d) unit coordinates the model conditions on
     labels: np.ndarray | None = None  # (n,) their candidates (indices of ``names``)
+    learned: Learned | None = None  # the hyperparameters, for the next call to reuse
 
     def propose(self, c: int, reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Where candidate ``c`` should be sampled next: Thompson sampling of its surface.
@@ -123,6 +132,7 @@ def rank(
     draws: int = DEFAULT_DRAWS,
     confidence: float = 0.9,
     random_state: int = 0,
+    learned: Learned | None = None,
 ) -> Ranking:
     """Rank candidates by their estimated score once tuned, best first.
 
@@ -143,6 +153,8 @@ def rank(
         draws: Posterior draws behind the interval and ``prob_best`` (at least 16).
         confidence: Coverage of the credible interval, in (0, 1).
         random_state: Seeds the draws and the reference points.
+        learned: What an earlier call learned (its ``Ranking.learned``), reused while it
+            is what :func:`refit_size` asks for; the result is the same either way.
 
     Raises:
         ConfigError: On malformed input or options.
@@ -155,25 +167,63 @@ def rank(
     # Matrices this small are slower on several BLAS threads than on one, far slower
     # when other processes want the cores too.
     with threadpool_limits(1):
-        return _rank(names, unit, covariates, treatment, outcome, trials, known_noise,
-                     use_psm, draws, confidence, random_state)  # fmt: skip
+        samples = _Samples.of(names, unit, covariates, treatment, outcome, known_noise)
+        return _rank(samples, trials, use_psm, draws, confidence, random_state, learned)
 
 
-def _rank(names, unit, covariates, treatment, outcome, trials, known_noise, use_psm, draws,
-          confidence, random_state) -> Ranking:  # fmt: skip
-    x_unit = np.asarray(unit, dtype=float).reshape(len(treatment), -1)
-    # psm.rank validates names, lengths and values, and gives the matched comparison.
-    matched = psm.rank(names, covariates, treatment, outcome, criterion="mean", n_bootstrap=0)
-    by_name = {e.candidate: e for e in matched}
-    index = {name: i for i, name in enumerate(names)}
-    labels = np.array([index[t] for t in treatment], dtype=int)
-    y = np.asarray(outcome, dtype=float)
+@dataclass(frozen=True)
+class _Samples:
+    """The samples as arrays, validated (by :func:`engine.psm.rank`, which also gives the
+    matched comparison)."""
+
+    names: list[str]
+    unit: np.ndarray
+    covariates: np.ndarray
+    labels: np.ndarray
+    y: np.ndarray
+    known: np.ndarray | None
+    matched: dict[str, CandidateEstimate]
+
+    @classmethod
+    def of(cls, names, unit, covariates, treatment, outcome, known_noise) -> _Samples:
+        matched = psm.rank(names, covariates, treatment, outcome, criterion="mean",
+                           n_bootstrap=0)  # fmt: skip
+        index = {name: i for i, name in enumerate(names)}
+        known = None if known_noise is None else np.asarray(known_noise, dtype=float)
+        return cls(
+            names, np.asarray(unit, dtype=float).reshape(len(treatment), -1),
+            np.asarray(covariates, dtype=float).reshape(len(treatment), -1),
+            np.array([index[t] for t in treatment], dtype=int), np.asarray(outcome, float),
+            known, {e.candidate: e for e in matched},
+        )  # fmt: skip
+
+    def first(self, size: int) -> _Samples:
+        """The first ``size`` samples."""
+        treatment = [self.names[c] for c in self.labels[:size]]
+        known = None if self.known is None else self.known[:size]
+        return _Samples.of(self.names, self.unit[:size], self.covariates[:size], treatment,
+                           self.y[:size], known)  # fmt: skip
+
+    def prior_means(self, use_psm: bool) -> np.ndarray:
+        """``m_c``: each candidate's PSM-adjusted mean, or the mean of every score."""
+        default = self.y.mean()
+        if not use_psm:
+            return np.full(len(self.names), default)
+        matched = [self.matched[n] for n in self.names]
+        return np.array([e.adjusted_mean if e.n else default for e in matched])
+
+
+def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
+          learned) -> Ranking:  # fmt: skip
+    names, x_unit, labels, y = samples.names, samples.unit, samples.labels, samples.y
     k = len(names)
     maxima = np.full((draws, k), np.nan)
     incumbents: dict[int, tuple[int, float]] = {}
     if len(y):
-        prior = _prior_means(by_name, names, y, use_psm)
-        model = _model(x_unit, labels, y, known_noise, prior)
+        learned = _learn(samples, use_psm, learned)
+        model = Surrogate(samples.prior_means(use_psm)).fit(
+            x_unit, labels, y, samples.known, hyper=learned.hyper
+        )
         rng = np.random.default_rng(random_state)
         reference = rng.random((REFERENCE_POINTS, x_unit.shape[1]))
         numbers = _trial_numbers(labels, trials)
@@ -185,6 +235,7 @@ def _rank(names, unit, covariates, treatment, outcome, trials, known_noise, use_
             best = int(np.argmax(means))
             incumbents[c] = (int(numbers[own][best]), float(means[best]))
     chance = prob_best(maxima)
+    by_name = samples.matched
     estimates = [
         _estimate(by_name[names[c]], maxima[:, c], chance[c], incumbents.get(c), confidence)
         for c in range(k)
@@ -193,29 +244,21 @@ def _rank(names, unit, covariates, treatment, outcome, trials, known_noise, use_
     ranked = tuple(estimates[c] for c in order)
     if not len(y):
         return Ranking(ranked, tuple(names), maxima)
-    return Ranking(ranked, tuple(names), maxima, model, x_unit, labels)
+    return Ranking(ranked, tuple(names), maxima, model, x_unit, labels, learned)
 
 
-def _prior_means(by_name, names, y, use_psm: bool) -> np.ndarray:
-    """``m_c``: the PSM-adjusted mean of each candidate, or the mean of every score."""
-    if not use_psm:
-        return np.full(len(names), y.mean())
-    return np.array([
-        by_name[n].adjusted_mean if by_name[n].n else y.mean() for n in names
-    ])  # fmt: skip
-
-
-def _model(x_unit, labels, y, known_noise, prior) -> Surrogate:
-    """The surrogate conditioned on every sample, its hyperparameters learned on the
-    first :func:`refit_size` of them (the samples are in commit order)."""
-    known = None if known_noise is None else np.asarray(known_noise, dtype=float)
-    size = refit_size(len(y))
-    learned = Surrogate(prior).fit(
-        x_unit[:size], labels[:size], y[:size], None if known is None else known[:size]
-    )
-    if size == len(y):
+def _learn(samples: _Samples, use_psm: bool, learned: Learned | None) -> Learned:
+    """The hyperparameters of a model of these samples: learned on the first
+    :func:`refit_size` of them alone (they are in commit order), so that reusing them
+    from an earlier call and learning them afresh on resume give the same."""
+    size = refit_size(len(samples.y))
+    if learned is not None and learned.size == size:
         return learned
-    return Surrogate(prior).fit(x_unit, labels, y, known, hyper=learned.hyper)
+    first = samples.first(size)
+    model = Surrogate(first.prior_means(use_psm)).fit(
+        first.unit, first.labels, first.y, first.known
+    )
+    return Learned(size, model.hyper)
 
 
 def _trial_numbers(labels: np.ndarray, trials: Sequence[int] | None) -> np.ndarray:

@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from engine import CI_HIGH, CI_LOW
+
 
 def duration(seconds: float | None) -> str:
     """``"42s"``, ``"3m05s"``, ``"2h07m"``; ``"?"`` when unknown."""
@@ -25,10 +27,19 @@ def number(value: float, digits: int = 3) -> str:
 
 
 def format_metrics(metrics: Mapping[str, float], limit: int | None = None) -> str:
-    """``"avg_tests 0.528, pass@1 0.000, asserts 3"``: counts without decimals; the
-    first ``limit`` metrics only (the first is the task's default objective)."""
-    items = list(metrics.items())[:limit]
-    return ", ".join(f"{k} {_metric_value(v)}" for k, v in items)
+    """``"avg_tests 0.528 (90% CI 0.41-0.64), pass@1 0.000, asserts 3"``: counts without
+    decimals, a metric's interval beside it (held-out scores have one); the first
+    ``limit`` metrics only (the first is the task's default objective)."""
+    bounds = {k for k in metrics if k.endswith((CI_LOW, CI_HIGH))}
+    items = [(k, v) for k, v in metrics.items() if k not in bounds][:limit]
+    return ", ".join(f"{k} {_metric_value(v)}{_interval(metrics, k)}" for k, v in items)
+
+
+def _interval(metrics: Mapping[str, float], name: str) -> str:
+    low, high = metrics.get(name + CI_LOW), metrics.get(name + CI_HIGH)
+    if low is None or high is None:
+        return ""
+    return f" (90% CI {number(low)}-{number(high)})"
 
 
 def _metric_value(value: float) -> str:

@@ -32,19 +32,18 @@ if TYPE_CHECKING:
 
 
 def ranking_table(ranking: Sequence[CandidateEstimate], title: str = "Ranking") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("candidate")
-    table.add_column("score", justify="right")
-    table.add_column("90% CI", justify="right")
-    table.add_column("adj. mean", justify="right")
-    table.add_column("raw mean", justify="right")
-    table.add_column("matched/n", justify="right")
+    """Each candidate's estimated score once tuned, its interval and P(best), beside the
+    PSM-matched mean and the raw mean; one line under it on why the leader leads."""
+    table = Table(title=title, title_justify="left", caption=why_leader(ranking),
+                  caption_justify="left")  # fmt: skip
+    for column in ("#", "candidate", "tuned score", "90% CI", "P(best)", "adj. mean",
+                   "raw mean", "matched/n"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "candidate" else "right")
     for i, e in enumerate(ranking, 1):
         table.add_row(
             str(i), e.candidate, f"{e.score:.3f}", f"[{e.ci_low:.3f}, {e.ci_high:.3f}]",
-            f"{e.adjusted_mean:.3f}", f"{e.raw_mean:.3f}", f"{e.matched}/{e.n}",
-            style="bold" if i == 1 else None,
+            f"{e.prob_best:.2f}", f"{e.adjusted_mean:.3f}", f"{e.raw_mean:.3f}",
+            f"{e.matched}/{e.n}", style="bold" if i == 1 else None,
         )  # fmt: skip
     return table
 

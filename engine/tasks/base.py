@@ -7,8 +7,9 @@ A task knows nothing about models or tokenizers. The prompt builder
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from engine.errors import ConfigError
@@ -147,6 +148,37 @@ def check_completions(problems: Sequence[Problem], completions: Sequence[str]) -
     """
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+
+
+def problem_interval(
+    outcomes: Sequence[ProblemOutcome],
+    aggregate: Callable[[Sequence[ProblemOutcome]], Mapping[str, float]],
+    metric: str,
+    *,
+    confidence: float = 0.9,
+    draws: int = 200,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """A percentile-bootstrap interval of ``aggregate(outcomes)[metric]`` over problems.
+
+    The problems are resampled with replacement, each with all of its completions, and
+    the task's own aggregate is recomputed on every resample, so the interval fits any
+    metric (pass@k included) and says how much the figure depends on which problems
+    were drawn.
+    """
+    groups = list(group_by_problem(outcomes).values())
+    rng = random.Random(seed)
+    values = []
+    for _ in range(draws):
+        resample = [
+            replace(o, problem_id=f"{o.problem_id}#{j}")
+            for j in range(len(groups))
+            for o in rng.choice(groups)
+        ]
+        values.append(float(aggregate(resample)[metric]))
+    values.sort()
+    tail = (1 - confidence) / 2
+    return values[int(tail * (draws - 1))], values[int(round((1 - tail) * (draws - 1)))]
 
 
 def group_by_problem(outcomes: Sequence[ProblemOutcome]) -> dict[str, list[ProblemOutcome]]:

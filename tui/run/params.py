@@ -5,12 +5,14 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
+from engine import why_leader
 from tui.format import format_metrics, format_params, number
 from tui.run.state import RunState
 
 
 class BestLine(Static):
-    """The answer if the run ended now: leader, its best parameters and score."""
+    """The answer if the run ended now: leader, its parameters and score, and below it
+    one line on why the leader leads."""
 
     def show(self, state: RunState) -> None:
         answer = state.answer()
@@ -25,6 +27,7 @@ class BestLine(Static):
         holdout = state.holdout()
         if holdout:
             text.append("  held-out " + format_metrics(holdout))
+        text.append("\n" + why_leader(state.ranking), style="dim")
         self.update(text)
 
 

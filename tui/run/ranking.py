@@ -1,4 +1,4 @@
-"""The PSM-adjusted ranking, one row per candidate with its progress through the budget."""
+"""The ranking, one row per candidate with its progress through the budget."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from textual.widgets import DataTable
 from tui.format import number
 from tui.run.state import RunState
 
-COLUMNS = ("#", "candidate", "samples", "score", "90% CI", "matched", "raw mean", "P(best)")
+COLUMNS = (
+    "#", "candidate", "samples", "tuned score", "90% CI", "P(best)", "matched", "raw mean",
+)  # fmt: skip
 
 
 class RankingTable(DataTable):
-    """Adjusted score with its interval, matched n and the raw mean beside it; the
-    leader in bold, candidates eliminated at selection greyed.
+    """Each candidate's estimated score once tuned, its interval and P(best), with its
+    PSM-matched samples and raw mean beside them; the leader in bold, candidates not
+    selected greyed.
 
     Columns get explicit widths, measured here from the cells: an auto-width DataTable
     measures new rows later, on idle, and a frame drawn in between can show the header
@@ -56,9 +59,9 @@ class RankingTable(DataTable):
                 _progress(state, name),
                 number(e.score) if e else "–",
                 f"{number(e.ci_low)}–{number(e.ci_high)}" if e and e.n else "–",
+                number(e.prob_best, 2) if e else "–",
                 f"{e.matched}/{e.n}" if e else "–",
                 number(e.raw_mean) if e else "–",
-                number(e.prob_best, 2) if e else "–",
             ]
             yield name, [c if isinstance(c, Text) else Text(c, style=style) for c in cells]
 
