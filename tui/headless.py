@@ -24,6 +24,7 @@ from engine import (
     Sample,
     SampleRecorded,
     StageChanged,
+    why_leader,
 )
 from tui.format import format_metrics, format_params
 
