@@ -8,16 +8,22 @@ all of its samples:
 1. **PSM aligns the candidates' levels.** Each candidate's optimizer sampled where it
    expected to do well, so raw means mix "which model" with "which parameters it tried".
    The propensity-score matched comparison on common support (:mod:`engine.psm`) gives
-   each candidate's mean over the parameters every candidate reaches; that is the prior
-   mean ``m_c`` of the surrogate, the level its surface is drawn around. Samples off the
-   common support are *not* dropped: the surrogate conditions on every sample.
+   each candidate's mean over the parameters every candidate reaches. It sets the prior
+   mean ``m_c`` of the surrogate, the level a surface is drawn around where the
+   candidate has few samples of its own, in proportion to the share of samples on the
+   common support (:meth:`_Samples.prior_means`): a comparison made on a sliver of the
+   data moves the prior a sliver. Samples off the common support are *not* dropped: the
+   surrogate conditions on every sample.
 2. **The surrogate models the surfaces** (:mod:`engine.surrogate`): one GP over every
    sample with a surface the candidates share and one of each candidate's own.
-3. **Posterior draws of each maximum.** Joint draws of a candidate's surface at its
-   evaluated points and at :data:`REFERENCE_POINTS` quasi-random points of the space;
-   the maximum of each draw is one draw of the tuned score. Their mean is the
-   candidate's ``score``, their quantiles its interval, and the share of draws in which
-   it is the highest its ``prob_best`` (Thompson sampling over maxima, as in Bandit-BO).
+3. **Posterior draws of each maximum.** Joint draws of a candidate's surface at every
+   evaluated point, its own and the other candidates' (the configurations some
+   optimizer found worth trying); the maximum of each draw is one draw of the tuned
+   score. Their mean is the candidate's ``score``, their quantiles its interval, and the
+   share of draws in which it is the highest its ``prob_best`` (Thompson sampling over
+   maxima, as in Bandit-BO). Unvisited corners of the space are left out on purpose:
+   there every candidate's surface is its prior, and its maximum over many such points
+   would reward ignorance, not evidence.
 
 The same draws drive stage 1 (:func:`engine.stages.top_two`,
 :func:`engine.stages.safe_eliminations`) and the switch to stage 3. The deployed
@@ -41,10 +47,6 @@ from engine.errors import ConfigError
 from engine.records import CandidateEstimate
 from engine.surrogate import Hyperparameters, Surrogate
 
-#: Quasi-random points of the space (shared by every candidate) at which the maxima are
-#: drawn besides the evaluated points: where nobody has looked, a candidate may still be
-#: better than anywhere seen, and the draws say by how much.
-REFERENCE_POINTS = 64
 #: Thompson proposals (:meth:`Ranking.propose`) look this close around this many of a
 #: candidate's best samples, this many points each (unit coordinates).
 LOCAL_STEP, LOCAL_CENTRES, LOCAL_POINTS = 0.1, 3, 32
@@ -152,7 +154,7 @@ def rank(
             mean of all scores): the ablation of PSM's contribution.
         draws: Posterior draws behind the interval and ``prob_best`` (at least 16).
         confidence: Coverage of the credible interval, in (0, 1).
-        random_state: Seeds the draws and the reference points.
+        random_state: Seeds the draws.
         learned: What an earlier call learned (its ``Ranking.learned``), reused while it
             is what :func:`refit_size` asks for; the result is the same either way.
 
@@ -205,12 +207,15 @@ class _Samples:
                            self.y[:size], known)  # fmt: skip
 
     def prior_means(self, use_psm: bool) -> np.ndarray:
-        """``m_c``: each candidate's PSM-adjusted mean, or the mean of every score."""
-        default = self.y.mean()
-        if not use_psm:
-            return np.full(len(self.names), default)
+        """``m_c``: the mean of every score, moved by each candidate's PSM-adjusted
+        difference from the others times the share of samples on common support (where
+        there is none, or without PSM, every candidate's is the mean)."""
+        overall = np.full(len(self.names), self.y.mean())
         matched = [self.matched[n] for n in self.names]
-        return np.array([e.adjusted_mean if e.n else default for e in matched])
+        if not use_psm or not all(e.n for e in matched):
+            return overall
+        adjusted = np.array([e.adjusted_mean for e in matched])
+        return overall + matched[0].overlap * (adjusted - adjusted.mean())
 
 
 def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
@@ -225,12 +230,11 @@ def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
             x_unit, labels, y, samples.known, hyper=learned.hyper
         )
         rng = np.random.default_rng(random_state)
-        reference = rng.random((REFERENCE_POINTS, x_unit.shape[1]))
+        evaluated = np.unique(x_unit, axis=0)
         numbers = _trial_numbers(labels, trials)
         for c in np.unique(labels):
             own = labels == c
-            points = np.vstack([np.unique(x_unit[own], axis=0), reference])
-            maxima[:, c] = model.draw(c, points, draws, rng).max(axis=1)
+            maxima[:, c] = model.draw(c, evaluated, draws, rng).max(axis=1)
             means = model.mean(c, x_unit[own])
             best = int(np.argmax(means))
             incumbents[c] = (int(numbers[own][best]), float(means[best]))

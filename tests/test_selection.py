@@ -1,0 +1,207 @@
+"""The surrogate and the selection statistic: the math against known values, and the
+ranking on cases whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import approx_fprime
+
+from engine import SearchSpace
+from engine.selection import Learned, prob_best, rank, refit_size
+from engine.surrogate import Hyperparameters, Surrogate, _negative_log_posterior, matern52
+from engine.tasks.base import ProblemOutcome, problem_interval
+
+SPACE = SearchSpace()
+
+
+# -- the surrogate ---------------------------------------------------------------------------
+
+
+def test_matern52_is_one_at_zero_distance_and_decays_with_scaled_distance():
+    a = np.array([[0.0, 0.0]])
+    b = np.array([[0.0, 0.0], [0.3, 0.0], [0.0, 0.3]])
+    k = matern52(a, b, np.array([0.3, 3.0]))[0]
+    assert k[0] == 1.0
+    assert k[1] == pytest.approx(0.5239941088, abs=1e-9)  # r = 1: (1 + √5 + 5/3) e^-√5
+    assert k[2] > 0.99  # a long length-scale: the second parameter hardly matters
+
+
+def test_the_gradient_of_the_log_posterior_is_exact():
+    rng = np.random.default_rng(0)
+    n, d = 25, 3
+    u, labels = rng.random((n, d)), rng.integers(0, 2, n)
+    y = np.sin(4 * u[:, 0]) + 0.5 * labels + 0.05 * rng.standard_normal(n)
+    y = (y - y.mean()) / y.std()
+    same = (labels[:, None] == labels[None, :]).astype(float)
+    known = np.full(n, 0.01)
+    theta = Hyperparameters.start(d) + 0.4 * rng.standard_normal(d + 4)
+
+    def value(t):
+        return _negative_log_posterior(t, u, same, y, known)[0]
+
+    numeric = approx_fprime(theta, value, 1e-6)
+    analytic = _negative_log_posterior(theta, u, same, y, known)[1]
+    assert np.allclose(analytic, numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_the_posterior_follows_the_samples_and_returns_to_the_prior_far_from_them():
+    u = np.linspace(0, 0.5, 12)[:, None]
+    y = np.sin(6 * u[:, 0])
+    model = Surrogate(np.array([0.0])).fit(u, np.zeros(12, dtype=int), y)
+    mean, cov = model.posterior(0, np.array([[0.25], [0.95]]))
+    assert mean[0] == pytest.approx(np.sin(1.5), abs=0.05)
+    near, far = np.sqrt(np.diag(cov))
+    assert near < 0.1 * far
+
+
+def test_known_noise_widens_the_posterior():
+    rng = np.random.default_rng(1)
+    u = rng.random((12, 1))
+    y = u[:, 0] + 0.1 * rng.standard_normal(12)
+    labels = np.zeros(12, dtype=int)
+    hyper = Surrogate.prior()
+    quiet = Surrogate(np.array([0.5])).fit(u, labels, y, hyper=hyper)
+    loud = Surrogate(np.array([0.5])).fit(u, labels, y, np.full(12, 0.05), hyper=hyper)
+    point = np.array([[0.5]])
+    assert loud.posterior(0, point)[1][0, 0] > quiet.posterior(0, point)[1][0, 0]
+
+
+# -- the selection statistic -----------------------------------------------------------------
+
+
+def test_refit_sizes_grow_by_about_a_fifth():
+    sizes = sorted({refit_size(n) for n in range(1, 60)})
+    assert sizes[:8] == [1, 2, 3, 4, 5, 6, 8, 10]
+    assert all(b <= max(a + 1, 1.2 * a + 1) for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def test_prob_best_shares_ties_and_ignores_missing_candidates():
+    maxima = np.array([[1.0, 1.0, np.nan], [2.0, 1.0, np.nan]])
+    assert prob_best(maxima).tolist() == [0.75, 0.25, 0.0]
+
+
+def _points(temperatures, top_p=0.95):
+    return [
+        {"temperature": t, "repetition_penalty": 1.0, "max_new_tokens": 256}
+        if t == 0
+        else {"temperature": t, "top_p": top_p, "top_k": 50, "repetition_penalty": 1.0,
+              "max_new_tokens": 256}
+        for t in temperatures
+    ]  # fmt: skip
+
+
+def _rank(params, treatment, outcome, **kwargs):
+    return rank(["a", "b"], [SPACE.unit(p) for p in params],
+                [SPACE.covariates(p) for p in params], treatment, outcome, **kwargs)  # fmt: skip
+
+
+def test_a_candidate_best_where_only_its_own_optimizer_looked_is_ranked_first():
+    # The case that sank the matched comparison on common support: "b" is poor at the
+    # shared default point (greedy) but excellent at high temperatures, where only its
+    # own optimizer sampled; "a" is middling everywhere it was tried.
+    a_temps = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.25, 0.35]
+    b_temps = [0.0, 1.2, 1.3, 1.4, 1.25, 1.35, 1.45, 1.3]
+    params = _points(a_temps) + _points(b_temps)
+    treatment = ["a"] * 8 + ["b"] * 8
+    rng = np.random.default_rng(0)
+    outcome = (
+        [0.5 + 0.02 * rng.standard_normal() for _ in a_temps]
+        + [0.1]
+        + [0.93 + 0.02 * rng.standard_normal() for _ in b_temps[1:]]
+    )
+    ranking = _rank(params, treatment, outcome)
+    first = ranking.estimates[0]
+    assert first.candidate == "b" and first.prob_best > 0.9
+    assert first.ci_low <= first.score <= first.ci_high and first.score > 0.8
+    # its incumbent is one of its hot samples, not the default point (trial 0)
+    assert first.incumbent != 0 and first.incumbent_mean > 0.85
+
+
+def test_the_incumbent_is_the_best_posterior_mean_not_the_luckiest_sample():
+    # "a" has a lucky sample (0.9) alone among neighbours that score 0.3; the region of
+    # its other samples is steadily at 0.6.
+    temps = [0.5, 0.52, 0.54, 0.56, 0.58, 1.2, 1.21, 1.19, 1.22]
+    scores = [0.6, 0.61, 0.59, 0.6, 0.6, 0.9, 0.3, 0.3, 0.3]
+    params = _points(temps) + _points([0.0, 0.7])
+    ranking = _rank(params, ["a"] * 9 + ["b"] * 2, scores + [0.2, 0.2])
+    a = next(e for e in ranking.estimates if e.candidate == "a")
+    assert temps[a.incumbent] < 1.0 and a.incumbent_mean < 0.7
+
+
+def test_reused_hyperparameters_give_the_same_ranking_as_learned_afresh():
+    rng = np.random.default_rng(3)
+    temps = rng.uniform(0.05, 1.5, 24)
+    params = _points(temps)
+    treatment = ["a", "b"] * 12
+    outcome = [1 - (t - 0.6) ** 2 + 0.02 * rng.standard_normal() for t in temps]
+    fresh = _rank(params, treatment, outcome)
+    earlier = _rank(params[:22], treatment[:22], outcome[:22])
+    assert refit_size(22) == refit_size(24) == earlier.learned.size
+    reused = _rank(params, treatment, outcome, learned=earlier.learned)
+    assert [e.score for e in reused.estimates] == [e.score for e in fresh.estimates]
+    assert isinstance(reused.learned, Learned)
+
+
+def test_without_psm_the_surfaces_are_centred_on_the_mean_of_all_scores():
+    params = _points([0.0, 0.5, 1.0]) + _points([0.0, 0.5, 1.0])
+    outcome = [0.2, 0.3, 0.2, 0.7, 0.8, 0.7]
+    with_psm = _rank(params, ["a"] * 3 + ["b"] * 3, outcome)
+    without = _rank(params, ["a"] * 3 + ["b"] * 3, outcome, use_psm=False)
+    assert with_psm.model.prior_mean.tolist() != without.model.prior_mean.tolist()
+    assert np.allclose(without.model.prior_mean, np.mean(outcome))
+    assert with_psm.estimates[0].candidate == without.estimates[0].candidate == "b"
+
+
+def test_a_proposal_is_a_point_of_the_space_and_repeats_with_its_seed():
+    params = _points([0.0, 0.4, 0.8, 1.2]) + _points([0.0, 0.3])
+    ranking = _rank(params, ["a"] * 4 + ["b"] * 2, [0.2, 0.5, 0.7, 0.4, 0.3, 0.4])
+    reference = SPACE.random_unit(64, np.random.default_rng(0))
+    first = ranking.propose(0, reference, np.random.default_rng(5))
+    again = ranking.propose(0, reference, np.random.default_rng(5))
+    assert first.tolist() == again.tolist() and ((first >= 0) & (first <= 1)).all()
+    assert set(SPACE.from_unit(first)) <= set(params[1])
+
+
+@pytest.mark.parametrize("draws", [0, 15, 2.5, True])
+def test_too_few_draws_are_refused(draws):
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="draws must be a whole number >= 16"):
+        _rank(_points([0.0]), ["a"], [0.5], draws=draws)
+
+
+# -- the unit coordinates --------------------------------------------------------------------
+
+
+def test_unit_coordinates_round_trip_through_the_space():
+    for params in _points([0.0, 0.05, 0.7, 1.5], top_p=0.8):
+        back = SPACE.from_unit(SPACE.unit(params))
+        assert back.keys() == params.keys()
+        assert all(back[k] == pytest.approx(v, rel=1e-9) for k, v in params.items())
+
+
+def test_random_unit_points_are_half_greedy():
+    points = SPACE.random_unit(400, np.random.default_rng(0))
+    greedy = [SPACE.from_unit(u)["temperature"] == 0 for u in points]
+    assert 0.4 < np.mean(greedy) < 0.6
+
+
+# -- the held-out interval -------------------------------------------------------------------
+
+
+def _outcome(problem: str, passed: bool) -> ProblemOutcome:
+    return ProblemOutcome(problem, "passed" if passed else "failed", passed, float(passed))
+
+
+def _pass_rate(outcomes) -> dict[str, float]:
+    return {"pass": float(np.mean([o.passed for o in outcomes]))}
+
+
+def test_the_problem_interval_resamples_whole_problems():
+    same = [_outcome(f"p{i}", True) for i in range(10)]
+    assert problem_interval(same, _pass_rate, "pass") == (1.0, 1.0)
+    half = [_outcome(f"p{i}", i % 2 == 0) for i in range(40)]
+    low, high = problem_interval(half, _pass_rate, "pass", draws=400)
+    # a binomial proportion of 0.5 over 40 problems: 90% within about ±0.13
+    assert low == pytest.approx(0.37, abs=0.05) and high == pytest.approx(0.63, abs=0.05)
