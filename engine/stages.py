@@ -141,18 +141,30 @@ def best_sample_index(scores: Sequence[float]) -> int:
     return int(np.argmax(np.asarray(scores, dtype=float)))
 
 
-def why_leader(ranking: Sequence[CandidateEstimate]) -> str:
-    """One line on why the top of ``ranking`` leads, for the app and ``show``.
+def why_leader(ranking: Sequence[CandidateEstimate], winner: str | None = None) -> str:
+    """One line on why the top of ``ranking`` leads, for the app and ``show``; once a
+    ``winner`` is selected, on the winner, and on who leads now if the evidence since
+    (stage 3 samples the winner alone) moved another candidate ahead.
 
     >>> a = CandidateEstimate("a", 0.62, 0.55, 0.68, 0.4, 0.4, 9, 5, prob_best=0.93)
     >>> b = CandidateEstimate("b", 0.48, 0.40, 0.55, 0.4, 0.4, 4, 4, prob_best=0.07)
     >>> why_leader([a, b])
     'a leads: tuned score 0.62 (0.55-0.68), P(best) 0.93; next b 0.48 (0.40-0.55)'
+    >>> for part in why_leader([a, b], winner="b").split("; "):
+    ...     print(part)
+    b was selected and is tuned: tuned score 0.48 (0.40-0.55)
+    a leads on all evidence now, 0.62 (0.55-0.68), P(best) 0.93
     """
     ranked = [e for e in ranking if e.n]
     if not ranked:
         return "no samples yet"
     top = ranked[0]
+    if winner and winner != top.candidate:
+        chosen = next((e for e in ranked if e.candidate == winner), None)
+        if chosen is not None:
+            return (f"{winner} was selected and is tuned: tuned score {_interval(chosen)}; "
+                    f"{top.candidate} leads on all evidence now, {_interval(top)}, "
+                    f"P(best) {top.prob_best:.2f}")  # fmt: skip
     line = f"{top.candidate} leads: tuned score {_interval(top)}, P(best) {top.prob_best:.2f}"
     if len(ranked) == 1:
         return line + (" (the only candidate with samples)" if len(ranking) > 1 else "")

@@ -392,7 +392,8 @@ def _print_run(store: Any, run_id: str, console: Console) -> None:
         console.print(f"[red]error:[/] {escape(run.error)}")
     answer = stored_answer(store, run.id)  # its ranking is the run's latest
     if answer.ranking:
-        console.print(ranking_table(answer.ranking, title=f"ranking after {answer.n_samples}"))
+        title = f"ranking after {answer.n_samples}"
+        console.print(ranking_table(answer.ranking, title, winner=answer.best_candidate))
         balance = run_balance(store, run)
         if balance is not None:
             console.print(balance_table(balance))

@@ -32,10 +32,13 @@ if TYPE_CHECKING:
     from engine import Balance
 
 
-def ranking_table(ranking: Sequence[CandidateEstimate], title: str = "Ranking") -> Table:
+def ranking_table(
+    ranking: Sequence[CandidateEstimate], title: str = "Ranking", winner: str | None = None
+) -> Table:
     """Each candidate's estimated score once tuned, its interval and P(best), beside the
-    PSM-matched mean and the raw mean; one line under it on why the leader leads."""
-    table = Table(title=title, title_justify="left", caption=why_leader(ranking),
+    PSM-matched mean and the raw mean; one line under it on why the leader (or the
+    selected ``winner``) leads."""
+    table = Table(title=title, title_justify="left", caption=why_leader(ranking, winner),
                   caption_justify="left")  # fmt: skip
     for column in ("#", "candidate", "tuned score", "90% CI", "P(best)", "adj. mean",
                    "raw mean", "matched/n"):  # fmt: skip
@@ -162,7 +165,7 @@ class HeadlessView:
         self.progress.stop()
         r = e.result
         if r.ranking:
-            self.console.print(ranking_table(r.ranking))
+            self.console.print(ranking_table(r.ranking, winner=r.best_candidate))
         verb = "stopped early; best so far" if e.stopped else "best"
         self.console.print(
             f"[bold green]{verb}: {r.best_candidate}[/] with "

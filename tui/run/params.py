@@ -27,7 +27,7 @@ class BestLine(Static):
         holdout = state.holdout()
         if holdout:
             text.append("  held-out " + format_metrics(holdout))
-        text.append("\n" + why_leader(state.ranking), style="dim")
+        text.append("\n" + why_leader(state.ranking, state.winner), style="dim")
         self.update(text)
 
 
