@@ -1,4 +1,6 @@
-"""The five tuning strategies compared by ``benchmarks.strategies``.
+"""The project's own and the baseline tuning strategies compared by ``benchmarks.strategies``
+(the literature's peers are in :mod:`benchmarks._strategies.peers`; the table of all of
+them is :mod:`benchmarks._strategies.catalog`).
 
 Contract of every strategy: ``strategy(family, budget, seed) -> Choice``. It may call the
 family's noisy objective exactly ``budget`` times (a :class:`CountingObjective` enforces
@@ -20,7 +22,7 @@ import numpy as np
 import optuna
 
 from benchmarks._strategies.landscapes import SPACE, Family
-from engine import Tuner, plan_budget, sampler_seed
+from engine import RunSettings, Tuner, plan_budget, sampler_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -109,11 +111,15 @@ def three_stage(
     return Choice(result.best_candidate, dict(result.best_params))
 
 
-def three_stage_without_elimination(
-    family: Family, budget: int, seed: int, *, fast: bool = True
-) -> Choice:
-    """:func:`three_stage` with early elimination off (``Tuner(eliminate=0)``)."""
-    return three_stage(family, budget, seed, fast=fast, eliminate=0.0)
+def three_stage_without_psm(family: Family, budget: int, seed: int, *, fast: bool = True) -> Choice:
+    """:func:`three_stage` with PSM off (``Tuner(psm=False)``).
+
+    Until the engine has that option (a ``psm`` field of :class:`engine.RunSettings`),
+    this runs the Tuner's defaults, i.e. the same as :func:`three_stage`.
+    """
+    if "psm" in RunSettings.__dataclass_fields__:
+        return three_stage(family, budget, seed, fast=fast, psm=False)
+    return three_stage(family, budget, seed, fast=fast)  # no such option yet: the defaults
 
 
 def two_stage(family: Family, budget: int, seed: int) -> Choice:
@@ -205,17 +211,3 @@ def random_search(family: Family, budget: int, seed: int) -> Choice:
         study.tell(trial, objective(name, params))
     best = study.best_trial
     return Choice(best.user_attrs["candidate"], dict(best.user_attrs["params"]))
-
-
-#: Name -> strategy, in table order; "two-stage" is the baseline of every ratio.
-STRATEGIES: dict[str, Strategy] = {
-    "three-stage": three_stage,
-    "three-stage, no elim.": three_stage_without_elimination,
-    "two-stage": two_stage,
-    "naive pooling": naive_pooling,
-    "tune everything": tune_everything,
-    "random search": random_search,
-}
-BASELINE = "two-stage"
-#: The strategies that run the real Tuner and take its ``fast`` option.
-TUNER_STRATEGIES = frozenset({"three-stage", "three-stage, no elim."})
