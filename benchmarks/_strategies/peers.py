@@ -221,12 +221,13 @@ def max_ucb(family: Family, budget: int, seed: int) -> Choice:
 
         argmax_i  max_{s <= n_i} r_{i,s} + sqrt(alpha * log(t) / n_i)
 
-    (``n_i`` pulls so far, ``alpha`` = :data:`MAX_UCB_ALPHA`): the UCB index on the
-    *maximum* reward instead of the mean, as in the max K-armed bandit for CASH of Balef,
-    Vernade & Eggensperger, "Put CASH on Bandits: A Max K-Armed Problem for Automated
-    Machine Learning" (2025, arXiv:2505.05226), whose MaxUCB targets the short-tailed,
-    bounded reward distributions of hyperparameter optimisation. The best trial overall
-    is chosen."""
+    (``n_i`` pulls so far, ``alpha`` = :data:`MAX_UCB_ALPHA`): a UCB index on the
+    *maximum* observed reward instead of the mean, the max K-armed bandit view of CASH of
+    Balef, Vernade & Eggensperger, "Put CASH on Bandits: A Max K-Armed Problem for
+    Automated Machine Learning" (2025, arXiv:2505.05226), whose MaxUCB adds such a bonus
+    to each arm's best reward for the short-tailed, bounded rewards of hyperparameter
+    optimisation. The bonus here is the plain ``sqrt(alpha log t / n)`` form, not a
+    transcription of their code. The best trial overall is chosen."""
     objective = runners.CountingObjective(family, budget, _seed(seed, 10))
     arms = [_Arm(n, _seed(seed, 100 + i), objective) for i, n in enumerate(family.candidates)]
     for arm in arms[:budget]:
