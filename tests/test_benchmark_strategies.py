@@ -3,6 +3,7 @@ they claim (each family's stated optimum really is the optimum)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -155,6 +156,37 @@ def test_max_ucb_pulls_every_arm_then_the_one_with_the_highest_bound(monkeypatch
     pulls = {name: len(arm.scores) for name, arm in arms.items()}
     assert sum(pulls.values()) == 40 and min(pulls.values()) >= 1
     assert pulls["b"] > pulls["c"] > pulls["a"]
+
+
+def test_three_stage_without_psm_turns_psm_off_once_the_engine_has_the_option(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runners, "three_stage", lambda *a, **k: calls.append(k))
+    runners.three_stage_without_psm(FAMILIES["smooth"], 12, 0)
+    has_psm = "psm" in runners.RunSettings.__dataclass_fields__
+    assert calls[-1] == ({"fast": True, "psm": False} if has_psm else {"fast": True})
+
+    @dataclasses.dataclass
+    class WithPsm:
+        psm: bool = True
+
+    monkeypatch.setattr(runners, "RunSettings", WithPsm)
+    runners.three_stage_without_psm(FAMILIES["smooth"], 12, 0)
+    assert calls[-1] == {"fast": True, "psm": False}
+
+
+def test_counting_objective_refuses_to_overspend():
+    objective = runners.CountingObjective(FAMILIES["smooth"], 1, 0)
+    objective("a", SPACE.default_params())
+    with pytest.raises(RuntimeError, match="budget of 1"):
+        objective("a", SPACE.default_params())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_skipping_the_ranking_bootstrap_does_not_change_the_tuners_choice(seed):
+    family = FAMILIES["equal_mean"]
+    fast = runners.three_stage(family, 12, seed, fast=True)
+    exact = runners.three_stage(family, 12, seed, fast=False)
+    assert fast == exact
 
 
 # -- the landscapes --------------------------------------------------------------------------
