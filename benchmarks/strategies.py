@@ -1,27 +1,34 @@
 """Tuning strategies compared at equal budget on objectives with known optima.
 
-    python -m benchmarks.strategies [--quick] [--seeds 30] [--budget 30]
-        [--families smooth noisy ...] [--multipliers 0.5 0.75 1 1.5 2] [--workers 2]
-        [--plot docs/strategies.png] [--exact-psm]
+    python -m benchmarks.strategies [--quick] [--seeds 30] [--per-candidate 10 | --budget B]
+        [--families smooth noisy ...] [--multipliers 0.5 1 2] [--workers 2]
+        [--plot docs/strategies.png]
 
-Budget = objective evaluations ("samples"). Strategies (``benchmarks/_strategies/runners.py``):
-three-stage (the real ``engine.Tuner`` with its defaults), the same with early
-elimination off, two-stage (random screen by mean, then tune the winner from scratch; the
-baseline), naive pooling (the Tuner's flow, selection by raw mean), tune everything,
-random search. Families: six synthetic ones (``benchmarks/_strategies/landscapes.py``)
-with a deterministic true score per candidate plus observation noise, and ``replay``,
-real HumanEval evaluations of the bundled model served as an oracle
-(``benchmarks/_strategies/replay.py``); a strategy's *true score* is its choice's score
-without noise.
+Budget = objective evaluations ("samples"). Strategies (``benchmarks/_strategies/catalog.py``):
+three-stage (the real ``engine.Tuner`` with its defaults), the same without PSM and with
+per-candidate TPE proposals instead of Thompson sampling (its ablations), two-stage
+(random screen by mean, then tune the winner from scratch; the baseline), naive pooling (the
+Tuner's flow, selection by raw mean), tune everything, random search, and peers from the
+literature (``benchmarks/_strategies/peers.py``): joint TPE and joint GP (one Optuna study
+over candidate and parameters), FLAML's BlendSearch, successive halving and MaxUCB over
+per-candidate TPE. Families: synthetic ones (``benchmarks/_strategies/landscapes.py``) with
+a deterministic true score per candidate plus observation noise (Gaussian, or a pass rate
+over N problems), and ``replay``, real HumanEval evaluations of the bundled model served as
+an oracle (``benchmarks/_strategies/replay.py``); a strategy's *true score* is its choice's
+score without noise.
 
-Every strategy runs once per (family, seed, budget) with budgets ``multiplier * --budget``.
-Reported per family and strategy, at the budget ``B = --budget``:
+Each family's budget ``B`` is ``--per-candidate`` (10) evaluations per candidate (30 for
+three candidates, 50 for five, 80 for eight), or ``--budget`` for all. Every strategy runs
+once per (family, seed, budget) with budgets ``multiplier * B``. Reported per family and
+strategy, at ``B``:
 
-- median true score, and the per-seed ratio to two-stage's (median (q25-q75));
+- median true score, and that over the family's best score ("of optimum");
+- the per-seed ratio to two-stage's (median (q25-q75)) and to the *best peer*'s: the
+  strategy other than the three-stage ones with the highest median true score there;
 - right candidate: fraction of seeds whose choice is the truly best candidate;
 - budget ratio: the budget at which the strategy's median ratio curve reaches 1, over
-  ``B``. The curve is ``r(b)`` = median over seeds of (the strategy's true score at budget
-  ``b``) / (two-stage's true score at ``B``, same seed), on the budget grid, linearly
+  ``B``. The curve is ``r(m)`` = median over seeds of (the strategy's true score at budget
+  ``m * B``) / (two-stage's true score at ``B``, same seed), on the multiplier grid, linearly
   interpolated between grid points; the first crossing counts, the grid's smallest budget
   stands for "that or less", and ``inf`` means no budget on the grid reached it.
   Two-stage's own figure is at most 1.00 by construction. Runs at different budgets are
@@ -30,14 +37,16 @@ Reported per family and strategy, at the budget ``B = --budget``:
   independent runs (two-stage "needed" 0.73 of its own budget that way), the median curve
   does not.
 
+Each family's label says whether it *qualifies* as a fair test of choosing a candidate
+(:func:`~benchmarks._strategies.landscapes.qualification`: the best candidate's tuned
+optimum beats the runner-up's by at least 5%, and its peak region is at least 0.1 wide on
+every parameter in unit coordinates). After the table, one line per family where
+three-stage's median is below the best peer's, naming both.
+
 The last line sums it up over every (family, seed) run (ratios and curve pooled):
 ``three-stage vs two-stage: score ratio X.XX, budget ratio Y.YY, right-candidate rate Z.ZZ``;
 the lines before it say the same of every other strategy.
 A plot of median true score against budget (one panel per family) goes to ``--plot``.
-
-Speed: by default the Tuner runs with ``n_bootstrap=0``: its rankings skip the bootstrap
-behind their intervals (200 refits after every sample), which cannot change the choice
-(the ranking sorts by the point estimate); ``--exact-psm`` keeps it, about 30x slower.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -56,12 +65,13 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._strategies import landscapes
-from benchmarks._strategies.landscapes import Family
+from benchmarks._strategies.catalog import BASELINE, PEERS, STRATEGIES
+from benchmarks._strategies.landscapes import Family, qualification
 from benchmarks._strategies.replay import replay_family
-from benchmarks._strategies.runners import BASELINE, STRATEGIES, TUNER_STRATEGIES
 
 #: Every family: the synthetic ones and the replay of recorded HumanEval evaluations.
 FAMILIES = (*landscapes.FAMILIES, "replay")
+THREE_STAGE = "three-stage"
 
 
 def get_family(name: str) -> Family:
@@ -70,11 +80,14 @@ def get_family(name: str) -> Family:
 
 
 DEFAULT_PLOT = "docs/strategies.png"
+DEFAULT_MULTIPLIERS = (0.5, 1.0)
+QUICK_MULTIPLIERS = (0.5, 1.0)
 
 
 @dataclass(frozen=True)
 class Record:
-    """One strategy's run: its choice's true score and whether it is the best candidate."""
+    """One strategy's run: its choice's true score and whether it is the best candidate;
+    ``scale`` is its budget over the family's ``B``, ``seconds`` its wall time."""
 
     family: str
     strategy: str
@@ -82,29 +95,36 @@ class Record:
     budget: int
     score: float
     right: bool
+    scale: float = 1.0
+    seconds: float = 0.0
 
 
-def run_cell(family: str, seed: int, budgets: tuple[int, ...], exact_psm: bool) -> list[Record]:
+def run_cell(family: str, seed: int, budgets: tuple[int, ...], base: int) -> list[Record]:
     """Every strategy at every budget for one (family, seed): the unit of parallel work."""
     fam = get_family(family)
     records = []
     for budget in budgets:
         for name, strategy in STRATEGIES.items():
-            if name in TUNER_STRATEGIES:
-                choice = strategy(fam, budget, seed, fast=not exact_psm)
-            else:
-                choice = strategy(fam, budget, seed)
+            start = time.perf_counter()
+            choice = strategy(fam, budget, seed)
+            seconds = time.perf_counter() - start
             score = fam.true(choice.candidate, choice.params)
             right = choice.candidate == fam.best_candidate
-            records.append(Record(family, name, seed, budget, score, right))
+            records.append(Record(family, name, seed, budget, score, right,
+                                  round(budget / base, 4), seconds))  # fmt: skip
     return records
 
 
 def collect(
-    families: Sequence[str], seeds: int, budgets: tuple[int, ...], workers: int, exact_psm: bool
+    grids: Mapping[str, tuple[int, ...]],
+    bases: Mapping[str, int],
+    seeds: int,
+    workers: int,
 ) -> list[Record]:
-    """All records; ``workers > 1`` spreads the (family, seed) cells over processes."""
-    cells = [(f, s, budgets, exact_psm) for f in families for s in range(seeds)]
+    """All records; ``workers > 1`` spreads the (family, seed) cells over processes,
+    the costliest families first."""
+    cells = [(f, s, grids[f], bases[f]) for f in grids for s in range(seeds)]
+    cells.sort(key=lambda c: -sum(c[2]))
     if workers <= 1:
         return [r for cell in cells for r in run_cell(*cell)]
     with ProcessPoolExecutor(workers) as pool:
@@ -114,7 +134,7 @@ def collect(
 # -- statistics ---------------------------------------------------------------------------
 
 
-def budget_to_match(curve: dict[int, float], budget: int) -> float:
+def budget_to_match(curve: dict[float, float], budget: float) -> float:
     """Where the ratio ``curve`` (grid budget -> median ratio to the target) first reaches
     1, linearly interpolated, as a fraction of ``budget``; ``inf`` if it never does.
 
@@ -132,69 +152,121 @@ def budget_to_match(curve: dict[int, float], budget: int) -> float:
 
 @dataclass(frozen=True)
 class Row:
-    """Per-seed figures of one (family, strategy) against two-stage at budget ``B``."""
+    """Per-seed figures of one (family, strategy) against a target strategy at ``B``."""
 
     scores: np.ndarray  # true score at B, per seed
-    ratios: dict[int, np.ndarray]  # grid budget -> per-seed score / two-stage's at B
+    ratios: dict[float, np.ndarray]  # budget / B -> per-seed score / the target's at B
     rights: np.ndarray  # chose the truly best candidate at B, per seed
 
-    def budget_ratio(self, budget: int) -> float:
-        return budget_to_match({b: float(np.median(r)) for b, r in self.ratios.items()}, budget)
+    def budget_ratio(self) -> float:
+        return budget_to_match({m: float(np.median(r)) for m, r in self.ratios.items()}, 1.0)
 
 
-def summarise(records: list[Record], family: str, strategy: str, budget: int) -> Row:
-    seeds = sorted({r.seed for r in records if r.family == family})
-    grid = sorted({r.budget for r in records})
-    index = {(r.family, r.strategy, r.seed, r.budget): r for r in records}
-    target = np.array([index[family, BASELINE, s, budget].score for s in seeds])
-    own = {b: np.array([index[family, strategy, s, b].score for s in seeds]) for b in grid}
-    rights = np.array([index[family, strategy, s, budget].right for s in seeds])
-    ratios = {b: scores / np.maximum(target, 1e-9) for b, scores in own.items()}
-    return Row(own[budget], ratios, rights)
+def summarise(records: list[Record], family: str, strategy: str, target: str = BASELINE) -> Row:
+    index = {(r.strategy, r.seed, r.scale): r for r in records if r.family == family}
+    seeds = sorted({s for _, s, _ in index})
+    grid = sorted({m for _, _, m in index})
+    base = np.array([index[target, s, 1.0].score for s in seeds])
+    own = {m: np.array([index[strategy, s, m].score for s in seeds]) for m in grid}
+    rights = np.array([index[strategy, s, 1.0].right for s in seeds])
+    ratios = {m: scores / np.maximum(base, 1e-9) for m, scores in own.items()}
+    return Row(own[1.0], ratios, rights)
 
 
 def pooled(rows: Sequence[Row]) -> Row:
-    """The rows of several families as one, every (family, seed) run counted once."""
-    grid = rows[0].ratios.keys()
+    """The rows of several families as one, every (family, seed) run counted once (on the
+    multipliers every family ran)."""
+    grid = set.intersection(*(set(r.ratios) for r in rows))
     return Row(
         np.concatenate([r.scores for r in rows]),
-        {b: np.concatenate([r.ratios[b] for r in rows]) for b in grid},
+        {m: np.concatenate([r.ratios[m] for r in rows]) for m in sorted(grid)},
         np.concatenate([r.rights for r in rows]),
     )
 
 
 def summary_line(
-    records: list[Record], families: Sequence[str], budget: int, strategy: str = "three-stage"
+    records: list[Record], families: Sequence[str], strategy: str = THREE_STAGE
 ) -> str:
     """The one-line verdict of ``strategy`` over every (family, seed) run (format fixed by
     the brief for three-stage)."""
-    row = pooled([summarise(records, f, strategy, budget) for f in families])
+    row = pooled([summarise(records, f, strategy) for f in families])
     return (
-        f"{strategy} vs {BASELINE}: score ratio {np.median(row.ratios[budget]):.2f}, "
-        f"budget ratio {row.budget_ratio(budget):.2f}, "
+        f"{strategy} vs {BASELINE}: score ratio {np.median(row.ratios[1.0]):.2f}, "
+        f"budget ratio {row.budget_ratio():.2f}, "
         f"right-candidate rate {row.rights.mean():.2f}"
     )
+
+
+def best_peer(records: list[Record], family: str) -> str:
+    """The strategy other than the three-stage ones with the highest median true score in
+    ``family`` at its ``B`` (ties: the first in table order)."""
+    present = {r.strategy for r in records if r.family == family}
+    return max((p for p in PEERS if p in present),
+               key=lambda p: float(np.median(summarise(records, family, p).scores)))  # fmt: skip
+
+
+def losses(records: list[Record], families: Sequence[str], bases: Mapping[str, int]) -> list[str]:
+    """A line per family where three-stage's median true score is below the best peer's."""
+    lines = []
+    for family in families:
+        peer = best_peer(records, family)
+        own = float(np.median(summarise(records, family, THREE_STAGE).scores))
+        theirs = float(np.median(summarise(records, family, peer).scores))
+        if own < theirs:
+            lines.append(f"{family}: {THREE_STAGE} {own:.3f} < best peer {peer} {theirs:.3f} "
+                         f"(median true score at budget {bases[family]})")  # fmt: skip
+    return lines
+
+
+def costs(records: list[Record]) -> list[str]:
+    """Median seconds per run of each strategy, at the budgets of the first family with the
+    most candidates (its grid is the costliest)."""
+    out = []
+    for name in STRATEGIES:
+        mine = [r for r in records if r.strategy == name]
+        per_budget = {}
+        for r in mine:
+            per_budget.setdefault(r.budget, []).append(r.seconds)
+        cells = ", ".join(f"{b}: {np.median(t):.2f}" for b, t in sorted(per_budget.items()))
+        total = sum(r.seconds for r in mine)
+        out.append(f"  {name}: {total:.0f} s in all; median s per run by budget {cells}")
+    return out
 
 
 # -- output -------------------------------------------------------------------------------
 
 
-def table(records: list[Record], families: Sequence[str], budget: int, seeds: int) -> Table:
-    out = Table(title=f"True score of each strategy's choice at budget {budget}, {seeds} seeds "
-                      f"(ratios per seed vs {BASELINE}: median (q25-q75))")  # fmt: skip
-    for column in ("family (optimum)", "strategy", "median score", f"vs {BASELINE}",
-                   "right cand.", "budget ratio"):  # fmt: skip
+def table(
+    records: list[Record], families: Sequence[str], bases: Mapping[str, int], seeds: int
+) -> Table:
+    out = Table(title=f"True score of each strategy's choice at budget B, {seeds} seeds "
+                      f"(ratios per seed vs {BASELINE} and vs the best peer: "
+                      "median (q25-q75))")  # fmt: skip
+    for column in ("family (optimum)", "strategy", "median score", "of optimum", f"vs {BASELINE}",
+                   "vs best peer", "right cand.", "budget ratio"):  # fmt: skip
         out.add_column(column, justify="left" if column in ("strategy",) else "right")
     for family in families:
         fam = get_family(family)
+        q = qualification(fam)
+        peer = best_peer(records, family)
+        labels = [
+            f"{family} ({fam.best_score:.2f} {fam.best_candidate})",
+            f"B {bases[family]}, {len(fam.candidates)} candidates",
+            f"gap {q.gap:.0%}, width {q.width:.2f}",
+            "qualifies" if q.qualifies else "does NOT qualify",
+            f"best peer: {peer}",
+        ]
         for i, name in enumerate(STRATEGIES):
-            row = summarise(records, family, name, budget)
-            q25, q50, q75 = np.percentile(row.ratios[budget], [25, 50, 75])
-            label = f"{family} ({fam.best_score:.2f} {fam.best_candidate})" if i == 0 else ""
+            row = summarise(records, family, name)
+            vs_peer = summarise(records, family, name, target=peer).ratios[1.0]
+            q25, q50, q75 = np.percentile(row.ratios[1.0], [25, 50, 75])
+            p25, p50, p75 = np.percentile(vs_peer, [25, 50, 75])
+            median = float(np.median(row.scores))
             out.add_row(
-                label, name, f"{np.median(row.scores):.3f}",
-                f"{q50:.2f} ({q25:.2f}-{q75:.2f})", f"{row.rights.mean():.2f}",
-                f"{row.budget_ratio(budget):.2f}",
+                labels[i] if i < len(labels) else "", name, f"{median:.3f}",
+                f"{median / fam.best_score:.2f}",
+                f"{q50:.2f} ({q25:.2f}-{q75:.2f})", f"{p50:.2f} ({p25:.2f}-{p75:.2f})",
+                f"{row.rights.mean():.2f}", f"{row.budget_ratio():.2f}",
                 end_section=i == len(STRATEGIES) - 1,
             )  # fmt: skip
     return out
@@ -207,18 +279,23 @@ def plot(records: list[Record], families: Sequence[str], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = sorted({r.budget for r in records})
     cols = min(3, len(families))
     rows = math.ceil(len(families) / cols)
+    colours = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     for ax, family in zip(axes.flat, families, strict=False):
-        for name in STRATEGIES:
+        grid = sorted({r.budget for r in records if r.family == family})
+        for i, name in enumerate(STRATEGIES):
             medians = [
                 np.median([r.score for r in records
                            if (r.family, r.strategy, r.budget) == (family, name, b)])
                 for b in grid
             ]  # fmt: skip
-            ax.plot(grid, medians, marker="o", label=name)
+            # 11 strategies: a 20-colour palette keeps each line its own colour; the
+            # project's method is drawn thicker
+            ours = name == THREE_STAGE
+            ax.plot(grid, medians, marker="o", label=name, color=colours[i % len(colours)],
+                    linewidth=2.5 if ours else 1.2, zorder=3 if ours else 2)  # fmt: skip
         ax.axhline(get_family(family).best_score, color="grey", linestyle="--", linewidth=1)
         ax.set_title(family)
         ax.set_xlabel("budget (evaluations)")
@@ -237,60 +314,74 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a few seconds: 2 seeds, budget 12, one process (a smoke test)",
+        help="tens of seconds: 2 seeds, 4 evaluations per candidate, one process (a smoke test)",
     )
     parser.add_argument("--seeds", type=int, default=None, help="default 30 (quick: 2)")
-    parser.add_argument("--budget", type=int, default=None, help="default 30 (quick: 12)")
+    parser.add_argument(
+        "--per-candidate",
+        type=int,
+        default=None,
+        help="each family's budget B is this many evaluations per candidate "
+        "(default 10: B = 30, 50, 80 for 3, 5, 8 candidates; quick: 4)",
+    )
+    parser.add_argument("--budget", type=int, default=None, help="one B for every family")
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     parser.add_argument(
         "--multipliers",
         type=float,
         nargs="+",
         default=None,
-        help="budgets run, as multiples of --budget (default 0.5 0.75 1 1.5 2; "
-        "quick: 0.5 1 2); 1 is always included",
+        help=f"budgets run, as multiples of B (default {' '.join(map(str, DEFAULT_MULTIPLIERS))}; "
+        f"quick: {' '.join(map(str, QUICK_MULTIPLIERS))}); 1 is always included",
     )
     parser.add_argument("--workers", type=int, default=None, help="processes (default 2; quick: 1)")
     parser.add_argument("--plot", default=DEFAULT_PLOT, help="PNG path; '' for no plot")
-    parser.add_argument(
-        "--exact-psm",
-        action="store_true",
-        help="keep the Tuner's ranking bootstrap (same choices, ~30x slower)",
-    )
     args = parser.parse_args(argv)  # fmt: skip
     quick = args.quick
     args.seeds = args.seeds or (2 if quick else 30)
-    args.budget = args.budget or (12 if quick else 30)
+    per = args.per_candidate or (4 if quick else 10)
     args.workers = args.workers or (1 if quick else 2)
-    multipliers = set(args.multipliers or ((0.5, 1, 2) if quick else (0.5, 0.75, 1, 1.5, 2)))
-    # Stage 1 of the Tuner needs 2 samples per candidate: smaller budgets are dropped.
-    least = 2 * max(len(get_family(f).candidates) for f in args.families)
-    args.budgets = tuple(sorted({round(m * args.budget) for m in multipliers | {1}}))
-    args.budgets = tuple(b for b in args.budgets if b >= least)
-    if args.budget < least:
-        parser.error(f"--budget must be at least {least} (2 samples per candidate)")
+    multipliers = set(args.multipliers or (QUICK_MULTIPLIERS if quick else DEFAULT_MULTIPLIERS))
+    args.bases, args.grids = {}, {}
+    for family in args.families:
+        n = len(get_family(family).candidates)
+        base = args.budget or per * n
+        # Stage 1 of the Tuner needs 2 samples per candidate: smaller budgets are dropped.
+        if base < 2 * n:
+            parser.error(f"{family}: B = {base} is below 2 samples per candidate ({2 * n})")
+        budgets = sorted({round(m * base) for m in multipliers} | {base})
+        args.bases[family] = base
+        args.grids[family] = tuple(b for b in budgets if b >= 2 * n)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     # A pipe or CI log defaults to 80 columns, which would fold the table's cells.
-    console = Console(width=max(120, shutil.get_terminal_size().columns))
+    console = Console(width=max(160, shutil.get_terminal_size().columns))
     start = time.perf_counter()
-    records = collect(args.families, args.seeds, args.budgets, args.workers, args.exact_psm)
+    records = collect(args.grids, args.bases, args.seeds, args.workers)
     seconds = time.perf_counter() - start
-    console.print(table(records, args.families, args.budget, args.seeds))
+    console.print(table(records, args.families, args.bases, args.seeds))
+    grids = "; ".join(f"{f} {', '.join(map(str, g))}" for f, g in args.grids.items())
+    console.print(f"budgets run: {grids}", soft_wrap=True)
     console.print(
-        f"budgets run: {', '.join(map(str, args.budgets))}; {len(records)} strategy runs "
-        f"in {seconds:.0f} s with {args.workers} process(es)"
+        f"wall time: {len(records)} strategy runs in {seconds:.0f} s with {args.workers} "
+        "process(es); CPU seconds per strategy:"
     )
+    for line in costs(records):
+        console.print(line, soft_wrap=True)
     if args.plot:
         plot(records, args.families, args.plot)
         console.print(f"plot: {args.plot}")
+    lost = losses(records, args.families, args.bases)
+    console.print(f"families where {THREE_STAGE} is below the best peer: {len(lost)}")
+    for line in lost:
+        console.print(f"  {line}", soft_wrap=True)
     for name in STRATEGIES:  # the others first: the last line is three-stage's verdict
-        if name not in ("three-stage", BASELINE):
-            console.print(summary_line(records, args.families, args.budget, name), soft_wrap=True)
-    console.print(summary_line(records, args.families, args.budget), soft_wrap=True)
+        if name not in (THREE_STAGE, BASELINE):
+            console.print(summary_line(records, args.families, name), soft_wrap=True)
+    console.print(summary_line(records, args.families), soft_wrap=True)
 
 
 if __name__ == "__main__":

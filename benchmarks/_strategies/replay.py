@@ -66,7 +66,8 @@ class ReplayFamily:
         self._scores = {
             c: np.array([s for _, s in rows], dtype=float) for c, rows in recorded.items()
         }
-        self._best = {c: self._search(c) for c in self.candidates}
+        self._optimum = {c: self._search(c) for c in self.candidates}
+        self._best = {c: float(self.values(c, u[None])[0]) for c, u in self._optimum.items()}
 
     def weights(self, candidate: str, u: np.ndarray) -> np.ndarray:
         """Kernel weights (n_points, m) of the recorded configurations for unit points
@@ -89,10 +90,21 @@ class ReplayFamily:
         drawn = rng.choice(len(w), size=scores.shape[1], p=w)
         return float(scores[drawn, np.arange(scores.shape[1])].mean())
 
-    def _search(self, candidate: str) -> float:
+    def _search(self, candidate: str) -> np.ndarray:
+        """The unit point of highest true score among the recorded and random points."""
         search = random_unit_points(SEARCH_POINTS, np.random.default_rng(0))
         u = np.vstack([self._points[candidate], search])
-        return float(self.values(candidate, u).max())
+        return u[int(np.argmax(self.values(candidate, u)))]
+
+    def unit_values(self, candidate: str, u: np.ndarray) -> np.ndarray:
+        return self.values(candidate, u)
+
+    def optimum_unit(self, candidate: str) -> np.ndarray:
+        """The unit coordinates of ``candidate``'s best point found (see ``best_score``)."""
+        return self._optimum[candidate]
+
+    def peak_of(self, candidate: str) -> float:
+        return self._best[candidate]
 
     def best(self, candidate: str) -> float:
         """The highest true score of ``candidate`` found (its optimum, as far as known)."""

@@ -1,10 +1,12 @@
-"""The five tuning strategies compared by ``benchmarks.strategies``.
+"""The project's own and the baseline tuning strategies compared by ``benchmarks.strategies``
+(the literature's peers are in :mod:`benchmarks._strategies.peers`; the table of all of
+them is :mod:`benchmarks._strategies.catalog`).
 
 Contract of every strategy: ``strategy(family, budget, seed) -> Choice``. It may call the
 family's noisy objective exactly ``budget`` times (a :class:`CountingObjective` enforces
 it) and returns the candidate and decoding params it would deploy. Only the real
 ``engine.Tuner`` is the three-stage method; the others are written here with the engine's
-public pieces (:class:`engine.space.SearchSpace`, :func:`engine.stages.plan_budget`,
+public pieces (:class:`engine.space.SearchSpace`,
 :func:`engine.stages.sampler_seed`) and Optuna, because the engine has no selection rule
 without PSM and no from-scratch or all-candidate tuning.
 """
@@ -92,28 +94,27 @@ def _best_params(study: optuna.Study) -> tuple[dict[str, Any], float]:
     return dict(best.user_attrs["params"]), float(best.value)
 
 
-def three_stage(
-    family: Family, budget: int, seed: int, *, fast: bool = True, **options: Any
-) -> Choice:
-    """The project's ``engine.Tuner`` with its defaults (peak criterion, stage-1 fraction
-    0.5, TPE, early elimination at P(best) < 0.05) and ``options``; ``fast`` skips only
-    the bootstrap behind each ranking's intervals (``n_bootstrap=0``), which does not
-    change the choice: the ranking sorts by the point estimate (checked by a test). The
-    bootstrap is ~97% of the Tuner's time on a synthetic objective; early elimination
-    keeps its own."""
+def three_stage(family: Family, budget: int, seed: int, **options: Any) -> Choice:
+    """The project's ``engine.Tuner`` with its defaults (Thompson proposals from the
+    shared surrogate, top-two Thompson sampling over candidates, stage-1 share 0.5, safe
+    elimination at 95%) and ``options``."""
     objective = CountingObjective(family, budget, _seed(seed, 1))
     tuner = Tuner(objective=objective, candidates=list(family.candidates), budget=budget,
-                  seed=seed, space=SPACE,
-                  **options)  # fmt: skip
+                  seed=seed, space=SPACE, **options)  # fmt: skip
     result = tuner.run()
     return Choice(result.best_candidate, dict(result.best_params))
 
 
-def three_stage_without_elimination(
-    family: Family, budget: int, seed: int, *, fast: bool = True
-) -> Choice:
-    """:func:`three_stage` with early elimination off (``Tuner(eliminate=0)``)."""
-    return three_stage(family, budget, seed, fast=fast, eliminate=0.0)
+def three_stage_without_psm(family: Family, budget: int, seed: int) -> Choice:
+    """:func:`three_stage` with PSM off (``Tuner(psm=False)``): every candidate's surface
+    centred on the mean of all scores: the ablation of what PSM contributes."""
+    return three_stage(family, budget, seed, psm=False)
+
+
+def three_stage_with_tpe(family: Family, budget: int, seed: int) -> Choice:
+    """:func:`three_stage` with each candidate's parameters proposed by its own TPE study
+    (``Tuner(sampler="tpe")``) instead of Thompson sampling of the shared surrogate."""
+    return three_stage(family, budget, seed, sampler="tpe")
 
 
 def two_stage(family: Family, budget: int, seed: int) -> Choice:
@@ -141,7 +142,7 @@ def two_stage(family: Family, budget: int, seed: int) -> Choice:
 def naive_pooling(family: Family, budget: int, seed: int) -> Choice:
     """The Tuner's flow with stage 2 replaced by the raw mean of stage-1 samples (no PSM).
 
-    Mirrors ``engine.Tuner``: the same split (:func:`plan_budget`), round-robin, the shared
+    Mirrors the previous ``engine.Tuner``: half the budget round-robin, the shared
     default point first, TPE reseeded per ask with :func:`sampler_seed`; then the winner's
     study continues with its stage-1 samples and its best sample is chosen. The engine
     offers no selection rule without PSM, hence this re-implementation.
@@ -205,17 +206,3 @@ def random_search(family: Family, budget: int, seed: int) -> Choice:
         study.tell(trial, objective(name, params))
     best = study.best_trial
     return Choice(best.user_attrs["candidate"], dict(best.user_attrs["params"]))
-
-
-#: Name -> strategy, in table order; "two-stage" is the baseline of every ratio.
-STRATEGIES: dict[str, Strategy] = {
-    "three-stage": three_stage,
-    "three-stage, no elim.": three_stage_without_elimination,
-    "two-stage": two_stage,
-    "naive pooling": naive_pooling,
-    "tune everything": tune_everything,
-    "random search": random_search,
-}
-BASELINE = "two-stage"
-#: The strategies that run the real Tuner and take its ``fast`` option.
-TUNER_STRATEGIES = frozenset({"three-stage", "three-stage, no elim."})

@@ -1,0 +1,28 @@
+"""Every strategy ``benchmarks.strategies`` compares, in table order."""
+
+from __future__ import annotations
+
+from benchmarks._strategies import peers, runners
+from benchmarks._strategies.runners import Strategy
+
+#: Name -> strategy, in table order; "two-stage" is the baseline of every ratio.
+STRATEGIES: dict[str, Strategy] = {
+    "three-stage": runners.three_stage,
+    "three-stage, no PSM": runners.three_stage_without_psm,
+    "three-stage, TPE": runners.three_stage_with_tpe,
+    "two-stage": runners.two_stage,
+    "naive pooling": runners.naive_pooling,
+    "tune everything": runners.tune_everything,
+    "random search": runners.random_search,
+    "joint TPE": peers.joint_tpe,
+    "joint GP": peers.joint_gp,
+    "BlendSearch": peers.blendsearch,
+    "successive halving": peers.successive_halving,
+    "MaxUCB": peers.max_ucb,
+}
+BASELINE = "two-stage"
+#: The strategies that run the real Tuner: the method and its ablations.
+TUNER_STRATEGIES = frozenset({"three-stage", "three-stage, no PSM", "three-stage, TPE"})
+#: The strategies that are not the project's three-stage method: the best of them in a
+#: family is that family's "best peer".
+PEERS = tuple(name for name in STRATEGIES if name not in TUNER_STRATEGIES)
