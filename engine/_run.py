@@ -224,7 +224,8 @@ class Execution:
         """Sample until the selection is settled; the leader then is the winner.
 
         Every candidate first gets :data:`MIN_STAGE1_SAMPLES` (the shared default point,
-        then one of its optimizer's), round-robin. Then each sample goes to the candidate
+        then one of its optimizer's), round-robin, and :data:`EXPLORE_EACH` while stage
+        1's share of the budget lasts. Then each sample goes to the candidate
         top-two Thompson sampling names from the latest ranking's draws, among those not
         eliminated, until the leader's P(best) reaches :data:`SETTLED` or stage 1 has
         spent its share of the budget. Every decision depends only on the committed
@@ -233,8 +234,10 @@ class Execution:
         t = self.tuner
         target = t.settings.stage1_fraction * t.budget.amount
         share = format_amount(target, t.budget.unit)
-        detail = (f"{MIN_STAGE1_SAMPLES} per candidate, then to whoever may be best, until "
-                  f"P(best) >= {SETTLED} or {share} {t.budget.unit} are spent")  # fmt: skip
+        detail = (
+            f"{MIN_STAGE1_SAMPLES}-{EXPLORE_EACH} per candidate, then to whoever may be best, "
+            f"until P(best) >= {SETTLED} or {share} {t.budget.unit} are spent"
+        )
         t._emit(StageChanged(self.run_id, SAMPLING, detail))
         if self.used() and self.selection is None:  # resumed: the evidence so far
             self._rank(stage=SAMPLING)
