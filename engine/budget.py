@@ -5,10 +5,9 @@ Budget(amount=20000, unit='tokens')
 >>> str(Budget.parse("1.5h"))
 '90 minutes'
 
-A samples budget is split in advance (:func:`engine.stages.plan_budget`). A tokens or
-minutes budget is a *cost*: each committed sample costs its generated tokens or its
-measured seconds, and the stages stop once enough is spent (see
-:func:`engine.stages.stage1_complete` and :func:`engine.stages.budget_spent`). What has
+Every sample costs 1 of a samples budget; of a tokens or minutes budget it costs its
+generated tokens or its measured seconds. The stages stop once enough is spent (see
+:func:`engine.stages.selection_settled` and :func:`engine.stages.budget_spent`). What has
 been spent is always recomputed from the committed samples (:meth:`Budget.spent`), so a
 resumed run continues where it stopped.
 """

@@ -34,13 +34,14 @@ curse).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from engine import psm
 from engine.errors import ConfigError
@@ -97,7 +98,7 @@ class Ranking:
         local = centres.repeat(LOCAL_POINTS, axis=0)
         local = np.clip(local + rng.normal(0.0, LOCAL_STEP, local.shape), 0.0, 1.0)
         points = np.vstack([reference, local])
-        with threadpool_limits(1):  # as in rank
+        with _one_thread():
             return points[int(np.argmax(self.model.draw(c, points, 1, rng)[0]))]
 
 
@@ -166,9 +167,7 @@ def rank(
         raise ConfigError(f"draws must be a whole number >= 16, got {draws!r}")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
-    # Matrices this small are slower on several BLAS threads than on one, far slower
-    # when other processes want the cores too.
-    with threadpool_limits(1):
+    with _one_thread():
         samples = _Samples.of(names, unit, covariates, treatment, outcome, known_noise)
         return _rank(samples, trials, use_psm, draws, confidence, random_state, learned)
 
@@ -216,6 +215,17 @@ class _Samples:
             return overall
         adjusted = np.array([e.adjusted_mean for e in matched])
         return overall + matched[0].overlap * (adjusted - adjusted.mean())
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    return ThreadpoolController()  # finding the BLAS libraries takes milliseconds: once
+
+
+def _one_thread():
+    """Matrices this small are slower on several BLAS threads than on one, and far slower
+    when other processes want the cores too."""
+    return _controller().limit(limits=1, user_api="blas")
 
 
 def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,

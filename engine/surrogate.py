@@ -66,7 +66,9 @@ def matern52(a: np.ndarray, b: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     >>> float(matern52(np.zeros((1, 1)), np.ones((1, 1)), np.ones(1))[0, 0])  # r = 1
     0.5239941088318203
     """
-    r = np.sqrt(_scaled_sq(a, b, lengths).sum(axis=-1))
+    sa, sb = a / lengths, b / lengths
+    squared = (sa**2).sum(axis=1)[:, None] + (sb**2).sum(axis=1)[None, :] - 2.0 * sa @ sb.T
+    r = np.sqrt(np.clip(squared, 0.0, None))
     return (1.0 + _ROOT5 * r + 5.0 / 3.0 * r**2) * np.exp(-_ROOT5 * r)
 
 
