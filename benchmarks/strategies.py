@@ -65,7 +65,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._strategies import landscapes
-from benchmarks._strategies.catalog import BASELINE, PEERS, STRATEGIES
+from benchmarks._strategies.catalog import AT_B_ONLY, BASELINE, PEERS, STRATEGIES
 from benchmarks._strategies.landscapes import Family, qualification
 from benchmarks._strategies.replay import replay_family
 
@@ -105,6 +105,8 @@ def run_cell(family: str, seed: int, budgets: tuple[int, ...], base: int) -> lis
     records = []
     for budget in budgets:
         for name, strategy in STRATEGIES.items():
+            if name in AT_B_ONLY and budget != base:
+                continue
             start = time.perf_counter()
             choice = strategy(fam, budget, seed)
             seconds = time.perf_counter() - start
@@ -159,13 +161,16 @@ class Row:
     rights: np.ndarray  # chose the truly best candidate at B, per seed
 
     def budget_ratio(self) -> float:
+        """NaN for a strategy run at ``B`` alone (:data:`AT_B_ONLY`): no curve to read."""
+        if len(self.ratios) < 2:
+            return math.nan
         return budget_to_match({m: float(np.median(r)) for m, r in self.ratios.items()}, 1.0)
 
 
 def summarise(records: list[Record], family: str, strategy: str, target: str = BASELINE) -> Row:
     index = {(r.strategy, r.seed, r.scale): r for r in records if r.family == family}
     seeds = sorted({s for _, s, _ in index})
-    grid = sorted({m for _, _, m in index})
+    grid = sorted({m for name, _, m in index if name == strategy})
     base = np.array([index[target, s, 1.0].score for s in seeds])
     own = {m: np.array([index[strategy, s, m].score for s in seeds]) for m in grid}
     rights = np.array([index[strategy, s, 1.0].right for s in seeds])
@@ -192,9 +197,13 @@ def summary_line(
     row = pooled([summarise(records, f, strategy) for f in families])
     return (
         f"{strategy} vs {BASELINE}: score ratio {np.median(row.ratios[1.0]):.2f}, "
-        f"budget ratio {row.budget_ratio():.2f}, "
+        f"budget ratio {_ratio(row.budget_ratio())}, "
         f"right-candidate rate {row.rights.mean():.2f}"
     )
+
+
+def _ratio(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
 
 
 def best_peer(records: list[Record], family: str) -> str:
@@ -266,7 +275,7 @@ def table(
                 labels[i] if i < len(labels) else "", name, f"{median:.3f}",
                 f"{median / fam.best_score:.2f}",
                 f"{q50:.2f} ({q25:.2f}-{q75:.2f})", f"{p50:.2f} ({p25:.2f}-{p75:.2f})",
-                f"{row.rights.mean():.2f}", f"{row.budget_ratio():.2f}",
+                f"{row.rights.mean():.2f}", _ratio(row.budget_ratio()),
                 end_section=i == len(STRATEGIES) - 1,
             )  # fmt: skip
     return out
@@ -284,8 +293,8 @@ def plot(records: list[Record], families: Sequence[str], path: str) -> None:
     colours = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     for ax, family in zip(axes.flat, families, strict=False):
-        grid = sorted({r.budget for r in records if r.family == family})
         for i, name in enumerate(STRATEGIES):
+            grid = sorted({r.budget for r in records if (r.family, r.strategy) == (family, name)})
             medians = [
                 np.median([r.score for r in records
                            if (r.family, r.strategy, r.budget) == (family, name, b)])

@@ -21,6 +21,10 @@ STRATEGIES: dict[str, Strategy] = {
     "MaxUCB": peers.max_ucb,
 }
 BASELINE = "two-stage"
+#: Strategies run at ``B`` alone, not on the rest of the budget grid: the method's
+#: ablations (what they measure is the score at ``B``) and joint GP, whose GPSampler is
+#: two thirds of the benchmark's time (budget ratio "-" in the table).
+AT_B_ONLY = frozenset({"three-stage, no PSM", "three-stage, TPE", "joint GP"})
 #: The strategies that run the real Tuner: the method and its ablations.
 TUNER_STRATEGIES = frozenset({"three-stage", "three-stage, no PSM", "three-stage, TPE"})
 #: The strategies that are not the project's three-stage method: the best of them in a
