@@ -101,7 +101,9 @@ def run_one(step: str, args: argparse.Namespace) -> dict:
                 space={"max_new_tokens": args.max_new_tokens}, store=Path(tmp) / "samples.db",
             )  # fmt: skip
             result = tuner.run()
-        holdout = ", ".join(f"{k} {v:.2f}" for k, v in (result.holdout or {}).items())
+        from tui.format import format_metrics  # after the run: it is not what is measured
+
+        holdout = format_metrics(result.holdout or {}, limit=1)
         detail = f"{result.n_samples} samples; holdout {holdout or 'none'}"
     import resource
 

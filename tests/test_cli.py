@@ -41,7 +41,8 @@ def test_run_records_the_budget_and_a_holdout_score(finished_run):
     samples = store.samples("cli-run")
     assert sum(s.stage != "holdout" for s in samples) == 5
     assert [s.stage for s in samples].count("holdout") == 1
-    assert set(run.result["holdout"]) == {"avg_tests", "pass@1"}
+    assert set(run.result["holdout"]) == {"avg_tests", "pass@1", "avg_tests ci_low",
+                                          "avg_tests ci_high"}  # fmt: skip
     # every tuning sample scored its 2 problems, each outcome stored
     assert all(len(store.outcomes(s.id)) == 2 for s in samples if s.stage != "holdout")
 

@@ -46,5 +46,7 @@ def test_a_samples_budget_keeps_its_bars():
     assert "budget 6 samples" in out.getvalue()
     overall = view.progress.tasks[view._overall]
     assert (overall.completed, overall.total, overall.fields["count"]) == (6, 6, "6/6 samples")
+    # stage 1 explores round-robin while its share (4.2 samples) lasts: 3 each, then the
+    # bars end at what each candidate got
     counts = sorted(view.progress.tasks[b].fields["count"] for b in view._bars.values())
-    assert counts == ["2/2", "4/4"]
+    assert counts == ["3/3", "3/3"]

@@ -18,7 +18,7 @@ def _estimate(candidate, score, n=2):
 
 def test_state_tracks_progress_leader_elimination_and_pace():
     state = RunState(started_at=1000.0)
-    state.apply(RunStarted("r", ("a", "b"), 10, 0, 2))
+    state.apply(RunStarted("r", ("a", "b"), 10, 0))
     for i, (name, score) in enumerate([("a", 0.2), ("b", 0.5), ("a", 0.4), ("b", 0.3)], 1):
         state.apply(SampleRecorded("r", _sample(name, i // 2, score, 1000.0 + 10 * i), i, 10))
     state.apply(RankingUpdated("r", (_estimate("b", 0.5), _estimate("a", 0.4)), 4))
@@ -34,7 +34,7 @@ def test_state_tracks_progress_leader_elimination_and_pace():
 
 def test_a_finished_run_ends_at_its_last_sample_and_keeps_the_final_ranking():
     state = RunState(started_at=5000.0)
-    state.apply(RunStarted("r", ("a",), 2, 0, 2))
+    state.apply(RunStarted("r", ("a",), 2, 0))
     state.apply(SampleRecorded("r", _sample("a", 0, 0.1, 1020.0), 1, 2))
     state.apply(SampleRecorded("r", _sample("a", 1, 0.3, 1030.0), 2, 2))
     final = (_estimate("a", 0.3),)
@@ -47,7 +47,7 @@ def test_a_finished_run_ends_at_its_last_sample_and_keeps_the_final_ranking():
 
 def test_a_minutes_budget_estimates_the_time_left_from_the_budget():
     state = RunState(started_at=0.0)
-    state.apply(RunStarted("r", ("a",), 30, 0, 0, budget_unit="minutes"))
+    state.apply(RunStarted("r", ("a",), 30, 0, budget_unit="minutes"))
     state.apply(SampleRecorded("r", _sample("a", 0, 0.1, 600.0), 10.0, 30, budget_unit="minutes"))
     assert state.remaining(now=600.0) == 20 * 60
 
@@ -56,12 +56,12 @@ def test_progress_targets_follow_the_samples_once_a_winner_is_selected():
     from tui.run.ranking import _target
 
     state = RunState()
-    state.apply(RunStarted("r", ("a", "b", "c"), 12, 0, 3))
-    # "c" was eliminated after 1 sample; "a" and "b" took their 3 each.
+    state.apply(RunStarted("r", ("a", "b", "c"), 12, 0))
+    # stage 1 gave "c" 1 sample and "a" and "b" 3 each, as the evidence asked
     order = ["a", "b", "c", "a", "b", "a", "b"]
     for i, name in enumerate(order):
         sample = _sample(name, order[:i].count(name), 0.1, 1000.0 + i)
         state.apply(SampleRecorded("r", sample, i + 1, 12))
-    assert [_target(state, n) for n in "abc"] == [3, 3, 3]  # the plan, before selection
+    assert [_target(state, n) for n in "abc"] == [0, 0, 0]  # not known before selection
     state.apply(StageChanged("r", "selection", "a selected", winner="a"))
     assert [_target(state, n) for n in "abc"] == [12 - 4, 3, 1]
