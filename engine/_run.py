@@ -233,7 +233,9 @@ class Execution:
         """
         t = self.tuner
         target = t.settings.stage1_fraction * t.budget.amount
-        share = format_amount(target, t.budget.unit)
+        # Stage 1 stops at the first sample that reaches its share: a whole one.
+        share = format_amount(target if t.budget.unit == "minutes" else math.ceil(target),
+                              t.budget.unit)  # fmt: skip
         detail = (
             f"{MIN_STAGE1_SAMPLES}-{EXPLORE_EACH} per candidate, then to whoever may be best, "
             f"until P(best) >= {SETTLED} or {share} {t.budget.unit} are spent"
