@@ -22,8 +22,16 @@ def duration(seconds: float | None) -> str:
 
 
 def number(value: float, digits: int = 3) -> str:
-    """A score for a table cell: ``"–"`` for NaN (a candidate without samples)."""
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+    """A score for a table cell: ``"–"`` for NaN (a candidate without samples), and no
+    ``"-0.000"`` for a value that rounds to zero from below (an interval's end, say).
+
+    >>> number(-0.0001), number(0.1234), number(float("nan"))
+    ('0.000', '0.123', '–')
+    """
+    if value is None or not math.isfinite(value):
+        return "–"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
 def format_metrics(metrics: Mapping[str, float], limit: int | None = None) -> str:

@@ -26,7 +26,7 @@ from engine import (
     StageChanged,
     why_leader,
 )
-from tui.format import format_metrics, format_params
+from tui.format import format_metrics, format_params, number
 
 if TYPE_CHECKING:
     from engine import Balance
@@ -45,8 +45,8 @@ def ranking_table(
         table.add_column(column, justify="left" if column == "candidate" else "right")
     for i, e in enumerate(ranking, 1):
         table.add_row(
-            str(i), e.candidate, f"{e.score:.3f}", f"[{e.ci_low:.3f}, {e.ci_high:.3f}]",
-            f"{e.prob_best:.2f}", f"{e.adjusted_mean:.3f}", f"{e.raw_mean:.3f}",
+            str(i), e.candidate, number(e.score), f"[{number(e.ci_low)}, {number(e.ci_high)}]",
+            number(e.prob_best, 2), number(e.adjusted_mean), number(e.raw_mean),
             f"{e.matched}/{e.n}", style="bold" if i == 1 else None,
         )  # fmt: skip
     return table
