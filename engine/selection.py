@@ -69,7 +69,7 @@ class Ranking:
 
     Attributes:
         estimates: One :class:`CandidateEstimate` per candidate, best first.
-        names: The candidates in the order of ``draws``' columns (as given to :func:`rank`).
+        names: The candidates in the order of ``maxima``'s columns (as given to :func:`rank`).
         maxima: (draws, k) posterior draws of each candidate's tuned score; a candidate
             without samples has a NaN column.
     """
