@@ -7,7 +7,7 @@ Tables:
 ``outcomes``     per-problem results of a sample (status, passed, fraction of tests, metrics),
                  one row per completion: ``replicate`` numbers a problem's completions
 ``generations``  the completion cache, keyed by (model, prompt, decoding, seed)
-``rankings``     the PSM ranking after each sample, to replay how it evolved
+``rankings``     the ranking after each sample, to replay how it evolved
 ``messages``     warnings and notices of a run (OOM back-off, sandbox timeouts), for viewers
 ``controls``     the process running each run (pid, host) and what viewers ask of it
                  (pause, stop), read by the run between samples

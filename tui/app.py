@@ -18,7 +18,7 @@ from tui.setup.screen import SetupScreen
 
 class CodeLLMTunerApp(App):
     """Pick candidates and a task, start the run as a process of its own and follow its
-    PSM ranking live; quitting leaves the run going.
+    ranking live; quitting leaves the run going.
 
     Args:
         store: the SQLite store the setup screen defaults to and history reads.

@@ -1,4 +1,4 @@
-"""Plots of a run: scores by sample, the PSM ranking over time, propensity overlap."""
+"""Plots of a run: scores by sample, the ranking over time, propensity overlap."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The run screen: a run's progress, PSM ranking, best parameters, plots and log, live."""
+"""The run screen: a run's progress, ranking, best parameters, plots and log, live."""
 
 from __future__ import annotations
 
