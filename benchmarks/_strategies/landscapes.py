@@ -31,29 +31,15 @@ from engine import MIN_SAMPLING_TEMPERATURE, SearchSpace
 
 SPACE = SearchSpace()
 PARAMS = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens")
-#: Which of ``PARAMS`` are searched on a log scale (their unit coordinate is log-linear).
-_LOG = tuple(SPACE.ranges[name].log for name in PARAMS)
-
-
-def _scale(name: str, value: float) -> float:
-    r = SPACE.ranges[name]
-    if r.log:
-        return (math.log(value) - math.log(r.low)) / (math.log(r.high) - math.log(r.low))
-    return (value - r.low) / (r.high - r.low)
 
 
 def unit_coordinates(params: Mapping[str, Any]) -> np.ndarray:
-    """The 5 parameters of ``params`` mapped to [0, 1] each (log scale where searched so).
+    """The 5 parameters of ``params`` mapped to [0, 1] each (log scale where searched so):
+    the engine's own unit coordinates, :meth:`engine.SearchSpace.unit`.
 
     Greedy params (temperature 0, no top_p / top_k) get top_p = 1 and top_k = its maximum.
     """
-    greedy = float(params["temperature"]) == 0
-    values = {
-        **params,
-        "top_p": 1.0 if greedy else params["top_p"],
-        "top_k": SPACE.ranges["top_k"].high if greedy else params["top_k"],
-    }
-    return np.array([_scale(name, float(values[name])) for name in PARAMS])
+    return np.array(SPACE.unit(params))
 
 
 def random_unit_points(n: int, rng: np.random.Generator) -> np.ndarray:
