@@ -292,15 +292,22 @@ class SearchSpace:
         Greedy decoding is imputed as temperature 0 with no truncation (top_p 1, top_k at
         the top of its range); counts enter on a log scale.
         """
-        sampling = float(params["temperature"]) > 0
-        top_k = params["top_k"] if sampling else self.ranges["top_k"].high
+        values = self._with_greedy_filled(params)
         return [
-            float(params["temperature"]),
-            float(params["top_p"]) if sampling else 1.0,
-            math.log(float(top_k)),
-            float(params["repetition_penalty"]),
-            math.log(float(params["max_new_tokens"])),
+            float(values["temperature"]),
+            float(values["top_p"]),
+            math.log(float(values["top_k"])),
+            float(values["repetition_penalty"]),
+            math.log(float(values["max_new_tokens"])),
         ]
+
+    def _with_greedy_filled(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with greedy decoding's missing top_p and top_k filled in as no
+        truncation (top_p 1, top_k at the top of its range): greedy is the cold,
+        untruncated corner of the sampling space."""
+        if float(params["temperature"]) > 0:
+            return dict(params)
+        return {**params, "top_p": 1.0, "top_k": self.ranges["top_k"].high}
 
     def from_unit(self, u: Sequence[float]) -> dict[str, Any]:
         """The point of the space at unit coordinates ``u`` (the inverse of :meth:`unit`).
@@ -354,12 +361,7 @@ class SearchSpace:
         ...                     "repetition_penalty": 1.0, "max_new_tokens": 128})
         [0.5, 0.5, 0.5, 0.0, 0.5]
         """
-        sampling = float(params["temperature"]) > 0
-        values = {
-            **params,
-            "top_p": params["top_p"] if sampling else 1.0,
-            "top_k": params["top_k"] if sampling else self.ranges["top_k"].high,
-        }
+        values = self._with_greedy_filled(params)
         coordinates = []
         for name, r in self.ranges.items():
             if r.fixed:
