@@ -9,10 +9,10 @@ worked example are in ``docs/psm.md``.
 
 The small pure functions (:func:`propensity_logits`, :func:`logistic_scores`,
 :func:`logits_from_scores`, :func:`logit_distances`, :func:`match_weights`,
-:func:`point_ids`, :func:`replicate_weights`, :func:`upper_tail_mean`) are the method's
-steps; :func:`rank` only validates, composes them and bootstraps. :func:`balance` checks
-the result the way matching studies report it: standardised mean differences of every
-covariate before and after the same matching.
+:func:`point_ids`, :func:`replicate_weights`, :func:`upper_tail_mean`, :func:`prob_best`)
+are the method's steps; :func:`rank` only validates, composes them and bootstraps.
+:func:`balance` checks the result the way matching studies report it: standardised mean
+differences of every covariate before and after the same matching.
 """
 
 from __future__ import annotations
@@ -547,9 +547,19 @@ def _summarise(draws: np.ndarray, confidence: float, k: int):
         return nan, nan, nan
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
-    best = draws == draws.max(axis=1, keepdims=True)
-    prob_best = (best / best.sum(axis=1, keepdims=True)).mean(axis=0)  # ties share a win
-    return low, high, prob_best
+    return low, high, prob_best(draws)
+
+
+def prob_best(maxima: np.ndarray) -> np.ndarray:
+    """The share of draws (rows) in which each column is the highest; ties share a win,
+    NaN columns never win.
+
+    >>> prob_best(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [3.0, 1.0]])).tolist()
+    [0.625, 0.375]
+    """
+    values = np.where(np.isnan(maxima), -np.inf, maxima)
+    best = values == values.max(axis=1, keepdims=True)
+    return (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
 
 
 def sort_key(score: float, index: int) -> tuple[float, int]:

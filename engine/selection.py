@@ -248,7 +248,7 @@ def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
             means = model.mean(c, x_unit[own])
             best = int(np.argmax(means))
             incumbents[c] = (int(numbers[own][best]), float(means[best]))
-    chance = prob_best(maxima)
+    chance = psm.prob_best(maxima)
     by_name = samples.matched
     estimates = [
         _estimate(by_name[names[c]], maxima[:, c], chance[c], incumbents.get(c), confidence)
@@ -306,15 +306,3 @@ def _estimate(matched, column, chance, incumbent, confidence) -> CandidateEstima
         incumbent=incumbent[0],
         incumbent_mean=incumbent[1],
     )
-
-
-def prob_best(maxima: np.ndarray) -> np.ndarray:
-    """The share of draws (rows) in which each column is the highest; ties share a win,
-    NaN columns never win.
-
-    >>> prob_best(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [3.0, 1.0]])).tolist()
-    [0.625, 0.375]
-    """
-    values = np.where(np.isnan(maxima), -np.inf, maxima)
-    best = values == values.max(axis=1, keepdims=True)
-    return (best / best.sum(axis=1, keepdims=True)).mean(axis=0)

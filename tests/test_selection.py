@@ -8,7 +8,8 @@ import pytest
 from scipy.optimize import approx_fprime
 
 from engine import SearchSpace
-from engine.selection import Learned, prob_best, rank, refit_size
+from engine.psm import prob_best
+from engine.selection import Learned, rank, refit_size
 from engine.surrogate import Hyperparameters, Surrogate, _negative_log_posterior, matern52
 from engine.tasks.base import ProblemOutcome, problem_interval
 
