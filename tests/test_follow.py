@@ -78,12 +78,17 @@ def test_follower_is_incremental_and_sees_messages(tmp_path):
     assert message == Message("r2", "warning", "out of memory at batch 8; retrying with 4")
 
 
-def test_follower_reports_a_stopped_run_with_its_best_so_far(tmp_path):
-    path = tmp_path / "samples.db"
+def _stopped_after_3(path, run_id: str) -> None:
+    """A 10-sample objective run stopped after its third sample."""
     tuner = Tuner(objective=landscape, candidates=["a", "b"], budget=10, seed=0,
-                  store=path, run_id="r3")  # fmt: skip
+                  store=path, run_id=run_id)  # fmt: skip
     tuner.subscribe(lambda e: isinstance(e, SampleRecorded) and e.budget_used == 3 and tuner.stop())
     tuner.run()
+
+
+def test_follower_reports_a_stopped_run_with_its_best_so_far(tmp_path):
+    path = tmp_path / "samples.db"
+    _stopped_after_3(path, "r3")
     events = RunFollower(Store(path), "r3").poll()
     (finished,) = [e for e in events if isinstance(e, RunFinished)]
     assert finished.stopped and finished.result.n_samples == 3
@@ -97,10 +102,7 @@ def test_a_viewer_of_a_stopped_run_sees_it_go_on_when_resumed(tmp_path):
     from tui.run.state import RunState
 
     path = tmp_path / "samples.db"
-    tuner = Tuner(objective=landscape, candidates=["a", "b"], budget=10, seed=0,
-                  store=path, run_id="r4")  # fmt: skip
-    tuner.subscribe(lambda e: isinstance(e, SampleRecorded) and e.budget_used == 3 and tuner.stop())
-    tuner.run()
+    _stopped_after_3(path, "r4")
     follower, state = RunFollower(Store(path), "r4"), RunState()
     for event in follower.poll():
         state.apply(event)
