@@ -85,11 +85,15 @@ class Execution:
         self.evaluator.attach(store)
         self.studies: dict[str, optuna.Study] = {}
         self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
-        self.ranking: tuple[CandidateEstimate, ...] = ()
-        self.selection: selection.Ranking | None = None  # the latest, with its draws
+        self.selection: selection.Ranking | None = None  # the latest ranking, with its draws
         self.winner: str | None = None  # stage 2's choice, once made
         self.eliminated: set[str] = set()  # out of stage 1 on the latest evidence
         self.lost_in_a_row = 0  # samples not recorded since the last one that was
+
+    @property
+    def ranking(self) -> tuple[CandidateEstimate, ...]:
+        """The latest ranking's lines, best first (none before the first sample)."""
+        return self.selection.estimates if self.selection else ()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -118,6 +122,8 @@ class Execution:
                 RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(),
                            t.budget.unit, self.spent())
             )  # fmt: skip
+            if self.used():  # resumed: every decision starts from the evidence so far
+                self._rank(stage=TUNING if run.winner else SAMPLING)
             self.winner = run.winner or self._stage1()
             result = self._stage3(self.winner)
         except StopRequested:
@@ -241,8 +247,6 @@ class Execution:
             f"until P(best) >= {SETTLED} or {share} {t.budget.unit} are spent"
         )
         t._emit(StageChanged(self.run_id, SAMPLING, detail))
-        if self.used() and self.selection is None:  # resumed: the evidence so far
-            self._rank(stage=SAMPLING)
         while (name := self._next_stage1(target)) is not None:
             self._sample(name, SAMPLING)  # a sample that was not recorded is taken again
         if t.settings.stage1_fraction < 1:
@@ -290,8 +294,6 @@ class Execution:
         t._emit(StageChanged(self.run_id, TUNING, f"tuning {winner}", winner=winner))
         while not budget_spent(self.spent(), t.budget.amount):
             self._sample(winner, TUNING)
-        if self.selection is None:  # a budget spent in stage 1, resumed
-            self._rank(stage=TUNING)
         holdout = None
         if self.evaluator.has_holdout:
             detail = f"scoring {winner} on held-out"
@@ -339,8 +341,6 @@ class Execution:
         t = self.tuner
         index = t.names.index(name)
         rng = np.random.default_rng(sampler_seed(t.seed, index, trial_number))
-        if self.selection is None or self.selection.model is None:
-            self._rank(stage=SAMPLING)  # a resumed run's first sample
         reference = t.space.random_unit(PROPOSAL_POINTS, rng)
         return t.space.from_unit(self.selection.propose(index, reference, rng))
 
@@ -401,7 +401,6 @@ class Execution:
             random_state=sampler_seed(t.seed, len(t.names) + 1, len(pooled)),
             learned=self.selection.learned if self.selection else None,
         )  # fmt: skip
-        self.ranking = self.selection.estimates
         entries = [asdict(e) for e in self.ranking]
         try:
             self.store.add_ranking(self.run_id, len(pooled), stage, entries)
