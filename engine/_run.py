@@ -10,13 +10,14 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
 
-from engine import selection
+from engine import fidelity, selection
 from engine._faults import crash_point
 from engine.budget import format_amount
 from engine.errors import TunerError
@@ -89,6 +90,11 @@ class Execution:
         self.winner: str | None = None  # stage 2's choice, once made
         self.eliminated: set[str] = set()  # out of stage 1 on the latest evidence
         self.lost_in_a_row = 0  # samples not recorded since the last one that was
+        problems = evaluator.problem_count("tune")
+        # Chunks of tuning problems every sample is scored in (None: no problems).
+        self.chunks = (
+            fidelity.plan(problems, tuner.seed, tuner.settings.fidelity) if problems else None
+        )
 
     @property
     def ranking(self) -> tuple[CandidateEstimate, ...]:
@@ -320,21 +326,39 @@ class Execution:
         else:
             trial = study.ask()
             params = self.tuner.space.suggest(trial)
+        stopper = _EarlyStop(self._reference(name))
         try:
             # The completion cache is written while evaluating: a full disk fails it too.
-            evaluation = self.evaluator.evaluate(name, params, split="tune")
+            evaluation = self.evaluator.evaluate(
+                name, params, split="tune", chunks=self.chunks, keep_going=stopper
+            )
             sample = self._commit(name, stage, trial_number, params, evaluation)
         except TransientStoreError as error:
             if trial is not None:  # a failed trial is ignored by every sampler
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self._lost(f"{name} {stage} trial {trial_number}", error)
             return None
+        if sample.partial:
+            self.tuner._emit(Message(self.run_id, "info", stopper.why(sample)))
         if trial is None:
             self._add_to_study(sample)
         else:
             study.tell(trial, sample.score)
         self._rank(stage=stage)
         return sample
+
+    def _reference(self, name: str) -> Sample | None:
+        """What a new sample of ``name`` must beat to go on scoring problems: the
+        candidate's incumbent if it scored every problem, else its complete sample with
+        the highest score; ``None`` (score every problem) without such a sample or with
+        fidelity off."""
+        if self.chunks is None or len(self.chunks) < 2:
+            return None
+        complete = [s for s in self.samples[name] if not s.partial and s.problem_scores]
+        if not complete:
+            return None
+        incumbent = next((e.incumbent for e in self.ranking if e.candidate == name), -1)
+        return max(complete, key=lambda s: (s.trial == incumbent, s.score))
 
     def _thompson(self, name: str, trial_number: int) -> dict:
         """The next point of ``name`` by Thompson sampling of the latest ranking's model."""
@@ -352,6 +376,7 @@ class Execution:
             score=evaluation.score, metrics=evaluation.metrics,
             prompt_tokens=evaluation.prompt_tokens, generated_tokens=evaluation.generated_tokens,
             cached=evaluation.cached, seconds=evaluation.seconds,
+            fidelity=evaluation.fidelity, problem_scores=evaluation.problem_scores,
         )  # fmt: skip
         sample = self.store.add_sample(sample, evaluation.outcomes, stage=stage)
         self.lost_in_a_row = 0
@@ -396,7 +421,8 @@ class Execution:
             t.names, [t.space.unit(s.params) for s in pooled],
             [t.space.covariates(s.params) for s in pooled], [s.candidate for s in pooled],
             [s.score for s in pooled], trials=[s.trial for s in pooled],
-            known_noise=[self.evaluator.known_variance(s.score) for s in pooled],
+            known_noise=[self.evaluator.known_variance(s.score, s.fidelity) for s in pooled],
+            fidelity=[s.fidelity for s in pooled],
             use_psm=t.settings.psm, draws=t.settings.draws,
             random_state=sampler_seed(t.seed, len(t.names) + 1, len(pooled)),
             learned=self.selection.learned if self.selection else None,
@@ -431,6 +457,35 @@ class Execution:
     ) -> TuneResult:
         samples = [s for name in self.tuner.names for s in self.samples[name]]
         return answer_so_far(self.run_id, samples, self.ranking, winner=winner, holdout=holdout)
+
+
+class _EarlyStop:
+    """``keep_going`` of one sample (:meth:`Evaluator.evaluate`): whether its problem
+    scores so far are not clearly worse than the ``reference`` sample's on the same
+    problems (:func:`engine.fidelity.stop_p_value`)."""
+
+    def __init__(self, reference: Sample | None) -> None:
+        self.reference = reference
+        self.p_value = 1.0
+
+    def __call__(self, scores: Sequence[float]) -> bool:
+        if self.reference is None:
+            return True
+        self.p_value = fidelity.stop_p_value(scores, self.reference.problem_scores)
+        return self.p_value >= fidelity.STOP_LEVEL
+
+    def why(self, sample: Sample) -> str:
+        """One line: where ``sample`` stopped and on what evidence."""
+        ref = self.reference
+        assert ref is not None
+        m = len(sample.problem_scores)
+        total = round(m / sample.fidelity)
+        level = sum(ref.problem_scores[:m]) / m
+        return (
+            f"{sample.candidate} trial {sample.trial} stopped after {m}/{total} problems: "
+            f"{sample.score:.3f} against {level:.3f} of its trial {ref.trial} on the same "
+            f"problems (signed-rank p = {self.p_value:.3f})"
+        )
 
 
 def _commit_order(sample: Sample) -> tuple[float, int]:

@@ -5,8 +5,9 @@ Budget(amount=20000, unit='tokens')
 >>> str(Budget.parse("1.5h"))
 '90 minutes'
 
-Every sample costs 1 of a samples budget; of a tokens or minutes budget it costs its
-generated tokens or its measured seconds. The stages stop once enough is spent (see
+Every sample costs 1 of a samples budget (a sample stopped early, its fidelity: the share
+of the problems it scored); of a tokens or minutes budget it costs its generated tokens
+or its measured seconds. The stages stop once enough is spent (see
 :func:`engine.stages.selection_settled` and :func:`engine.stages.budget_spent`). What has
 been spent is always recomputed from the committed samples (:meth:`Budget.spent`), so a
 resumed run continues where it stopped.
@@ -140,9 +141,10 @@ class Budget:
     # -- spending -----------------------------------------------------------------------------
 
     def cost(self, sample: Sample) -> float:
-        """What ``sample`` costs: 1 sample, its generated tokens, or its minutes."""
+        """What ``sample`` costs: its fidelity in samples (1 for a whole sample), its
+        generated tokens, or its minutes."""
         if self.unit == "samples":
-            return 1.0
+            return float(sample.fidelity)
         if self.unit == "tokens":
             return float(sample.generated_tokens)
         return float(sample.seconds) / 60
@@ -150,11 +152,13 @@ class Budget:
     def spent(self, samples: Iterable[Sample]) -> int | float:
         """The total cost of ``samples``, held-out samples excluded (they are extra).
 
-        Whole numbers for samples and tokens, minutes as a float.
+        Whole numbers for tokens, and for samples unless some stopped early; minutes as a
+        float.
         """
         counted = [s for s in samples if s.stage in BUDGET_STAGES]
         if self.unit == "samples":
-            return len(counted)
+            total = round(sum(self.cost(s) for s in counted), 9) + 0.0
+            return int(total) if total.is_integer() else total
         if self.unit == "tokens":
             return sum(int(s.generated_tokens) for s in counted)
         return sum(self.cost(s) for s in counted)
@@ -172,7 +176,10 @@ class Budget:
 
 
 def format_amount(value: float, unit: str) -> str:
-    """An amount of ``unit`` for people: whole samples and tokens, minutes to 0.1."""
+    """An amount of ``unit`` for people: whole tokens, samples and minutes to 0.1 (a
+    share of a sample is one stopped early)."""
+    if unit == "samples" and not float(value).is_integer():
+        return f"{value:.1f}"
     if unit == "minutes":
         if 0 < abs(value) < 1:
             return f"{value:.2g}"

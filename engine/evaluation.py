@@ -13,8 +13,10 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from engine._faults import crash_point
 from engine.adapters import AdapterRef, check_adapter_fits, check_unseen, resolve_adapter
@@ -28,15 +30,22 @@ from engine.records import CI_HIGH, CI_LOW
 from engine.settings import RunSettings
 from engine.space import generation_kwargs
 from engine.store import Store
-from engine.tasks import Problem, Task, get_task
+from engine.tasks import Problem, ProblemOutcome, Task, get_task
 from engine.tasks.base import problem_interval
 
-Objective = Callable[[str, dict[str, Any]], Any]
+Objective = Callable[..., Any]
+#: Called after each chunk but the last with the per-problem scores so far (in the
+#: chunks' order); ``False`` stops the evaluation there.
+KeepGoing = Callable[[Sequence[float]], bool]
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What one evaluation produced: the objective value, all metrics, and its cost."""
+    """What one evaluation produced: the objective value, all metrics, and its cost.
+
+    ``problem_scores`` are the scores of the problems evaluated, in the order they were
+    (empty for an evaluator without problems); ``fidelity`` is their share of the split.
+    """
 
     score: float
     metrics: dict[str, float] = field(default_factory=dict)
@@ -45,12 +54,24 @@ class Evaluation:
     cached: int = 0  # problems whose completion came from the cache
     seconds: float = 0.0
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    problem_scores: tuple[float, ...] = ()
+    fidelity: float = 1.0
 
 
 class Evaluator(abc.ABC):
-    """Evaluates candidates; ``split`` is ``"tune"`` or ``"holdout"``."""
+    """Evaluates candidates; ``split`` is ``"tune"`` or ``"holdout"``.
+
+    An evaluator whose score is a mean over problems says how many a split has
+    (:meth:`problem_count`); :meth:`evaluate` then takes them in ``chunks`` (lists of
+    problem indices) and asks ``keep_going`` between chunks (:mod:`engine.fidelity`).
+    """
 
     candidates: tuple[str, ...]
+
+    def problem_count(self, split: str) -> int:
+        """The problems of ``split`` a score is a mean over (0: the score is no such mean,
+        and every evaluation is whole)."""
+        return 0
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Validate everything cheap to validate before the run starts."""
@@ -62,18 +83,33 @@ class Evaluator(abc.ABC):
     def has_holdout(self) -> bool:
         return False
 
-    def known_variance(self, score: float) -> float:
-        """What is known in advance of the noise of a tuning ``score``, as a variance (0:
-        nothing; the surrogate then learns it from the data)."""
+    def known_variance(self, score: float, fidelity: float = 1.0) -> float:
+        """What is known in advance of the noise of a tuning ``score`` over a ``fidelity``
+        share of the problems, as a variance (0: nothing; the surrogate then learns it
+        from the data)."""
         return 0.0
 
     @abc.abstractmethod
-    def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
-        """Evaluate ``candidate`` at ``params``."""
+    def evaluate(
+        self,
+        candidate: str,
+        params: dict[str, Any],
+        *,
+        split: str,
+        chunks: Sequence[Sequence[int]] | None = None,
+        keep_going: KeepGoing | None = None,
+    ) -> Evaluation:
+        """Evaluate ``candidate`` at ``params`` on ``split``: on every problem in one go
+        (``chunks`` None), or chunk by chunk, stopping where ``keep_going`` says."""
 
 
 class ObjectiveEvaluator(Evaluator):
     """Calls ``objective(candidate, params)``; it returns a score or ``(score, cost)``.
+
+    With ``problems`` (N > 0) the score is a mean over N problems and the objective says
+    each one's: it is called as ``objective(candidate, params, indices)`` for a chunk of
+    problem indices in ``0..N-1`` and returns one score per index (or ``(scores, cost)``),
+    which lets a run stop a hopeless configuration early (:mod:`engine.fidelity`).
 
     The cost is the number of tokens the evaluation generated (rounded to a whole number):
     it is recorded as the sample's ``generated_tokens`` (and as the ``cost`` metric), which
@@ -83,46 +119,110 @@ class ObjectiveEvaluator(Evaluator):
     """
 
     def __init__(
-        self, objective: Objective, candidates: Sequence[str], *, require_cost: bool = False
+        self,
+        objective: Objective,
+        candidates: Sequence[str],
+        *,
+        require_cost: bool = False,
+        problems: int = 0,
     ) -> None:
         if not callable(objective):
             raise ConfigError("objective must be callable as objective(candidate, params)")
+        if isinstance(problems, bool) or not isinstance(problems, int) or problems < 0:
+            raise ConfigError(f"problems must be a whole number >= 0, got {problems!r}")
         self.objective = objective
         self.candidates = tuple(candidates)
         self.require_cost = require_cost
+        self.problems = problems
 
-    def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
+    def problem_count(self, split: str) -> int:
+        return self.problems
+
+    def evaluate(
+        self,
+        candidate: str,
+        params: dict[str, Any],
+        *,
+        split: str,
+        chunks: Sequence[Sequence[int]] | None = None,
+        keep_going: KeepGoing | None = None,
+    ) -> Evaluation:
         start = time.perf_counter()
-        value = self.objective(candidate, dict(params))
-        seconds = time.perf_counter() - start
+        if not self.problems:
+            score, cost = self._call(candidate, params)
+            return _objective_evaluation(score, cost, time.perf_counter() - start)
+        chunks = chunks if chunks is not None else [range(self.problems)]
+        scores: list[float] = []
+        total_cost: float | None = None
+        for i, chunk in enumerate(chunks):
+            values, cost = self._call(candidate, params, list(chunk))
+            scores += self._problem_scores(candidate, values, len(chunk))
+            if cost is not None:
+                total_cost = (total_cost or 0.0) + cost
+            if i < len(chunks) - 1 and keep_going is not None and not keep_going(scores):
+                break
+        evaluation = _objective_evaluation(
+            float(np.mean(scores)), total_cost, time.perf_counter() - start
+        )
+        return replace(
+            evaluation, problem_scores=tuple(scores), fidelity=len(scores) / self.problems
+        )
+
+    def _call(self, candidate: str, params: dict[str, Any], *chunk: list[int]) -> tuple:
+        """The objective's value and cost (None if it gave none), checked."""
+        value = self.objective(candidate, dict(params), *chunk)
         cost = None
         if isinstance(value, tuple):
             value, cost = value
-        try:
-            score = float(value)
-        except (TypeError, ValueError):
-            message = f"objective returned {value!r} for {candidate}; expected a number"
-            raise TunerError(message) from None
-        if not math.isfinite(score):
-            raise TunerError(f"objective returned {score} for {candidate} at {params}")
+        if not chunk:
+            value = _number(value, f"objective returned {value!r} for {candidate}; "
+                                   "expected a number")  # fmt: skip
+            if not math.isfinite(value):
+                raise TunerError(f"objective returned {value} for {candidate} at {params}")
         if cost is None:
             if self.require_cost:
                 raise TunerError(
                     f"objective returned a score without a cost for {candidate}; a tokens "
                     "budget needs the objective to return (score, generated_tokens)"
                 )
-            return Evaluation(score=score, metrics={"score": score}, seconds=seconds)
-        try:
-            cost = float(cost)
-        except (TypeError, ValueError):
-            message = f"objective returned cost {cost!r} for {candidate}; expected a number"
-            raise TunerError(message) from None
+            return value, None
+        cost = _number(cost, f"objective returned cost {cost!r} for {candidate}; "
+                             "expected a number")  # fmt: skip
         if not math.isfinite(cost) or cost < 0:
             raise TunerError(f"objective returned cost {cost} for {candidate}; expected >= 0")
-        return Evaluation(
-            score=score, metrics={"score": score, "cost": cost},
-            generated_tokens=round(cost), seconds=seconds,
-        )  # fmt: skip
+        return value, cost
+
+    @staticmethod
+    def _problem_scores(candidate: str, values: Any, expected: int) -> list[float]:
+        try:
+            scores = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise TunerError(
+                f"objective returned {values!r} for {candidate}; with problems it must "
+                "return one number per problem index it was given"
+            ) from None
+        if len(scores) != expected or not all(math.isfinite(v) for v in scores):
+            raise TunerError(
+                f"objective returned {len(scores)} scores for {candidate} where {expected} "
+                "problems were asked, or a score that is not finite"
+            )
+        return scores
+
+
+def _number(value: Any, message: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TunerError(message) from None
+
+
+def _objective_evaluation(score: float, cost: float | None, seconds: float) -> Evaluation:
+    if cost is None:
+        return Evaluation(score=score, metrics={"score": score}, seconds=seconds)
+    return Evaluation(
+        score=score, metrics={"score": score, "cost": cost},
+        generated_tokens=round(cost), seconds=seconds,
+    )  # fmt: skip
 
 
 class TaskEvaluator(Evaluator):
@@ -228,12 +328,12 @@ class TaskEvaluator(Evaluator):
     def has_holdout(self) -> bool:
         return True
 
-    def known_variance(self, score: float) -> float:
+    def known_variance(self, score: float, fidelity: float = 1.0) -> float:
         """At most ``p(1 - p) / m`` for a score ``p`` that is a mean of m per-problem
-        values in [0, 1] (the Bhatia-Davis bound); ``p`` is pulled half a problem towards
-        1/2 so that a score of 0 or 1 is not taken as exact. 0 for a score outside [0, 1],
-        which is no such mean."""
-        m = len(self.problems("tune"))
+        values in [0, 1] (the Bhatia-Davis bound; m is the ``fidelity`` share of the
+        tuning problems); ``p`` is pulled half a problem towards 1/2 so that a score of 0
+        or 1 is not taken as exact. 0 for a score outside [0, 1], which is no such mean."""
+        m = round(fidelity * self.problem_count("tune"))
         if not 0 <= score <= 1 or not m:
             return 0.0
         p = (score * m + 0.5) / (m + 1)
@@ -278,58 +378,52 @@ class TaskEvaluator(Evaluator):
             )  # fmt: skip
         return self._prompts[key]
 
-    def evaluate(self, candidate: str, params: dict[str, Any], *, split: str) -> Evaluation:
-        """Generate ``task.samples_per_problem`` completions per problem and score them.
+    def problem_count(self, split: str) -> int:
+        return len(self.problems(split))
+
+    def evaluate(
+        self,
+        candidate: str,
+        params: dict[str, Any],
+        *,
+        split: str,
+        chunks: Sequence[Sequence[int]] | None = None,
+        keep_going: KeepGoing | None = None,
+    ) -> Evaluation:
+        """Generate ``task.samples_per_problem`` completions per problem and score them,
+        chunk by chunk. Each chunk's completions are written to the completion cache
+        before it is scored, so a run killed between chunks generates none of them again.
 
         Under greedy decoding the completions of one problem are all the same text, so it
         is generated and scored once and its outcome stands for every replicate.
         """
         start = time.perf_counter()
-        spec = self.specs[candidate]
-        continuation = self.styles[candidate].continuation
-        backend = self.backend(spec)
         problems = self.problems(split)
-        prompts = self._rendered(spec, split, backend)
-        kwargs = generation_kwargs(params)
-        stop = list(self.task.stop_sequences(continuation=continuation))
-        n = self.task.samples_per_problem
-        sampled = bool(kwargs.get("do_sample"))
-        seed = self.seed if sampled else 0
-        # (problem index, replicate) in problem-major order: a problem's completions together
-        drawn = [(i, r) for i in range(len(problems)) for r in range(n if sampled else 1)]
-        keys = [
-            _cache_key(backend.fingerprint, prompts[i], kwargs, stop, seed, r) for i, r in drawn
-        ]
-
-        assert self.store is not None, "attach(store) before evaluate()"
-        cached = self.store.cached_generations(keys)
-        missing = [j for j, k in enumerate(keys) if k not in cached]
-        new_rows = []
-        if missing:
-            texts = [prompts[drawn[j][0]] for j in missing]
-            outputs = backend.generate(texts, kwargs, seed=seed, stop=stop)
-            for j, out in zip(missing, outputs, strict=True):
-                row = {
-                    "key": keys[j], "model": backend.fingerprint,
-                    "problem_id": problems[drawn[j][0]].id, "text": out.text,
-                    "prompt_tokens": out.prompt_tokens, "generated_tokens": out.generated_tokens,
-                }  # fmt: skip
-                new_rows.append(row)
-                cached[keys[j]] = row
-            crash_point("generated")
-            # Committed before scoring so a run killed while scoring never regenerates.
-            self.store.add_generations(new_rows)
-        crash_point("scoring")
-
-        texts = [cached[k]["text"] for k in keys]
-        scored = self.task.score([problems[i] for i, _ in drawn], texts, continuation=continuation)
-        if not sampled:  # one greedy completion stands for all n
-            scored = [o for o in scored for _ in range(n)]
-            keys = [k for k in keys for _ in range(n)]
+        chunks = chunks if chunks is not None else [range(len(problems))]
+        scored: list[ProblemOutcome] = []
+        keys: list[str] = []
+        problem_scores: list[float] = []
+        new_rows: list[dict[str, Any]] = []
+        cached = 0
+        for i, chunk in enumerate(chunks):
+            part = _Chunk.generate(self, candidate, params, split, [problems[j] for j in chunk])
+            new_rows += part.new_rows
+            cached += part.cached
+            scored += part.outcomes
+            keys += part.keys
+            problem_scores += [
+                float(self.task.aggregate(part.outcomes[k : k + part.n])[self.metric])
+                for k in range(0, len(part.outcomes), part.n)
+            ]
+            if i < len(chunks) - 1:
+                crash_point("chunk")
+                if keep_going is not None and not keep_going(problem_scores):
+                    break
         metrics = self.task.aggregate(scored)
         if split == "holdout":  # the figure to report, with how much it could move
             low, high = problem_interval(scored, self.task.aggregate, self.metric)
             metrics[f"{self.metric}{CI_LOW}"], metrics[f"{self.metric}{CI_HIGH}"] = low, high
+        n = self.task.samples_per_problem
         rows = [
             {**asdict(o), "passed": int(o.passed), "generation": k, "replicate": j % n}
             for j, (o, k) in enumerate(zip(scored, keys, strict=True))
@@ -339,10 +433,75 @@ class TaskEvaluator(Evaluator):
             metrics={k: float(v) for k, v in metrics.items()},
             prompt_tokens=sum(r["prompt_tokens"] for r in new_rows),
             generated_tokens=sum(r["generated_tokens"] for r in new_rows),
-            cached=len(drawn) - len(missing),
+            cached=cached,
             seconds=time.perf_counter() - start,
             outcomes=rows,
+            problem_scores=tuple(problem_scores),
+            fidelity=len(problem_scores) / len(problems),
         )
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk of an evaluation: its problems generated (through the cache) and scored;
+    ``outcomes`` and ``keys`` hold ``n`` entries per problem, a problem's together."""
+
+    outcomes: list[ProblemOutcome]
+    keys: list[str]
+    new_rows: list[dict[str, Any]]
+    cached: int
+    n: int
+
+    @classmethod
+    def generate(
+        cls,
+        evaluator: TaskEvaluator,
+        candidate: str,
+        params: dict[str, Any],
+        split: str,
+        problems: Sequence[Problem],
+    ) -> _Chunk:
+        e = evaluator
+        spec = e.specs[candidate]
+        continuation = e.styles[candidate].continuation
+        backend = e.backend(spec)
+        rendered = dict(zip((p.id for p in e.problems(split)),
+                            e._rendered(spec, split, backend), strict=True))  # fmt: skip
+        kwargs = generation_kwargs(params)
+        stop = list(e.task.stop_sequences(continuation=continuation))
+        n = e.task.samples_per_problem
+        sampled = bool(kwargs.get("do_sample"))
+        seed = e.seed if sampled else 0
+        # (problem, replicate) in problem-major order: a problem's completions together
+        drawn = [(p, r) for p in problems for r in range(n if sampled else 1)]
+        keys = [
+            _cache_key(backend.fingerprint, rendered[p.id], kwargs, stop, seed, r) for p, r in drawn
+        ]
+        assert e.store is not None, "attach(store) before evaluate()"
+        found = e.store.cached_generations(keys)
+        missing = [j for j, k in enumerate(keys) if k not in found]
+        new_rows = []
+        if missing:
+            texts = [rendered[drawn[j][0].id] for j in missing]
+            outputs = backend.generate(texts, kwargs, seed=seed, stop=stop)
+            for j, out in zip(missing, outputs, strict=True):
+                row = {
+                    "key": keys[j], "model": backend.fingerprint,
+                    "problem_id": drawn[j][0].id, "text": out.text,
+                    "prompt_tokens": out.prompt_tokens, "generated_tokens": out.generated_tokens,
+                }  # fmt: skip
+                new_rows.append(row)
+                found[keys[j]] = row
+            crash_point("generated")
+            # Committed before scoring so a run killed while scoring never regenerates.
+            e.store.add_generations(new_rows)
+        crash_point("scoring")
+        texts = [found[k]["text"] for k in keys]
+        outcomes = e.task.score([p for p, _ in drawn], texts, continuation=continuation)
+        if not sampled:  # one greedy completion stands for all n
+            outcomes = [o for o in outcomes for _ in range(n)]
+            keys = [k for k in keys for _ in range(n)]
+        return cls(outcomes, keys, new_rows, len(drawn) - len(missing), n)
 
 
 def _cache_key(

@@ -28,7 +28,10 @@ class Sample:
 
     ``stage`` is ``"sampling"`` (stage 1), ``"tuning"`` (stage 3) or ``"holdout"`` (the
     final score on the held-out split, outside the budget). ``trial`` numbers a
-    candidate's samples 0, 1, 2, ... within the run.
+    candidate's samples 0, 1, 2, ... within the run. ``fidelity`` is the share of the
+    run's tuning problems the score is a mean over (below 1: the sample was stopped early,
+    :mod:`engine.fidelity`), ``problem_scores`` the score of each of those problems in the
+    run's problem order (empty where the evaluator has no problems).
     """
 
     run_id: str
@@ -42,8 +45,15 @@ class Sample:
     generated_tokens: int = 0
     cached: int = 0
     seconds: float = 0.0
+    fidelity: float = 1.0
+    problem_scores: tuple[float, ...] = ()
     id: int | None = None
     created_at: float = 0.0
+
+    @property
+    def partial(self) -> bool:
+        """Whether the sample was stopped before it scored every tuning problem."""
+        return self.fidelity < 1
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,7 @@ def rank(
     *,
     trials: Sequence[int] | None = None,
     known_noise: ArrayLike | None = None,
+    fidelity: ArrayLike | None = None,
     use_psm: bool = True,
     draws: int = DEFAULT_DRAWS,
     confidence: float = 0.9,
@@ -151,6 +152,8 @@ def rank(
             among the candidate's samples); the incumbent is named by it.
         known_noise: Each score's variance where known in advance (e.g. p(1 - p)/m for a
             mean over m problems); ``None``: learned from the data alone.
+        fidelity: Each score's share of the problems it is a mean over, in (0, 1] (a
+            sample stopped early: :mod:`engine.fidelity`); ``None``: 1 for every one.
         use_psm: Centre each candidate's surface on its PSM-adjusted mean (else on the
             mean of all scores): the ablation of PSM's contribution.
         draws: Posterior draws behind the interval and ``prob_best`` (at least 16).
@@ -168,7 +171,7 @@ def rank(
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
     with _one_thread():
-        samples = _Samples.of(names, unit, covariates, treatment, outcome, known_noise)
+        samples = _Samples.of(names, unit, covariates, treatment, outcome, known_noise, fidelity)
         return _rank(samples, trials, use_psm, draws, confidence, random_state, learned)
 
 
@@ -183,27 +186,34 @@ class _Samples:
     labels: np.ndarray
     y: np.ndarray
     known: np.ndarray | None
+    fidelity: np.ndarray | None
     matched: dict[str, CandidateEstimate]
 
     @classmethod
-    def of(cls, names, unit, covariates, treatment, outcome, known_noise) -> _Samples:
+    def of(cls, names, unit, covariates, treatment, outcome, known_noise,
+           fidelity=None) -> _Samples:  # fmt: skip
         matched = psm.rank(names, covariates, treatment, outcome, criterion="mean",
                            n_bootstrap=0)  # fmt: skip
         index = {name: i for i, name in enumerate(names)}
         known = None if known_noise is None else np.asarray(known_noise, dtype=float)
+        if fidelity is not None:
+            fidelity = np.asarray(fidelity, dtype=float)
+            if fidelity.shape != (len(treatment),) or not np.all((fidelity > 0) & (fidelity <= 1)):
+                raise ConfigError("fidelity must give each sample a share in (0, 1]")
         return cls(
             names, np.asarray(unit, dtype=float).reshape(len(treatment), -1),
             np.asarray(covariates, dtype=float).reshape(len(treatment), -1),
             np.array([index[t] for t in treatment], dtype=int), np.asarray(outcome, float),
-            known, {e.candidate: e for e in matched},
+            known, fidelity, {e.candidate: e for e in matched},
         )  # fmt: skip
 
     def first(self, size: int) -> _Samples:
         """The first ``size`` samples."""
         treatment = [self.names[c] for c in self.labels[:size]]
         known = None if self.known is None else self.known[:size]
+        fidelity = None if self.fidelity is None else self.fidelity[:size]
         return _Samples.of(self.names, self.unit[:size], self.covariates[:size], treatment,
-                           self.y[:size], known)  # fmt: skip
+                           self.y[:size], known, fidelity)  # fmt: skip
 
     def prior_means(self, use_psm: bool) -> np.ndarray:
         """``m_c``: the mean of every score, moved by each candidate's PSM-adjusted
@@ -237,7 +247,7 @@ def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
     if len(y):
         learned = _learn(samples, use_psm, learned)
         model = Surrogate(samples.prior_means(use_psm)).fit(
-            x_unit, labels, y, samples.known, hyper=learned.hyper
+            x_unit, labels, y, samples.known, hyper=learned.hyper, fidelity=samples.fidelity
         )
         rng = np.random.default_rng(random_state)
         evaluated = np.unique(x_unit, axis=0)
@@ -270,7 +280,7 @@ def _learn(samples: _Samples, use_psm: bool, learned: Learned | None) -> Learned
         return learned
     first = samples.first(size)
     model = Surrogate(first.prior_means(use_psm)).fit(
-        first.unit, first.labels, first.y, first.known
+        first.unit, first.labels, first.y, first.known, fidelity=first.fidelity
     )
     return Learned(size, model.hyper)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.budget import Budget
 from engine.errors import ConfigError
+from engine.fidelity import FIDELITIES
 from engine.selection import DEFAULT_DRAWS
 from engine.stages import DEFAULT_ELIMINATION, check_elimination
 
@@ -251,6 +252,12 @@ class RunSettings:
         "of all scores)", parse=_on_off, check=_boolean("psm"), label="PSM",
         choices=("on", "off"),
     )  # fmt: skip
+    fidelity: str = _option(
+        "auto", "score each sample's problems in chunks, in one seeded order, and stop a "
+        "configuration once a paired test says it cannot beat its candidate's incumbent "
+        "(off: every sample scores every problem)", check=_one_of("fidelity", FIDELITIES),
+        label="fidelity", choices=FIDELITIES,
+    )  # fmt: skip
     draws: int = _option(
         DEFAULT_DRAWS, "posterior draws behind each ranking's intervals and P(best)",
         parse=int, check=_whole("draws", 16), label="draws", metavar="N",
@@ -297,7 +304,7 @@ class RunSettings:
 
 
 #: What a run recorded before an option existed ran with.
-_BEFORE_IT_EXISTED = {"eliminate": 0.0}
+_BEFORE_IT_EXISTED = {"eliminate": 0.0, "fidelity": "off"}
 
 OPTIONS: tuple[Option, ...] = tuple(
     replace(

@@ -44,7 +44,9 @@ from engine.errors import StoreError, first_line
 from engine.records import Run, Sample
 from engine.stages import SAMPLING
 
-SCHEMA_VERSION = 2  # 2: outcomes have a replicate number and per-problem metrics
+#: 2: outcomes have a replicate number and per-problem metrics; 3: samples have a fidelity
+#: and their per-problem scores (multi-fidelity, engine.fidelity)
+SCHEMA_VERSION = 3
 #: What a store of the current schema holds (checked on opening, so a reader writes nothing).
 SCHEMA_NAMES = frozenset({
     "meta", "runs", "samples", "outcomes", "generations", "rankings", "messages", "controls",
@@ -188,10 +190,11 @@ class Store:
                     "id": int, "run_id": str, "candidate": str, "stage": str, "trial": int,
                     "params": str, "score": float, "metrics": str, "prompt_tokens": int,
                     "generated_tokens": int, "cached": int, "seconds": float,
-                    "created_at": float,
+                    "created_at": float, "fidelity": float, "problem_scores": str,
                 },
                 pk="id", if_not_exists=True,
             )  # fmt: skip
+            self._upgrade_samples()
             db["outcomes"].create(
                 {
                     "sample_id": int, "problem_id": str, "replicate": int, "status": str,
@@ -293,6 +296,16 @@ class Store:
         table.transform(pk=("sample_id", "problem_id", "replicate"))
         self.db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
 
+    def _upgrade_samples(self) -> None:
+        """Give a schema-2 ``samples`` table the fidelity columns: its samples scored every
+        problem (fidelity 1), per-problem scores unknown."""
+        table = self.db["samples"]
+        if "fidelity" in table.columns_dict:
+            return
+        table.add_column("fidelity", float, not_null_default=1.0)
+        table.add_column("problem_scores", str)
+        self.db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
+
     # -- samples -----------------------------------------------------------------------------
 
     @_guarded
@@ -310,6 +323,7 @@ class Store:
             created_at=time.time(),
             params=json.dumps(sample.params, sort_keys=True),
             metrics=json.dumps(sample.metrics),  # in the task's order, default first
+            problem_scores=json.dumps(list(sample.problem_scores)),
         )
         try:
             with self._write():
@@ -447,6 +461,8 @@ def _sample_from_row(row: Mapping[str, Any]) -> Sample:
             **row,
             "params": json.loads(row["params"]),
             "metrics": json.loads(row["metrics"]),
+            "problem_scores": tuple(json.loads(row.get("problem_scores") or "[]")),
+            "fidelity": 1.0 if row.get("fidelity") is None else row["fidelity"],
         }
     )
 

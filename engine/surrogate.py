@@ -14,9 +14,11 @@ intrinsic coregionalisation model. So the covariance of two samples is
 
     k((u, c), (u', c')) = s_shared M(u, u') + [c = c'] (s_own M(u, u') + s_offset)
 
-and an observation adds noise of variance ``known_i + s_noise``: ``known_i`` is what the
-caller can say of a sample (a mean over m problems has variance at most p(1 - p)/m) and
-``s_noise`` what the data say beyond it. The hyperparameters are the maximum a
+and an observation adds noise of variance ``known_i + s_noise / f_i``: ``known_i`` is what
+the caller can say of a sample (a mean over m problems has variance at most p(1 - p)/m),
+``s_noise`` what the data say beyond it, for a sample of every problem, and ``f_i`` the
+sample's fidelity (the share of problems its score is a mean over: a sample stopped early
+averages its noise over fewer of them). The hyperparameters are the maximum a
 posteriori estimate under weak log-normal priors (:data:`PRIOR`), found by L-BFGS from a
 fixed start, so the same samples always give the same model (a resumed run decides as
 the uninterrupted one did).
@@ -112,7 +114,7 @@ def _log_prior(theta: np.ndarray, d: int) -> tuple[float, np.ndarray]:
     return float(-0.5 * (z**2).sum()), -z / sd
 
 
-def _negative_log_posterior(theta, u, same, y, known) -> tuple[float, np.ndarray]:
+def _negative_log_posterior(theta, u, same, y, known, spread) -> tuple[float, np.ndarray]:
     """-(log marginal likelihood + log prior) of standardised scores ``y`` and its gradient."""
     n, d = u.shape
     h = Hyperparameters.from_vector(theta)
@@ -121,7 +123,7 @@ def _negative_log_posterior(theta, u, same, y, known) -> tuple[float, np.ndarray
     decay = np.exp(-_ROOT5 * r)
     m = (1.0 + _ROOT5 * r + 5.0 / 3.0 * r**2) * decay
     signal = h.shared + h.own * same
-    k = signal * m + h.offset * same + np.diag(known + h.noise + _JITTER)
+    k = signal * m + h.offset * same + np.diag(known + h.noise * spread + _JITTER)
     try:
         chol = cholesky(k, lower=True)
     except np.linalg.LinAlgError:
@@ -137,7 +139,7 @@ def _negative_log_posterior(theta, u, same, y, known) -> tuple[float, np.ndarray
     grad[d] = 0.5 * np.sum(inner * (h.shared * m))
     grad[d + 1] = 0.5 * np.sum(inner * (h.own * m * same))
     grad[d + 2] = 0.5 * np.sum(inner * (h.offset * same))
-    grad[d + 3] = 0.5 * np.trace(inner) * h.noise
+    grad[d + 3] = 0.5 * (np.diag(inner) * spread).sum() * h.noise
     prior, prior_grad = _log_prior(theta, d)
     return -(lml + prior), -(grad + prior_grad)
 
@@ -159,6 +161,7 @@ class Surrogate:
         y: np.ndarray,
         known_noise: np.ndarray | None = None,
         hyper: Hyperparameters | None = None,
+        fidelity: np.ndarray | None = None,
     ) -> Surrogate:
         """Learn the hyperparameters (unless ``hyper`` gives them) and condition on the
         samples.
@@ -169,6 +172,8 @@ class Surrogate:
             y: (n,) scores.
             known_noise: (n,) variance of each score that is known in advance (0 where
                 nothing is known); ``None`` for none.
+            fidelity: (n,) the share of problems each score is a mean over, in (0, 1]
+                (the learned noise is divided by it); ``None``: 1 for every sample.
         """
         self.u = np.asarray(u, dtype=float).reshape(len(y), -1)
         self.labels = np.asarray(labels, dtype=int)
@@ -180,11 +185,12 @@ class Surrogate:
         self.y = (y - self.prior_mean[self.labels]) / self.scale
         known = np.zeros(len(y)) if known_noise is None else np.asarray(known_noise, float)
         self.known = known / self.scale**2
+        self.spread = 1.0 / (np.ones(len(y)) if fidelity is None else np.asarray(fidelity, float))
         self.same = (self.labels[:, None] == self.labels[None, :]).astype(float)
         self.hyper = hyper or (self._learn() if len(y) >= LEARN_FROM else self.prior())
         h = self.hyper
         k = (h.shared + h.own * self.same) * matern52(self.u, self.u, h.lengths)
-        k += h.offset * self.same + np.diag(self.known + h.noise + _JITTER)
+        k += h.offset * self.same + np.diag(self.known + h.noise * self.spread + _JITTER)
         self._chol = cholesky(k, lower=True)
         self._alpha = cho_solve((self._chol, True), self.y)
         return self
@@ -201,8 +207,8 @@ class Surrogate:
         d = self.u.shape[1]
         result = minimize(
             _negative_log_posterior, Hyperparameters.start(d), jac=True, method="L-BFGS-B",
-            args=(self.u, self.same, self.y, self.known), bounds=Hyperparameters.bounds(d),
-            options={"maxiter": 200},
+            args=(self.u, self.same, self.y, self.known, self.spread),
+            bounds=Hyperparameters.bounds(d), options={"maxiter": 200},
         )  # fmt: skip
         return Hyperparameters.from_vector(result.x)
 

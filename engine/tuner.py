@@ -38,7 +38,10 @@ class Tuner:
 
     Give either a ``task`` with ``candidates`` (model specs such as ``"smollm2@raw"``),
     or an ``objective(candidate, params) -> score`` (or ``(score, cost)``) with candidate
-    names. Higher scores are better; noise is fine.
+    names. Higher scores are better; noise is fine. An objective whose score is a mean
+    over ``problems`` problems is called as ``objective(candidate, params, indices)`` and
+    returns one score per problem index (or ``(scores, cost)``), so that a hopeless
+    configuration can stop after a few (``fidelity``, :mod:`engine.fidelity`).
 
     Args:
         store: SQLite file path; ``None`` keeps the samples in memory.
@@ -49,7 +52,8 @@ class Tuner:
             :class:`~engine.settings.RunSettings` for each one's default and meaning):
             ``budget`` (``9`` samples, ``"20000 tokens"`` (an objective then returns
             ``(score, generated_tokens)``), ``"30m"``), ``seed``,
-            ``sampler``, ``stage1_fraction``, ``eliminate``, ``psm``, ``draws``; for task
+            ``sampler``, ``stage1_fraction``, ``eliminate``, ``psm``, ``fidelity``,
+            ``draws``; for task
             runs also ``dataset``, ``tune_size``, ``holdout_size``, ``samples_per_problem``
             (a :class:`Task` object carries its own), ``train_size``, ``metric``,
             ``batch_size``, ``device``.
@@ -69,10 +73,13 @@ class Tuner:
         space: SearchSpace | Mapping[str, Any] | None = None,
         run_id: str | None = None,
         settings: RunSettings | None = None,
+        problems: int = 0,
         **options: Any,
     ) -> None:
         if (task is None) == (objective is None):
             raise ConfigError("give either a task or an objective")
+        if problems and objective is None:
+            raise ConfigError("problems= is for an objective; a task has its own problems")
         settings = RunSettings.of(**{**(vars(settings) if settings else {}), **options})
         if isinstance(task, Task):
             settings = replace(settings, samples_per_problem=task.samples_per_problem)
@@ -93,6 +100,7 @@ class Tuner:
         samples = self.budget.amount if self.budget.unit == "samples" else None
         check_split(len(self.names), settings.stage1_fraction, samples)
         self.objective = objective
+        self.problems = problems
         self.task = task
         self.store_path = ":memory:" if store is None else str(store)
         self.run_id = run_id or new_run_id()
@@ -122,6 +130,7 @@ class Tuner:
             candidates=[Candidate(**c) for c in config["candidates"]],
             task=None if objective else config["task"], objective=objective, store=store,
             space=SearchSpace(config["space"]), run_id=run.id, settings=settings,
+            problems=config.get("problems", 0) if objective else 0,
         )  # fmt: skip
 
     def config(self) -> dict[str, Any]:
@@ -131,6 +140,7 @@ class Tuner:
             **self.settings.to_dict(),
             "task": task_name,
             "objective": self.objective is not None,
+            "problems": self.problems,
             "candidates": [c.to_dict() for c in self.candidates],
             "space": self.space.to_dict(),
         }
@@ -207,8 +217,9 @@ class Tuner:
     def _evaluator(self) -> Evaluator:
         if self.objective is not None:
             return ObjectiveEvaluator(
-                self.objective, self.names, require_cost=self.budget.unit == "tokens"
-            )
+                self.objective, self.names, require_cost=self.budget.unit == "tokens",
+                problems=self.problems,
+            )  # fmt: skip
         return TaskEvaluator.from_settings(
             self.task, self.candidates, self.settings,
             on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),

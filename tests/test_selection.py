@@ -36,13 +36,14 @@ def test_the_gradient_of_the_log_posterior_is_exact():
     y = (y - y.mean()) / y.std()
     same = (labels[:, None] == labels[None, :]).astype(float)
     known = np.full(n, 0.01)
+    spread = 1 / rng.choice([1.0, 0.5, 0.25], n)  # samples stopped early have more noise
     theta = Hyperparameters.start(d) + 0.4 * rng.standard_normal(d + 4)
 
     def value(t):
-        return _negative_log_posterior(t, u, same, y, known)[0]
+        return _negative_log_posterior(t, u, same, y, known, spread)[0]
 
     numeric = approx_fprime(theta, value, 1e-6)
-    analytic = _negative_log_posterior(theta, u, same, y, known)[1]
+    analytic = _negative_log_posterior(theta, u, same, y, known, spread)[1]
     assert np.allclose(analytic, numeric, rtol=1e-4, atol=1e-4)
 
 

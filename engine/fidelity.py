@@ -1,0 +1,98 @@
+"""Multi-fidelity over problems: score a configuration on a few problems first, and stop
+it once it clearly cannot beat its candidate's incumbent.
+
+A sample's score is a mean over the run's N tuning problems, and most of a sample's cost
+is generating for each of them. A configuration that fails problem after problem where
+the incumbent passes has told us what it will score long before the N-th problem. So,
+with fidelity ``"auto"``:
+
+- **The problems have one order per run** (:func:`problem_order`, seeded), the same for
+  every candidate and configuration, so any two samples are compared on the same
+  problems: the comparison is *paired*.
+- **A sample is scored chunk by chunk** (:func:`plan`): the chunks end at the rungs
+  :func:`rungs` (4, 8, 16, ... problems, doubling up to N, as in successive halving
+  with problems as the resource).
+- **After each chunk but the last, a paired test** (:func:`stop_p_value`): the
+  Wilcoxon signed-rank test of the configuration's per-problem scores against the
+  incumbent's on the same problems, one-sided. Below :data:`STOP_LEVEL` the sample stops
+  there (as Optuna's ``WilcoxonPruner`` does with its default ``p_threshold``).
+- **A stopped sample is evidence, not waste**: it is stored with its fidelity (the share
+  of problems scored), it costs that share of a samples budget, and the surrogate takes
+  its score with the noise of a mean over fewer problems.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+__all__ = ["FIDELITIES", "STOP_LEVEL", "plan", "problem_order", "rungs", "stop_p_value"]
+
+#: ``"auto"``: chunks and early stopping; ``"off"``: every sample scores every problem.
+FIDELITIES = ("auto", "off")
+#: One-sided p-value below which a configuration stops (``WilcoxonPruner``'s default).
+STOP_LEVEL = 0.1
+#: The fewest problems a configuration is scored on before it may stop: below 3 non-tied
+#: problems no signed-rank test can reach :data:`STOP_LEVEL` (its smallest p is 1/2^n).
+FIRST_RUNG = 4
+#: The most looks a sample gets (chunks): each look may stop it, each chunk is a
+#: ``generate`` call of its own.
+MAX_RUNGS = 5
+
+
+def problem_order(n: int, seed: int) -> list[int]:
+    """The run's order of its ``n`` tuning problems (indices), shuffled by ``seed``:
+    problems are scored in this order by every sample, so the first ``m`` are the same
+    problems for every candidate.
+
+    >>> sorted(problem_order(5, 0)) == list(range(5))
+    True
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, n, 17]))
+    return [int(i) for i in rng.permutation(n)]
+
+
+def rungs(n: int) -> tuple[int, ...]:
+    """The numbers of problems after which a sample is looked at: doubling from
+    :data:`FIRST_RUNG` (or from ``n / 2^(MAX_RUNGS - 1)`` when that is more) to ``n``.
+
+    >>> rungs(3), rungs(6), rungs(20), rungs(164)
+    ((3,), (4, 6), (4, 8, 16, 20), (11, 22, 44, 88, 164))
+    """
+    first = max(FIRST_RUNG, math.ceil(n / 2 ** (MAX_RUNGS - 1)))
+    looks = []
+    while first < n:
+        looks.append(first)
+        first *= 2
+    return (*looks, n)
+
+
+def plan(n: int, seed: int, fidelity: str = "auto") -> list[list[int]]:
+    """The chunks of problem indices a sample is scored in: the run's order cut at the
+    :func:`rungs` (``"auto"``), or one chunk of every problem in that order (``"off"``)."""
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"fidelity must be one of {FIDELITIES}, got {fidelity!r}")
+    order = problem_order(n, seed)
+    if fidelity == "off":
+        return [order]
+    ends = rungs(n)
+    starts = (0, *ends[:-1])
+    return [order[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def stop_p_value(scores: Sequence[float], reference: Sequence[float]) -> float:
+    """One-sided p-value that ``scores`` are no worse than ``reference`` on the same
+    problems (paired, the Wilcoxon signed-rank test; tied problems are left out, as in
+    Wilcoxon's original test). 1.0 when no problem differs.
+
+    >>> stop_p_value([0, 0, 0, 0, 0], [1, 1, 1, 1, 1])  # 5 losses: 1/2^5
+    0.03125
+    """
+    diffs = np.asarray(scores, float) - np.asarray(reference[: len(scores)], float)
+    diffs = diffs[np.abs(diffs) > 1e-12]
+    if len(diffs) == 0:
+        return 1.0
+    return float(wilcoxon(diffs, alternative="less", zero_method="wilcox").pvalue)
