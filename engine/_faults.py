@@ -7,6 +7,7 @@ points may be given, comma-separated; the first one reached fires. Points:
 
 ``generated``  completions generated, not yet written to the completion cache
 ``scoring``    completions cached, scoring not started
+``chunk``      a chunk of a sample's problems cached and scored, the next not started
 ``commit``     inside a sample's transaction, before it commits
 ``committed``  a sample committed, before the optimizer and the ranking hear of it
 ``selected``   the stage-1 winner stored, stage 3 not started
@@ -22,7 +23,7 @@ import signal
 __all__ = ["ENV", "POINTS", "crash_point"]
 
 ENV = "CODELLMTUNER_CRASH_AT"
-POINTS = ("generated", "scoring", "commit", "committed", "selected")
+POINTS = ("generated", "scoring", "chunk", "commit", "committed", "selected")
 _passes: dict[str, int] = {}
 
 

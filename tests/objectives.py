@@ -50,3 +50,21 @@ def random_params(space, n: int, seed: int) -> list[dict]:
         points.append(space.suggest(trial))
         study.tell(trial, 0.0)
     return points
+
+
+#: Problems of :func:`problem_landscape`; each has a difficulty, fixed.
+PROBLEMS = 24
+_DIFFICULTY = [(-1.5 + 3.0 * i / (PROBLEMS - 1)) for i in range(PROBLEMS)]
+
+
+def problem_landscape(candidate: str, params: dict, indices: list[int]) -> list[float]:
+    """Pass (1) or fail (0) on each problem of ``indices``: the chance of a pass rises with
+    :func:`landscape` and falls with the problem's difficulty; the draw is seeded by the
+    candidate, the temperature and the problem, so the same call gives the same answer."""
+    ability = 6 * (landscape(candidate, params) - 0.45)
+    outcomes = []
+    for i in indices:
+        rng = random.Random(f"{candidate} {params['temperature']:.6f} {i}")  # any process
+        chance = 1 / (1 + math.exp(_DIFFICULTY[i] - ability))
+        outcomes.append(float(rng.random() < chance))
+    return outcomes

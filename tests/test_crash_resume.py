@@ -57,10 +57,11 @@ def _env(crash: str | None = None) -> dict[str, str]:
     return env
 
 
-def _run_args(model: Path, db: Path) -> list[str]:
+def _run_args(model: Path, db: Path, problems: int = 2) -> list[str]:
+    # 2 problems: one chunk per sample; more (``rungs``): several, with a look between
     return [
         "run", "--headless", "--candidate", f"tiny={model}", "--candidate", f"{model}@raw",
-        "--budget", str(BUDGET), "--problems", "2", "--holdout-problems", "2",
+        "--budget", str(BUDGET), "--problems", str(problems), "--holdout-problems", "2",
         "--param", "max_new_tokens=8:16", "--seed", "3", "--device", "cpu",
         "--run-id", RUN_ID, "--store", str(db),
     ]  # fmt: skip
@@ -154,14 +155,14 @@ def _assert_equal_to_reference(final: Snapshot, reference: Snapshot) -> None:
 
 
 def _crash_and_resume(
-    model: Path, db: Path, steps: list[tuple[str, int]], reference: Snapshot
+    model: Path, db: Path, steps: list[tuple[str, int]], reference: Snapshot, problems: int = 2
 ) -> list[Snapshot]:
     """Start the run, then resume it: each step kills that process at a fault point and
     expects ``n`` samples committed. A last resume without faults finishes the run.
     Returns the snapshot after each kill, then the final one."""
     snapshots: list[Snapshot] = []
     for i, (crash, n) in enumerate(steps):
-        args = _resume_args(db) if i else _run_args(model, db)
+        args = _resume_args(db) if i else _run_args(model, db, problems)
         result = _cli(args, crash)
         assert result.returncode == KILLED, (crash, result.returncode, result.stderr[-2000:])
         snapshots.append(_snapshot(db))
@@ -223,6 +224,20 @@ def test_a_kill_while_scoring_does_not_generate_again(
     assert reference.costs[1][0] > 0
     assert final.costs[1] == (0, problems)  # resumed: 0 tokens generated, every one cached
     assert final.costs[2:] == reference.costs[2:]
+
+
+def test_a_kill_between_chunks_loses_at_most_that_chunk(tiny_model_dir: Path, tmp_path: Path):
+    # 5 problems are scored in two chunks (4, then 1: engine.fidelity.rungs). Killed after
+    # the third sample's first chunk: its 4 problems' completions are kept, and the
+    # resumed run generates only the fifth, then ends as the uninterrupted run did.
+    db = tmp_path / "reference.db"
+    assert _cli(_run_args(tiny_model_dir, db, problems=5)).returncode == 0
+    reference = _snapshot(db)
+    killed, final = _crash_and_resume(tiny_model_dir, tmp_path / "s.db", [("chunk:3", 2)],
+                                      reference, problems=5)  # fmt: skip
+    committed = sum(len(s[6]) for s in killed.samples)
+    assert len(killed.generations) == committed + 4  # and the killed sample's first chunk
+    assert final.costs[2][1] == 4 and final.costs[:2] == reference.costs[:2]
 
 
 def test_kills_at_the_stage_switch_in_stage_three_and_during_holdout(
