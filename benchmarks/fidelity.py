@@ -63,12 +63,19 @@ def run_cell(name: str, seed: int, budgets: tuple[tuple[float, int], ...]) -> li
     return rows
 
 
+def _pick(rows: list[tuple], families: Sequence[str], strategy: str, scale: float,
+          column: int = 4) -> list:  # fmt: skip
+    """One column (4: score over the optimum, 5: right candidate) of the runs of
+    ``strategy`` at budget ``scale * T`` on ``families``."""
+    return [r[column] for r in rows if r[0] in families and r[1] == strategy and r[3] == scale]
+
+
 def tokens_ratio(rows: list[tuple], families: Sequence[str]) -> float:
     """Where auto's median curve (pooled over ``families``) reaches off's median at 1."""
-    pick = lambda s, m: [r[4] for r in rows if r[0] in families and r[1] == s and r[3] == m]  # noqa: E731
-    target = float(np.median(pick(OFF, 1.0)))
+    target = float(np.median(_pick(rows, families, OFF, 1.0)))
     grid = sorted({r[3] for r in rows if r[1] == AUTO})
-    return budget_to_match({m: float(np.median(pick(AUTO, m))) / target for m in grid}, 1.0)
+    curve = {m: float(np.median(_pick(rows, families, AUTO, m))) / target for m in grid}
+    return budget_to_match(curve, 1.0)
 
 
 def table(rows: list[tuple], families: Sequence[str], grid: Sequence[float]) -> Table:
@@ -83,11 +90,8 @@ def table(rows: list[tuple], families: Sequence[str], grid: Sequence[float]) -> 
     for group in [*([f] for f in families), list(families)]:
         label = group[0] if len(group) == 1 else "pooled"
         for i, strategy in enumerate(STRATEGIES):
-            cells = [
-                f"{np.median([r[4] for r in rows if r[0] in group and r[1] == strategy and r[3] == m]):.3f}"  # noqa: E501
-                for m in grid
-            ]
-            right = np.mean([r[5] for r in rows if r[0] in group and r[1] == strategy and r[3] == 1.0])
+            cells = [f"{np.median(_pick(rows, group, strategy, m)):.3f}" for m in grid]
+            right = np.mean(_pick(rows, group, strategy, 1.0, column=5))
             ratio = f"{tokens_ratio(rows, group):.2f}" if strategy == AUTO else ""
             out.add_row(label if i == 0 else "", strategy, *cells, f"{right:.2f}", ratio,
                         end_section=i == len(STRATEGIES) - 1)  # fmt: skip
@@ -95,7 +99,7 @@ def table(rows: list[tuple], families: Sequence[str], grid: Sequence[float]) -> 
 
 
 def summary(rows: list[tuple], families: Sequence[str]) -> str:
-    at_t = {s: float(np.median([r[4] for r in rows if r[1] == s and r[3] == 1.0])) for s in STRATEGIES}
+    at_t = {s: float(np.median(_pick(rows, families, s, 1.0))) for s in STRATEGIES}
     peers = {s: v for s, v in at_t.items() if s not in (AUTO, OFF)}
     peer = max(peers, key=peers.get)
     return (f"fidelity auto vs off: tokens ratio {tokens_ratio(rows, families):.2f} at equal "

@@ -65,3 +65,18 @@ def test_progress_targets_follow_the_samples_once_a_winner_is_selected():
     assert [_target(state, n) for n in "abc"] == [0, 0, 0]  # not known before selection
     state.apply(StageChanged("r", "selection", "a selected", winner="a"))
     assert [_target(state, n) for n in "abc"] == [12 - 4, 3, 1]
+
+
+def test_samples_stopped_early_are_their_own_series_and_never_a_best():
+    from dataclasses import replace
+
+    from tui.run.plots import STOPPED_EARLY, score_series
+
+    state = RunState()
+    state.apply(RunStarted("r", ("a", "b"), 10, 0))
+    stopped = replace(_sample("a", 1, 0.9, 20.0), fidelity=0.25, problem_scores=(1, 1, 1, 0.6))
+    for i, s in enumerate([_sample("a", 0, 0.4, 10.0), stopped, _sample("b", 0, 0.5, 30.0)], 1):
+        state.apply(SampleRecorded("r", s, i, 10))
+    assert score_series(state) == {"a": ([1], [0.4]), "b": ([3], [0.5]),
+                                   STOPPED_EARLY: ([2], [0.9])}  # fmt: skip
+    assert state.best("a").score == 0.4  # 0.9 on 4 problems is no score to compare

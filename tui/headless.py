@@ -125,8 +125,9 @@ class HeadlessView:
 
     def _on_SampleRecorded(self, e: SampleRecorded) -> None:
         s = e.sample
+        stopped = f" [yellow]stopped at {len(s.problem_scores)}[/]" if s.partial else ""
         self.console.print(
-            f"  {s.stage:<8} {s.candidate:<20} #{s.trial:<3} score {s.score:.3f}  "
+            f"  {s.stage:<8} {s.candidate:<20} #{s.trial:<3} score {s.score:.3f}{stopped}  "
             f"{format_params(s.params)}  [dim]{s.seconds:.1f}s {s.generated_tokens} tok"
             f"{f' {s.cached} cached' if s.cached else ''}[/]"
         )
@@ -149,8 +150,9 @@ class HeadlessView:
 
     def _best(self, s: Sample) -> str:
         best = self._best_scores
-        best[s.candidate] = max(best.get(s.candidate, float("-inf")), s.score)
-        return f"{best[s.candidate]:.3f}"
+        if not s.partial:  # a mean over a few problems is no score to compare
+            best[s.candidate] = max(best.get(s.candidate, float("-inf")), s.score)
+        return f"{best[s.candidate]:.3f}" if s.candidate in best else "-"
 
     def _on_RankingUpdated(self, e: RankingUpdated) -> None:
         if e.ranking:

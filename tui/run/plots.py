@@ -8,9 +8,23 @@ from textual_plotext import PlotextPlot
 from engine import SearchSpace, propensity
 from tui.run.state import RunState
 
+#: The series of the samples stopped early (:attr:`engine.Sample.partial`) in the score plot.
+STOPPED_EARLY = "stopped early"
+
+
+def score_series(state: RunState) -> dict[str, tuple[list[int], list[float]]]:
+    """The score plot's series: label -> (sample numbers, scores). One per candidate with
+    samples that scored every problem, then :data:`STOPPED_EARLY` (any candidate's)."""
+    samples = list(enumerate(state.tuning_samples(), 1))
+    groups = {name: [(i, s.score) for i, s in samples if s.candidate == name and not s.partial]
+              for name in state.candidates}  # fmt: skip
+    groups[STOPPED_EARLY] = [(i, s.score) for i, s in samples if s.partial]
+    return {label: ([i for i, _ in g], [y for _, y in g]) for label, g in groups.items() if g}
+
 
 class ScorePlot(PlotextPlot):
-    """Every sample's score in the order it was taken, one series per candidate."""
+    """Every sample's score in the order it was taken, one series per candidate; samples
+    stopped early (a mean over their first problems only) are crosses of their own."""
 
     def show(self, state: RunState) -> None:
         plt = self.plt
@@ -18,13 +32,8 @@ class ScorePlot(PlotextPlot):
         plt.title("score by sample")
         plt.xlabel("sample")
         _integer_ticks(plt, len(state.tuning_samples()))
-        for name in state.candidates:
-            points = [
-                (i, s.score) for i, s in enumerate(state.tuning_samples(), 1) if s.candidate == name
-            ]
-            if points:
-                x, y = zip(*points, strict=True)
-                plt.scatter(list(x), list(y), label=name, marker="dot")
+        for label, (x, y) in score_series(state).items():
+            plt.scatter(x, y, label=label, marker="x" if label == STOPPED_EARLY else "dot")
         self.refresh()
 
 

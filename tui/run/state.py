@@ -113,8 +113,9 @@ class RunState:
         ]
 
     def best(self, candidate: str) -> Sample | None:
-        """The candidate's highest-scoring sample (the earliest on ties)."""
-        own = self.tuning_samples(candidate)
+        """The candidate's highest-scoring sample that scored every problem (the earliest
+        on ties): a sample stopped early is a mean over a few problems only."""
+        own = [s for s in self.tuning_samples(candidate) if not s.partial]
         return max(own, key=lambda s: s.score) if own else None
 
     @property
