@@ -191,7 +191,7 @@ def serfling_bound(scores: list[float], n: int, delta: float = 0.05) -> float:
     for sampling without replacement (Bardenet & Maillard 2015), as EcoOptiGen prunes.
 
     >>> round(serfling_bound([0.0] * 8, 40), 3)
-    0.387
+    0.393
     """
     m = len(scores)
     if m >= n:

@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.print(table(rows, families, grid))
     console.print(f"{len(rows)} strategy runs in {time.perf_counter() - start:.0f} s "
                   f"with {workers} process(es)")  # fmt: skip
-    console.print(summary(rows, families))
+    print(summary(rows, families))  # one line, never folded
 
 
 if __name__ == "__main__":

@@ -417,10 +417,15 @@ class Execution:
         pooled = sorted((s for n in t.names for s in self.samples[n]), key=_commit_order)
         if not pooled:
             return ()
+        effects = fidelity.problem_effects(
+            [s.problem_scores for s in pooled if not s.partial and s.problem_scores]
+        )
+        scores = [fidelity.full_estimate(s.problem_scores, effects) if s.partial else s.score
+                  for s in pooled]  # fmt: skip
         self.selection = selection.rank(
             t.names, [t.space.unit(s.params) for s in pooled],
             [t.space.covariates(s.params) for s in pooled], [s.candidate for s in pooled],
-            [s.score for s in pooled], trials=[s.trial for s in pooled],
+            scores, trials=[s.trial for s in pooled],
             known_noise=[self.evaluator.known_variance(s.score, s.fidelity) for s in pooled],
             fidelity=[s.fidelity for s in pooled],
             use_psm=t.settings.psm, draws=t.settings.draws,

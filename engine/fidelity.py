@@ -18,7 +18,11 @@ with fidelity ``"auto"``:
   there (as Optuna's ``WilcoxonPruner`` does with its default ``p_threshold``).
 - **A stopped sample is evidence, not waste**: it is stored with its fidelity (the share
   of problems scored), it costs that share of a samples budget, and the surrogate takes
-  its score with the noise of a mean over fewer problems.
+  it with the noise of a mean over fewer problems. What it takes is not the plain mean
+  of the problems scored, which is as far off as those few problems are easier or harder
+  than the rest, but :func:`full_estimate`: that mean with each problem's effect
+  (:func:`problem_effects`, learned from the samples that scored every problem) taken
+  out, the two-way additive model ``score = configuration + problem``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import wilcoxon
 
-__all__ = ["FIDELITIES", "STOP_LEVEL", "plan", "problem_order", "rungs", "stop_p_value"]
+__all__ = [
+    "FIDELITIES",
+    "STOP_LEVEL",
+    "full_estimate",
+    "plan",
+    "problem_effects",
+    "problem_order",
+    "rungs",
+    "stop_p_value",
+]
 
 #: ``"auto"``: chunks and early stopping; ``"off"``: every sample scores every problem.
 FIDELITIES = ("auto", "off")
@@ -96,3 +109,31 @@ def stop_p_value(scores: Sequence[float], reference: Sequence[float]) -> float:
     if len(diffs) == 0:
         return 1.0
     return float(wilcoxon(diffs, alternative="less", zero_method="wilcox").pvalue)
+
+
+def problem_effects(complete: Sequence[Sequence[float]]) -> np.ndarray | None:
+    """How much higher each problem (in the run's order) scores than a configuration's
+    mean, averaged over ``complete``: the per-problem scores of samples that scored every
+    problem. ``None`` without any.
+
+    >>> problem_effects([[1, 0, 1, 0], [1, 1, 1, 1]]).tolist()
+    [0.25, -0.25, 0.25, -0.25]
+    """
+    if not len(complete):
+        return None
+    scores = np.asarray(complete, dtype=float)
+    return (scores - scores.mean(axis=1, keepdims=True)).mean(axis=0)
+
+
+def full_estimate(scores: Sequence[float], effects: np.ndarray | None) -> float:
+    """The score over every problem that a sample stopped after ``scores`` (its first
+    problems in the run's order) is estimated at: their mean less their effects
+    (:func:`problem_effects`; the plain mean without any).
+
+    >>> full_estimate([1, 0], np.array([0.25, -0.25, 0.25, -0.25]))  # an easy, a hard one
+    0.5
+    """
+    mean = float(np.mean(scores))
+    if effects is None:
+        return mean
+    return mean - float(np.mean(effects[: len(scores)]))

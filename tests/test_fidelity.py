@@ -9,7 +9,14 @@ from scipy.stats import wilcoxon
 
 from engine import Message, SampleRecorded, Store, Tuner
 from engine.errors import ConfigError, TunerError
-from engine.fidelity import plan, problem_order, rungs, stop_p_value
+from engine.fidelity import (
+    full_estimate,
+    plan,
+    problem_effects,
+    problem_order,
+    rungs,
+    stop_p_value,
+)
 from tests.objectives import PROBLEMS, problem_landscape
 
 
@@ -45,6 +52,20 @@ def test_the_stop_test_is_the_one_sided_signed_rank_test():
     scores, reference = [0.2, 0.5, 0.1, 0.9, 0.3, 0.0], [0.6, 0.4, 0.8, 1.0, 0.7, 0.5, 0.9]
     expected = wilcoxon(np.subtract(scores, reference[:6]), alternative="less").pvalue
     assert stop_p_value(scores, reference) == pytest.approx(expected)  # paired on the prefix
+
+
+def test_a_stopped_sample_is_estimated_with_its_problems_effects_taken_out():
+    assert problem_effects([]) is None
+    assert problem_effects([[1, 0, 1, 0], [1, 1, 1, 1]]).tolist() == [0.25, -0.25, 0.25, -0.25]
+    # Under the additive model (configuration level + problem effect) the first problems
+    # give the mean over all of them exactly, whatever their difficulty.
+    rng = np.random.default_rng(0)
+    effect = rng.normal(0, 0.2, 12)
+    effect -= effect.mean()
+    complete = [level + effect for level in (0.3, 0.5, 0.6)]
+    partial = 0.45 + effect[:4]
+    assert full_estimate(partial, problem_effects(complete)) == pytest.approx(0.45)
+    assert full_estimate(partial, None) == pytest.approx(partial.mean())  # no complete sample
 
 
 def _run(fidelity: str, store=None, run_id=None, **options):
