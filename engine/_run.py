@@ -348,12 +348,21 @@ class Execution:
         return sample
 
     def _reference(self, name: str) -> Sample | None:
-        """What a new sample of ``name`` must beat to go on scoring problems: the
-        candidate's incumbent if it scored every problem, else its complete sample with
-        the highest score; ``None`` (score every problem) without such a sample or with
-        fidelity off."""
+        """What a new sample of ``name`` must beat to go on scoring problems: the better
+        of its candidate's incumbent and the ranking leader's, for a sample clearly below
+        the leader's best cannot change the answer. A candidate's incumbent is its sample
+        with the highest posterior mean if that scored every problem, else its complete
+        sample with the highest score. ``None`` (score every problem) with fidelity off
+        or before ``name`` has a complete sample."""
         if self.chunks is None or len(self.chunks) < 2:
             return None
+        own = self._incumbent(name)
+        if own is None or not self.ranking:
+            return own
+        lead = self._incumbent(self.ranking[0].candidate)
+        return lead if lead is not None and lead.score > own.score else own
+
+    def _incumbent(self, name: str) -> Sample | None:
         complete = [s for s in self.samples[name] if not s.partial and s.problem_scores]
         if not complete:
             return None
@@ -486,9 +495,10 @@ class _EarlyStop:
         m = len(sample.problem_scores)
         total = round(m / sample.fidelity)
         level = sum(ref.problem_scores[:m]) / m
+        whose = "its" if ref.candidate == sample.candidate else ref.candidate
         return (
             f"{sample.candidate} trial {sample.trial} stopped after {m}/{total} problems: "
-            f"{sample.score:.3f} against {level:.3f} of its trial {ref.trial} on the same "
+            f"{sample.score:.3f} against {level:.3f} of {whose} trial {ref.trial} on the same "
             f"problems (signed-rank p = {self.p_value:.3f})"
         )
 

@@ -1,5 +1,5 @@
 """Multi-fidelity over problems: score a configuration on a few problems first, and stop
-it once it clearly cannot beat its candidate's incumbent.
+it once it is unlikely to beat the best configuration known.
 
 A sample's score is a mean over the run's N tuning problems, and most of a sample's cost
 is generating for each of them. A configuration that fails problem after problem where
@@ -13,9 +13,10 @@ with fidelity ``"auto"``:
   :func:`rungs` (4, 8, 16, ... problems, doubling up to N, as in successive halving
   with problems as the resource).
 - **After each chunk but the last, a paired test** (:func:`stop_p_value`): the
-  Wilcoxon signed-rank test of the configuration's per-problem scores against the
-  incumbent's on the same problems, one-sided. Below :data:`STOP_LEVEL` the sample stops
-  there (as Optuna's ``WilcoxonPruner`` does with its default ``p_threshold``).
+  Wilcoxon signed-rank test of the configuration's per-problem scores against a
+  reference's on the same problems, one-sided, as Optuna's ``WilcoxonPruner`` does. The
+  reference is the better of the candidate's incumbent and the leading candidate's.
+  Below :data:`STOP_LEVEL` the sample stops there.
 - **A stopped sample is evidence, not waste**: it is stored with its fidelity (the share
   of problems scored), it costs that share of a samples budget, and the surrogate takes
   it with the noise of a mean over fewer problems. What it takes is not the plain mean
@@ -46,10 +47,14 @@ __all__ = [
 
 #: ``"auto"``: chunks and early stopping; ``"off"``: every sample scores every problem.
 FIDELITIES = ("auto", "off")
-#: One-sided p-value below which a configuration stops (``WilcoxonPruner``'s default).
-STOP_LEVEL = 0.1
-#: The fewest problems a configuration is scored on before it may stop: below 3 non-tied
-#: problems no signed-rank test can reach :data:`STOP_LEVEL` (its smallest p is 1/2^n).
+#: One-sided p-value below which a configuration stops. Looser than ``WilcoxonPruner``'s
+#: 0.1 because a stopped sample is kept as evidence, not thrown away as a pruned trial
+#: is: a wrong stop costs only the precision of one sample, a right one saves most of
+#: its tokens (docs/fidelity.md gives the levels measured).
+STOP_LEVEL = 0.3
+#: The fewest problems a configuration is scored on before it may stop. With n problems
+#: that differ, the smallest one-sided signed-rank p is 1/2^n: 4 is the fewest that let a
+#: stop be as sure as 0.1 (``WilcoxonPruner``'s level) when the evidence is that clear.
 FIRST_RUNG = 4
 #: The most looks a sample gets (chunks): each look may stop it, each chunk is a
 #: ``generate`` call of its own.

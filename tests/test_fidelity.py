@@ -89,6 +89,9 @@ def test_hopeless_configurations_stop_early_and_cost_their_share():
     stopped = [t for t in messages if " stopped after " in t]
     assert len(stopped) == len(partial)
     assert f"/{PROBLEMS} problems" in stopped[0] and "signed-rank p = " in stopped[0]
+    # Another candidate's configuration stops against the leader's incumbent, which it
+    # must beat to change the answer, not only against its own.
+    assert any(" of b trial " in t for t in stopped if not t.startswith("b "))
     # A samples budget counts a stopped sample as its share: more configurations fit
     # (the last may overshoot it by less than one sample, as any last sample may).
     assert 15 <= sum(s.fidelity for s in samples if s.stage != "holdout") < 16
