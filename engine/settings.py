@@ -254,7 +254,7 @@ class RunSettings:
     )  # fmt: skip
     fidelity: str = _option(
         "auto", "score each sample's problems in chunks, in one seeded order, and stop a "
-        "configuration once a paired test says it cannot beat its candidate's incumbent "
+        "configuration once a paired test says it is worse than the best one known "
         "(off: every sample scores every problem)", check=_one_of("fidelity", FIDELITIES),
         label="fidelity", choices=FIDELITIES,
     )  # fmt: skip
