@@ -297,7 +297,7 @@ class Execution:
 
     def _stage3(self, winner: str) -> TuneResult:
         t = self.tuner
-        t._emit(StageChanged(self.run_id, TUNING, f"tuning {winner}", winner=winner))
+        t._emit(StageChanged(self.run_id, TUNING, winner, winner=winner))
         while not budget_spent(self.spent(), t.budget.amount):
             self._sample(winner, TUNING)
         holdout = None

@@ -113,7 +113,7 @@ class RunFollower:
             events.append(StageChanged(self.run_id, SELECTION, detail, winner=run.winner))
         if run.stage != self._stage:
             self._stage = run.stage
-            detail = f"tuning {run.winner}" if run.stage == TUNING and run.winner else ""
+            detail = run.winner if run.stage == TUNING and run.winner else ""
             events.append(StageChanged(self.run_id, run.stage, detail, winner=run.winner))
         return events
 
