@@ -5,12 +5,13 @@ and the requests of viewers in other processes obeyed between samples."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import socket
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ import optuna
 from engine import fidelity, selection
 from engine._faults import crash_point
 from engine.budget import format_amount
+from engine.cost import CostModel
 from engine.errors import TunerError
 from engine.evaluation import Evaluation, Evaluator
 from engine.events import (
@@ -375,7 +377,26 @@ class Execution:
         index = t.names.index(name)
         rng = np.random.default_rng(sampler_seed(t.seed, index, trial_number))
         reference = t.space.random_unit(PROPOSAL_POINTS, rng)
-        return t.space.from_unit(self.selection.propose(index, reference, rng))
+        cost, cooling = self._pricing(index)
+        return t.space.from_unit(self.selection.propose(index, reference, rng, cost, cooling))
+
+    def _pricing(self, c: int) -> tuple[Callable[[np.ndarray], np.ndarray] | None, float]:
+        """Candidate ``c``'s cost per problem at unit points, learned from every sample
+        that cost something (:class:`engine.cost.CostModel`), and the share of the budget
+        left, which cools it (:meth:`engine.selection.Ranking.propose`). ``(None, 0)``
+        with a samples budget, where every problem costs the same."""
+        t = self.tuner
+        if t.budget.unit == "samples":
+            return None, 0.0
+        priced = [s for n in t.names for s in self.samples[n]
+                  if not s.cached and t.budget.cost(s) > 0]  # fmt: skip
+        model = CostModel.fit(
+            [t.space.unit(s.params) for s in priced], [t.names.index(s.candidate) for s in priced],
+            [t.budget.cost(s) / max(1, len(s.problem_scores)) for s in priced],
+        )  # fmt: skip
+        if model is None or c not in model.intercepts:
+            return None, 0.0
+        return functools.partial(model.predict, c), max(0.0, 1 - self.spent() / t.budget.amount)
 
     def _commit(
         self, name: str, stage: str, trial: int, params: dict, evaluation: Evaluation

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +82,14 @@ class Ranking:
     labels: np.ndarray | None = None  # (n,) their candidates (indices of ``names``)
     learned: Learned | None = None  # the hyperparameters, for the next call to reuse
 
-    def propose(self, c: int, reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def propose(
+        self,
+        c: int,
+        reference: np.ndarray,
+        rng: np.random.Generator,
+        cost: Callable[[np.ndarray], np.ndarray] | None = None,
+        cooling: float = 0.0,
+    ) -> np.ndarray:
         """Where candidate ``c`` should be sampled next: Thompson sampling of its surface.
 
         One joint posterior draw at the ``reference`` points (n, d) and at
@@ -91,15 +98,31 @@ class Ranking:
         is highest. Near good samples the draw refines them, far from every sample it
         explores in proportion to the chance of something better there, and the shape
         the candidates share steers a candidate with few samples of its own.
+
+        With a ``cost`` per point (:class:`engine.cost.CostModel`) and ``cooling`` in
+        (0, 1], the point is the one whose gain over the draw at the best sample is
+        highest per ``cost ** cooling`` (cost-cooled Thompson sampling, as CArBO cools
+        expected improvement per cost). Cooling goes from 1 at the start of a budget to
+        0 at its end, so cheap points are preferred while there is budget to spend on
+        more of them, and the best point whatever its cost at the end.
         """
         assert self.model is not None and self.samples is not None and self.labels is not None
         own = self.samples[self.labels == c]
         centres = own[np.argsort(-self.model.mean(c, own))[:LOCAL_CENTRES]]
         local = centres.repeat(LOCAL_POINTS, axis=0)
         local = np.clip(local + rng.normal(0.0, LOCAL_STEP, local.shape), 0.0, 1.0)
-        points = np.vstack([reference, local])
+        if cost is None or cooling <= 0:
+            points = np.vstack([reference, local])
+            with _one_thread():
+                return points[int(np.argmax(self.model.draw(c, points, 1, rng)[0]))]
+        points = np.vstack([centres[:1], reference, local])
         with _one_thread():
-            return points[int(np.argmax(self.model.draw(c, points, 1, rng)[0]))]
+            draw = self.model.draw(c, points, 1, rng)[0]
+        # The best sample is only the baseline of the gains, never proposed again.
+        gain, points = draw[1:] - draw[0], points[1:]
+        if gain.max() <= 0:  # nothing beats the best sample in this draw: refine it
+            return points[int(np.argmax(gain))]
+        return points[int(np.argmax(gain / cost(points) ** cooling))]
 
 
 def refit_size(n: int) -> int:

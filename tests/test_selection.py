@@ -165,6 +165,22 @@ def test_a_proposal_is_a_point_of_the_space_and_repeats_with_its_seed():
     assert set(SPACE.from_unit(first)) <= set(params[1])
 
 
+def test_a_priced_proposal_buys_gain_cheaply_while_the_budget_is_young():
+    params = _points([0.0, 0.4, 0.8, 1.2]) + _points([0.0, 0.3])
+    ranking = _rank(params, ["a"] * 4 + ["b"] * 2, [0.2, 0.5, 0.7, 0.4, 0.3, 0.4])
+    reference = SPACE.random_unit(64, np.random.default_rng(0))
+    cost = lambda x: np.exp(4 * x.sum(axis=1))  # noqa: E731 - e^4 per unit of each coordinate
+
+    def proposals(**priced):
+        return np.array([ranking.propose(0, reference, np.random.default_rng(s), **priced)
+                         for s in range(30)])  # fmt: skip
+
+    plain, cooled = proposals(), proposals(cost=cost, cooling=1.0)
+    assert cost(cooled).mean() < 0.5 * cost(plain).mean()
+    # At the end of the budget (cooling 0) the price no longer counts.
+    assert proposals(cost=cost, cooling=0.0).tolist() == plain.tolist()
+
+
 @pytest.mark.parametrize("draws", [0, 15, 2.5, True])
 def test_too_few_draws_are_refused(draws):
     from engine.errors import ConfigError
