@@ -15,9 +15,8 @@ with fidelity ``"auto"``:
 - **After each chunk but the last, a paired test** (:func:`stop_p_value`): the
   Wilcoxon signed-rank test of the configuration's per-problem scores against a
   reference's on the same problems, one-sided, as Optuna's ``WilcoxonPruner`` does. The
-  reference is the better of the candidate's incumbent and the leading candidate's
-  (in stage 3, the winner's own).
-  Below :data:`STOP_LEVEL` the sample stops there.
+  reference is the better of the candidate's incumbent and the leading candidate's (in
+  stage 3, the winner's own). Below :data:`STOP_LEVEL` the sample stops there.
 - **A stopped sample is evidence, not waste**: it is stored with its fidelity (the share
   of problems scored), it costs that share of a samples budget, and the surrogate takes
   it with the noise of a mean over fewer problems. What it takes is not the plain mean
