@@ -352,18 +352,21 @@ class Execution:
     def _reference(self, name: str) -> Sample | None:
         """What a new sample of ``name`` must beat to go on scoring problems. In stage 1,
         the better of its candidate's incumbent and the ranking leader's: a sample
-        clearly below the leader's best cannot change the answer. Once the winner is
-        chosen, its own incumbent: the answer is then the winner's best parameters,
-        whichever candidate leads the ranking. A candidate's incumbent is its sample
-        with the highest posterior mean if that scored every problem, else its complete
-        sample with the highest score. ``None`` (score every problem) with fidelity off
-        or before ``name`` has a complete sample."""
+        clearly below the leader's best cannot change the answer, whichever candidate
+        it belongs to, so this holds for a candidate's first sample too. Once the
+        winner is chosen, its own incumbent: the answer is then the winner's best
+        parameters, whichever candidate leads the ranking. A candidate's incumbent is
+        its sample with the highest posterior mean if that scored every problem, else
+        its complete sample with the highest score. ``None`` (score every problem) with
+        fidelity off or while there is nothing complete to compare with."""
         if self.chunks is None or len(self.chunks) < 2:
             return None
         own = self._incumbent(name)
-        if own is None or not self.ranking or self.winner is not None:
+        if self.winner is not None or not self.ranking:
             return own
         lead = self._incumbent(self.ranking[0].candidate)
+        if own is None:
+            return lead
         return lead if lead is not None and lead.score > own.score else own
 
     def _incumbent(self, name: str) -> Sample | None:

@@ -99,6 +99,24 @@ def test_hopeless_configurations_stop_early_and_cost_their_share():
     assert result.best_candidate == "b"
 
 
+def test_a_candidates_first_sample_stops_against_the_leaders_incumbent():
+    # "a" passes three problems in four at any parameters; "z" fails everything (a prompt
+    # format the model cannot follow): it has no incumbent of its own, yet its default
+    # point is clearly below the leader's.
+    def a_or_hopeless_z(candidate, params, indices):
+        return [float(candidate == "a" and i % 4 != 0) for i in indices]
+
+    tuner = Tuner(objective=a_or_hopeless_z, problems=PROBLEMS, candidates=["a", "z"], budget=4,
+                  seed=2)  # fmt: skip
+    samples = []
+    tuner.subscribe(lambda e: isinstance(e, SampleRecorded) and samples.append(e.sample))
+    result = tuner.run()
+    first = {s.candidate: s for s in samples if s.trial == 0}
+    assert not first["a"].partial  # the run's first sample: nothing to compare with yet
+    assert first["z"].partial and len(first["z"].problem_scores) < PROBLEMS
+    assert result.best_candidate == "a"
+
+
 def test_every_sample_scores_every_problem_in_the_run_order_with_fidelity_off():
     asked = []
 
