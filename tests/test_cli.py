@@ -53,6 +53,8 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
     assert main(["show", "cli", "--store", str(finished_run)]) == 0
     out = capsys.readouterr().out
     assert "ranking" in out and "best:" in out and "held-out" in out
+    assert "export cli-run --format generation-config|vllm|humaneval-samples|json" in out
+    assert "optuna-dashboard adds its own tables" in out
 
     out_dir = tmp_path / "export"
     assert main(["export", "cli-run", "--format", "generation-config", "-o", str(out_dir),
