@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ModelLoadError
 from engine.space import generation_kwargs
 from engine.stages import HOLDOUT
 
@@ -89,7 +89,6 @@ def stored_candidate(run: Run, name: str) -> dict[str, Any] | None:
 def model_dir_of(candidate: Mapping[str, Any] | None) -> Path | None:
     """The folder of a stored candidate's model (:meth:`Candidate.to_dict`), or ``None``
     where it has none here (a served model, a hub id not in this machine's cache)."""
-    from engine.errors import ModelLoadError
     from engine.models import resolve_model
 
     try:

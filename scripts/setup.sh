@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create a virtual environment and install CodeLLMTuner with its test tools, the benchmarks'
-# extra (FLAML) and the bundled model, at the exact versions of requirements.lock (the ones
+# extra (FLAML) and the bundled model, at the exact versions of requirements.txt (the ones
 # the test suite passed with).
 # Safe to re-run: an existing environment is reused and brought to the lock.
 #
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 venv=${VENV:-.venv}
-lock=requirements.lock
+lock=requirements.txt
 started=$SECONDS
 
 step() { printf '[setup %3ds] %s\n' "$((SECONDS - started))" "$*"; }

