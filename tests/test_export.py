@@ -80,14 +80,21 @@ def test_a_greedy_export_is_greedy_to_transformers_and_to_vllm(greedy_run, tmp_p
     assert exported["eos_token_id"] == eos  # the model's own, under the tuned fields
 
 
-def test_the_export_dropped_into_a_model_folder_generates_what_the_run_stored(greedy_run, tmp_path):
+@pytest.mark.parametrize("way", ["dropped into the model folder", "passed to generate"])
+def test_the_export_generates_what_the_run_stored(way, greedy_run, tmp_path):
+    from transformers import GenerationConfig
+
     model, db, eos = greedy_run
     out = tmp_path / "export"
     assert main(["export", "greedy", "-o", str(out), "--store", str(db)]) == 0
-    # The weights alone, then the exported file: nothing else tells transformers the EOS.
+    # The weights alone, and the exported file: nothing else tells transformers the EOS.
     served = tmp_path / "served"
     shutil.copytree(model, served, ignore=shutil.ignore_patterns(GENERATION_CONFIG))
-    shutil.copy(out / GENERATION_CONFIG, served)
+    given = {}
+    if way == "passed to generate":
+        given = {"generation_config": GenerationConfig.from_pretrained(out)}
+    else:
+        shutil.copy(out / GENERATION_CONFIG, served)
     llm = AutoModelForCausalLM.from_pretrained(served)
     tokenizer = AutoTokenizer.from_pretrained(served)
     task = get_task("humaneval")
@@ -97,7 +104,8 @@ def test_the_export_dropped_into_a_model_folder_generates_what_the_run_stored(gr
     for problem, prompt, outcome in zip(problems, prompts, _holdout_outcomes(db), strict=True):
         assert outcome["problem_id"] == problem.id
         ids = torch.tensor([prompt_ids(tokenizer, prompt)])
-        new = llm.generate(ids, pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1] :].tolist()
+        out_ids = llm.generate(ids, pad_token_id=tokenizer.pad_token_id, **given)
+        new = out_ids[0, ids.shape[1] :].tolist()
         lengths.append(len(new))
         text = tokenizer.decode(new[:-1] if new[-1] == eos else new, skip_special_tokens=True,
                                 clean_up_tokenization_spaces=False)  # fmt: skip
