@@ -358,15 +358,12 @@ class Store:
         )
         return [{**r, "metrics": json.loads(r["metrics"] or "{}")} for r in rows]
 
-    @_guarded
     def completions(self, sample_id: int) -> list[dict[str, Any]]:
         """A sample's :meth:`outcomes`, each with the ``text`` of the completion it scored
-        (from the completion cache; its ``generation`` is the cache key)."""
-        rows = self.db.query(
-            "select o.*, g.text from outcomes o left join generations g on g.key = o.generation"
-            " where o.sample_id = ? order by o.rowid", [sample_id]
-        )  # fmt: skip
-        return [{**r, "metrics": json.loads(r["metrics"] or "{}")} for r in rows]
+        (its ``generation`` is the key of the completion cache)."""
+        outcomes = self.outcomes(sample_id)
+        texts = self.cached_generations([o["generation"] for o in outcomes])
+        return [{**o, "text": texts.get(o["generation"], {}).get("text")} for o in outcomes]
 
     # -- completion cache --------------------------------------------------------------------
 
