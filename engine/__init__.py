@@ -53,6 +53,21 @@ _FACE = {
     "make_sampler": "engine._run:_make_sampler",
     "write_generation_config": "engine.export",
     "write_json": "engine.export",
+    "EXPORT_FORMATS": "engine.export:FORMATS",
+    **dict.fromkeys(
+        (
+            "HUMANEVAL_PROBLEMS",
+            "HUMANEVAL_SAMPLES",
+            "answer_sample",
+            "humaneval_samples",
+            "model_dir_of",
+            "stored_candidate",
+            "vllm_serve_command",
+            "write_jsonl",
+            "write_vllm",
+        ),
+        "engine.export",
+    ),  # fmt: skip
     # `engine.finetune` is also a subpackage, which shadows a face name once imported
     "finetune_adapter": "engine.finetune:finetune",
     "FINETUNE_METHODS": "engine.finetune:METHODS",
@@ -163,6 +178,16 @@ __all__ = [
     "stored_answer",
     "write_generation_config",
     "write_json",
+    "EXPORT_FORMATS",
+    "HUMANEVAL_PROBLEMS",
+    "HUMANEVAL_SAMPLES",
+    "answer_sample",
+    "humaneval_samples",
+    "model_dir_of",
+    "stored_candidate",
+    "vllm_serve_command",
+    "write_jsonl",
+    "write_vllm",
 ]
 
 
@@ -199,7 +224,20 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         StageChanged,
         Subscriber,
     )
-    from engine.export import write_generation_config, write_json
+    from engine.export import FORMATS as EXPORT_FORMATS
+    from engine.export import (
+        HUMANEVAL_PROBLEMS,
+        HUMANEVAL_SAMPLES,
+        answer_sample,
+        humaneval_samples,
+        model_dir_of,
+        stored_candidate,
+        vllm_serve_command,
+        write_generation_config,
+        write_json,
+        write_jsonl,
+        write_vllm,
+    )
     from engine.finetune import METHODS as FINETUNE_METHODS
     from engine.finetune import FineTuneProgress, FineTuneResult, split_validation
     from engine.finetune import finetune as finetune_adapter

