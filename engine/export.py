@@ -114,14 +114,13 @@ def write_generation_config(
 def sampling_params(params: Mapping[str, Any], *, seed: int, n: int) -> dict[str, Any]:
     """``params`` as vLLM ``SamplingParams`` fields, which are also the OpenAI-compatible
     request's: temperature 0 is greedy, top_k -1 keeps every token."""
-    tuned = generation_kwargs(params)
-    sampled = tuned["do_sample"]
+    fields = tuned_generation_fields(params)
     return {
-        "temperature": float(params["temperature"]),
-        "top_p": tuned["top_p"] if sampled else 1.0,
-        "top_k": (tuned["top_k"] or -1) if sampled else -1,
-        "repetition_penalty": tuned["repetition_penalty"],
-        "max_tokens": tuned["max_new_tokens"],
+        "temperature": fields["temperature"],
+        "top_p": fields["top_p"],
+        "top_k": fields.get("top_k") or -1,  # greedy has none; 0 also means every token
+        "repetition_penalty": fields["repetition_penalty"],
+        "max_tokens": fields["max_new_tokens"],
         "seed": int(seed),
         "n": int(n),
     }

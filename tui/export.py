@@ -58,25 +58,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return export
 
 
-def run_summary(store: Store, run_id: str) -> dict[str, Any] | None:
+def run_summary(store: Store, run: Run) -> dict[str, Any] | None:
     """The answer of a run (see :func:`engine.stored_answer`) with the candidate's model,
     or ``None`` before its first sample."""
-    answer = stored_answer(store, run_id)
+    answer = stored_answer(store, run.id)
     if not answer.n_samples:
         return None
     return {
         "run": answer.run_id, "candidate": answer.best_candidate, "params": answer.best_params,
         "score": answer.best_score, "holdout": answer.holdout,
-        "model": stored_candidate(store.get_run(run_id), answer.best_candidate),
+        "model": stored_candidate(run, answer.best_candidate),
     }  # fmt: skip
 
 
 def command(args: argparse.Namespace, console: Console, store: Store) -> int:
     """Write what ``--format`` names for run ``args.run`` of ``store``; print where."""
-    summary = run_summary(store, args.run)
+    run = store.get_run(args.run)
+    summary = run_summary(store, run)
     if summary is None:
-        raise StoreError(f"run {args.run} has no samples yet; nothing to export")
-    run = store.get_run(summary["run"])
+        raise StoreError(f"run {run.id} has no samples yet; nothing to export")
     write = _EXPORTERS[args.format]
     try:
         path, said, then = write(args, store, run, summary)
@@ -127,7 +127,6 @@ def _export_humaneval_samples(
                              "CANDIDATE:TRIAL, as the log does (`smollm2@raw:3`)")  # fmt: skip
         sample = min(found, key=lambda s: s.stage == HOLDOUT)  # its held-out one is trial 0
     task = RunSettings.of_run(run).task(run.config["task"])
-
     style = (stored_candidate(run, sample.candidate) or {}).get("style", "chat")
     outcomes = store.completions(sample.id)
     lines, problems = humaneval_samples(task, style, outcomes)
