@@ -12,12 +12,17 @@ is prompted. On the command line it is written ``[NAME=]MODEL[+ADAPTER][@STYLE][
 ``smollm2:nf4``                   loaded 4-bit (NF4) through bitsandbytes; ``:int8`` 8-bit
 ``./my-model@chat``               a local transformers folder
 ``org/name``                      a model in the local Hugging Face cache
+``qwen=openai:Qwen/Qwen2.5-Coder-1.5B@http://gpu3:8000/v1``
+                                  a model an OpenAI-compatible server serves (vLLM,
+                                  ``transformers serve``, ...): ``openai:MODEL@URL[@STYLE]``;
+                                  no adapter or quantization (the server has its weights)
 
 A folder whose own name contains ``+`` is read as a whole when it exists.
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePath
@@ -26,37 +31,57 @@ from engine.errors import ConfigError
 from engine.prompting import parse_style
 from engine.quantization import parse_quantization
 
-SPEC = "[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT]"
+SERVED = "openai:"
+
+SPEC = "[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT] or [NAME=]openai:MODEL@URL[@STYLE]"
 
 
 @dataclass(frozen=True)
 class Candidate:
     """``model`` is a model source (:func:`engine.models.resolve_model`), ``adapter`` an
     adapter folder or registered name (:func:`engine.adapters.resolve_adapter`),
-    ``quantization`` ``"int8"``, ``"nf4"`` or ``None``, ``style`` a prompt style."""
+    ``quantization`` ``"int8"``, ``"nf4"`` or ``None``, ``style`` a prompt style;
+    ``server`` the base URL of the OpenAI-compatible server serving ``model`` (its id
+    there), or ``None`` for a model loaded in process."""
 
     name: str
     model: str
     style: str = "chat"
     adapter: str | None = None
     quantization: str | None = None
+    server: str | None = None
 
     @property
-    def weights(self) -> tuple[str, str | None, str | None]:
-        """What is loaded: candidates with equal ``weights`` share one loaded model."""
-        return (self.model, self.adapter, self.quantization)
+    def weights(self) -> tuple[str, str | None, str | None, str | None]:
+        """What is loaded: candidates with equal ``weights`` share one loaded model (or
+        one server connection)."""
+        return (self.model, self.adapter, self.quantization, self.server)
 
     def to_dict(self) -> dict[str, str | None]:
         return asdict(self)
 
 
 def parse_candidate(spec: str) -> Candidate:
-    """Parse ``[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT]``; the style and quantization are
-    validated, the model and adapter are not (yet)."""
+    """Parse ``[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT]`` or ``[NAME=]openai:MODEL@URL[@STYLE]``;
+    the style, quantization and URL are validated, the model and adapter are not (yet)."""
     spec = spec.strip()
     name, sep, rest = spec.partition("=")
     if not sep:
         name, rest = "", spec
+    if rest.startswith(SERVED):
+        candidate = _served(spec, name, rest.removeprefix(SERVED))
+    else:
+        candidate = _loaded(spec, name, rest)
+    if not candidate.name.isprintable():  # control characters, or bytes that are not UTF-8
+        raise ConfigError(
+            f"candidate {spec!r}: the name {candidate.name!r} has unprintable characters; "
+            "name it with NAME=MODEL"
+        )
+    return candidate
+
+
+def _loaded(spec: str, name: str, rest: str) -> Candidate:
+    """``MODEL[+ADAPTER][@STYLE][:QUANT]``: a model loaded in process."""
     rest, quantization = _split_quantization(rest)
     model, at, style = rest.rpartition("@")
     if not at:
@@ -67,15 +92,25 @@ def parse_candidate(spec: str) -> Candidate:
     if adapter == "":
         raise ConfigError(f"candidate {spec!r}: no adapter after '+'; expected {SPEC}")
     style = str(parse_style(style))
-    if not name:
-        name = _default_name(model, adapter, style, quantization)
-    name = name.strip()
-    if not name.isprintable():  # control characters, or bytes that are not UTF-8
-        raise ConfigError(
-            f"candidate {spec!r}: the name {name!r} has unprintable characters; "
-            "name it with NAME=MODEL"
-        )
+    name = name.strip() or _default_name(model, adapter, style, quantization)
     return Candidate(name, model, style, adapter, quantization)
+
+
+def _served(spec: str, name: str, rest: str) -> Candidate:
+    """``MODEL@URL[@STYLE]`` after ``openai:``. The URL must be http(s) with a host and is
+    kept without a trailing slash; a style is a last ``@`` part with no ``/`` or ``:``."""
+    head, at, style = rest.rpartition("@")
+    if not at or "/" in style or ":" in style or "@" not in head:
+        head, style = rest, "chat"
+    model, at, url = head.partition("@")
+    parts = urllib.parse.urlsplit(url)
+    if not model or not at or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"candidate {spec!r}: expected [NAME=]{SERVED}MODEL@http://HOST:PORT/v1[@STYLE]"
+        )
+    style = str(parse_style(style))
+    name = name.strip() or _default_name(model, None, style, None)
+    return Candidate(name, model, style, server=url.rstrip("/"))
 
 
 def _split_quantization(text: str) -> tuple[str, str | None]:

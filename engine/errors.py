@@ -24,6 +24,10 @@ class ModelLoadError(TunerError):
     """A model path or id that does not resolve to a loadable model."""
 
 
+class ServerError(TunerError):
+    """A model server that cannot be reached, refuses a request, or answers nonsense."""
+
+
 class StoreError(TunerError):
     """The sample store cannot be opened, is corrupted, or the run is unknown."""
 

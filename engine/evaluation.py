@@ -21,7 +21,7 @@ import numpy as np
 
 from engine._faults import crash_point
 from engine.adapters import AdapterRef, check_adapter_fits, check_unseen, resolve_adapter
-from engine.backends import Backend
+from engine.backends import Backend, Prompt
 from engine.candidates import Candidate
 from engine.errors import ConfigError, TunerError
 from engine.models import ModelRef, resolve_device, resolve_model
@@ -29,7 +29,7 @@ from engine.prompting import PromptStyle, build_prompts, parse_style
 from engine.quantization import check_quantization
 from engine.records import CI_HIGH, CI_LOW
 from engine.settings import RunSettings
-from engine.space import generation_kwargs
+from engine.space import SearchSpace, generation_kwargs
 from engine.store import Store
 from engine.tasks import Problem, ProblemOutcome, Task
 from engine.tasks.base import problem_interval
@@ -74,8 +74,9 @@ class Evaluator(abc.ABC):
         and every evaluation is whole)."""
         return 0
 
-    def prepare(self) -> None:  # noqa: B027 - optional hook
-        """Validate everything cheap to validate before the run starts."""
+    def prepare(self, space: SearchSpace | None = None) -> None:  # noqa: B027 - optional hook
+        """Validate everything cheap to validate before the run starts, ``space`` being
+        the decoding space the run searches."""
 
     def attach(self, store: Store) -> None:  # noqa: B027 - optional hook
         """Use ``store`` (opened after :meth:`prepare` succeeded) for caching."""
@@ -285,7 +286,7 @@ class TaskEvaluator(Evaluator):
             if size is not None and size < 1:
                 raise ConfigError(f"{split} size must be at least 1, got {size}")
         self._backends: dict[tuple, Backend] = {}
-        self._prompts: dict[tuple[str, str], list[str]] = {}
+        self._prompts: dict[tuple[str, str], list[Prompt]] = {}
         self._resolved: dict[tuple, tuple[ModelRef, AdapterRef | None]] = {}
 
     @classmethod
@@ -299,18 +300,27 @@ class TaskEvaluator(Evaluator):
     ) -> TaskEvaluator:
         """The evaluator a run with ``settings`` uses: ``task`` (a name is loaded with the
         settings' dataset, train size and completions per problem) on local
-        ``transformers`` models. Each candidate's model and adapter are resolved once, by
-        :meth:`prepare`, and loaded from that resolution."""
+        ``transformers`` models, or through the server a served candidate names. Each
+        candidate's model and adapter are resolved once, by :meth:`prepare`, and loaded
+        from that resolution; a server is probed once, there too."""
         if not isinstance(task, Task):
             task = settings.task(task)
 
         def load_backend(spec: Candidate) -> Backend:
+            if spec.server is not None:
+                from engine.backends.openai import OpenAIBackend
+
+                return OpenAIBackend(
+                    spec.server, spec.model, concurrency=settings.concurrency,
+                    timeout=settings.request_timeout, on_warning=on_warning,
+                )  # fmt: skip
             from engine.backends.transformers import TransformersBackend
 
             ref, adapter = evaluator.resolved(spec)
             return TransformersBackend(
                 ref, device=settings.device, batch_size=settings.batch_size,
                 on_warning=on_warning, quantization=spec.quantization, adapter=adapter,
+                threads=settings.threads,
             )  # fmt: skip
 
         evaluator = cls(
@@ -346,15 +356,19 @@ class TaskEvaluator(Evaluator):
     def attach(self, store: Store) -> None:
         self.store = store
 
-    def prepare(self) -> None:
+    def prepare(self, space: SearchSpace | None = None) -> None:
         """Check every candidate and split without loading a model: sources resolve,
         adapters fit their base and have not seen the problems scored, quantization runs
-        on the device."""
+        on the device; a server answers, serves the model and takes every parameter
+        ``space`` tunes."""
         for split in self.sizes:
             if not self.problems(split):
                 raise ConfigError(f"task {self.task.name} has no {split} problems")
         device = resolve_device(self.device)  # a bad device fails here, before the store
         for spec in self.specs.values():
+            if spec.server is not None:
+                self.backend(spec).check_space(space.varied() if space else ())
+                continue
             ref, adapter = self.resolved(spec)
             if spec.quantization:
                 check_quantization(spec.quantization, device)
@@ -378,7 +392,7 @@ class TaskEvaluator(Evaluator):
         if key not in self._prompts:
             self._prompts[key] = build_prompts(
                 self.task, self.problems(split), self.styles[spec.name], backend.tokenizer,
-                seed=self.seed,
+                seed=self.seed, as_messages=backend.chat_messages,
             )  # fmt: skip
         return self._prompts[key]
 

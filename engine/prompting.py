@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:  # engine.candidates imports this module; keep it free of task imports
+    from engine.backends import Prompt
     from engine.retrieval import Retriever
     from engine.tasks.base import Problem, Task
 
@@ -97,26 +98,31 @@ def build_prompts(
     *,
     seed: int = 0,
     retriever: Retriever | None = None,
-) -> list[str]:
-    """Render one prompt string per problem, ready for :meth:`Backend.generate`.
+    as_messages: bool = False,
+) -> list[Prompt]:
+    """Render one prompt per problem, ready for :meth:`Backend.generate`.
 
-    ``tokenizer`` supplies the chat template (unused, and may be ``None``, for ``raw``);
-    ``seed`` chooses the few-shot examples; ``retriever`` finds the ``rag`` examples
-    (``None``: :func:`engine.retrieval.default_retriever`) and is fitted here on the train
-    split's instructions.
+    ``tokenizer`` supplies the chat template (unused, and may be ``None``, for ``raw`` or
+    ``as_messages``); ``seed`` chooses the few-shot examples; ``retriever`` finds the
+    ``rag`` examples (``None``: :func:`engine.retrieval.default_retriever`) and is fitted
+    here on the train split's instructions. With ``as_messages``, a chat style's prompt is
+    its list of messages, for a backend that applies a server's template
+    (:attr:`Backend.chat_messages`); ``raw`` prompts are strings either way.
     """
     style = parse_style(style)
     if style.continuation:
         return [task.completion_prefix(p) for p in problems]
-    _require_chat_template(tokenizer, style)
+    if not as_messages:
+        _require_chat_template(tokenizer, style)
     if style.kind == "rag":
         chosen = _retrieved_examples(task, problems, style.shots, retriever)
     else:
         chosen = _drawn_examples(task, problems, style.shots, seed)
-    return [
-        _render(tokenizer, _messages(task, examples, problem))
+    conversations = [
+        _messages(task, examples, problem)
         for problem, examples in zip(problems, chosen, strict=True)
     ]
+    return conversations if as_messages else [_render(tokenizer, m) for m in conversations]
 
 
 def _drawn_examples(

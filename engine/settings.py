@@ -13,6 +13,7 @@ the form are :data:`DEFAULT_TASK` and :data:`DEFAULT_CANDIDATES`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -150,6 +151,15 @@ def _one_of(name: str, choices: tuple[str, ...]) -> Callable[[Any], None]:
     return check
 
 
+def _positive(name: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not 0 < value < math.inf:
+            raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+    return check
+
+
 def _fraction(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
         raise ConfigError(f"stage-1 fraction must be in (0, 1], got {value!r}")
@@ -268,6 +278,20 @@ class RunSettings:
     )  # fmt: skip
     device: str = _option(
         "auto", "where models run: auto, cpu, cuda, cuda:1, ...", label="device",
+    )  # fmt: skip
+    threads: int = _option(
+        0, "CPU threads for generating in process (0 = torch's default, one per core; on a "
+        "CPU shared with other work, fewer can be several times faster)", parse=int,
+        check=_whole("threads", 0), label="threads", metavar="N",
+    )  # fmt: skip
+    concurrency: int = _option(
+        8, "requests in flight at once to a served candidate's server", parse=int,
+        check=_whole("concurrency", 1), label="concurrency", metavar="N",
+    )  # fmt: skip
+    request_timeout: float = _option(
+        300.0, "seconds a server may take to answer one request before it is retried",
+        parse=float, check=_positive("request timeout"), label="request timeout",
+        metavar="SECONDS",
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -192,6 +192,16 @@ class SearchSpace:
             ranges[name.strip()] = parts if len(parts) > 1 else parts[0]
         return cls(ranges)
 
+    def varied(self) -> list[str]:
+        """The parameters the optimizer varies; ``top_p`` and ``top_k`` only where it may
+        sample (they mean nothing under greedy decoding)."""
+        greedy_only = self.ranges["temperature"].high == 0
+        return [
+            name
+            for name, r in self.ranges.items()
+            if not r.fixed and not (greedy_only and name in SAMPLING_PARAMS)
+        ]
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """A JSON-able form; ``SearchSpace(space.to_dict())`` rebuilds it."""
         return {n: {"low": r.low, "high": r.high, "log": r.log} for n, r in self.ranges.items()}

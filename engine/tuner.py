@@ -181,7 +181,7 @@ class Tuner:
         """
         evaluator = self._evaluator()
         try:
-            evaluator.prepare()  # bad input fails here, before the store is touched
+            evaluator.prepare(self.space)  # bad input fails here, before the store is touched
         except TunerError as error:
             self._fail_saved_run(str(error))
             self._emit(RunFailed(self.run_id, str(error)))

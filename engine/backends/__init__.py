@@ -1,10 +1,12 @@
 """Backends generate text for rendered prompts.
 
-The interface is deliberately narrow so a server backend (vLLM, any OpenAI-compatible
-endpoint) can sit beside :class:`~engine.backends.transformers.TransformersBackend`:
-prompts are fully rendered strings (see :mod:`engine.prompting`), generation arguments
-are already mapped to Hugging Face ``generate`` names (see :func:`engine.space.generation_kwargs`).
-This module imports no machine-learning library.
+The interface is deliberately narrow: :class:`~engine.backends.transformers.TransformersBackend`
+generates in process, :class:`~engine.backends.openai.OpenAIBackend` through an
+OpenAI-compatible server (vLLM, ``transformers serve``, TGI, llama.cpp). A prompt is a
+rendered string (see :mod:`engine.prompting`), or, for a backend whose server applies the
+chat template itself (``chat_messages``), the list of chat messages; generation arguments
+are already mapped to Hugging Face ``generate`` names (see
+:func:`engine.space.generation_kwargs`). This module imports no machine-learning library.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+#: What a backend continues: a rendered prompt, or chat messages (``{"role", "content"}``)
+#: for a backend with :attr:`Backend.chat_messages`.
+Prompt = str | Sequence[Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,18 @@ class Backend(abc.ABC):
             tokenizer, numeric precision). It keys the completion cache.
         tokenizer: the tokenizer prompts are rendered with (its chat template), or
             ``None`` for a backend that renders server-side.
+        chat_messages: whether chat prompts are given as lists of messages, rendered by
+            the backend (a server's own chat template), instead of rendered strings.
     """
 
     fingerprint: str
     tokenizer: Any = None
+    chat_messages: bool = False
 
     @abc.abstractmethod
     def generate(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[Prompt],
         generation_kwargs: Mapping[str, Any],
         *,
         seed: int,
@@ -57,6 +66,11 @@ class Backend(abc.ABC):
 
         The same prompts, arguments and seed give the same outputs, sampling included.
         """
+
+    def check_space(self, varied: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~engine.errors.ConfigError` if a parameter the search space
+        varies (a name of ``varied``) would change nothing here; by default every one
+        does."""
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -72,4 +86,4 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-__all__ = ["Backend", "Generation", "truncate_at_stop"]
+__all__ = ["Backend", "Generation", "Prompt", "truncate_at_stop"]

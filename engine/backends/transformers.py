@@ -31,6 +31,9 @@ class TransformersBackend(Backend):
         dtype: overrides the default precision (float32 on CPU, bf16/fp16 on CUDA).
         quantization: ``"int8"`` or ``"nf4"`` to load the weights through bitsandbytes.
         adapter: a PEFT adapter attached to the model.
+        threads: torch's CPU threads (0: leave torch's default, one per core). It is
+            process-wide; on a CPU shared with other work, fewer threads can be several
+            times faster than oversubscribed ones.
     """
 
     def __init__(
@@ -43,9 +46,12 @@ class TransformersBackend(Backend):
         dtype: Any = None,
         quantization: str | None = None,
         adapter: AdapterRef | None = None,
+        threads: int = 0,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+        if threads:
+            torch.set_num_threads(threads)
         self.ref = ref
         self.batch_size = batch_size
         self.on_warning = on_warning or (lambda _text: None)
