@@ -241,6 +241,7 @@ class TaskEvaluator(Evaluator):
         load_backend: ``candidate -> Backend``; called once per distinct
             :attr:`Candidate.weights`.
         device: where models will run; quantized candidates are checked against it.
+        backend: what generates with models loaded in process (:meth:`local_backend`).
         metric: the task metric to maximise (default: the task's first).
         seed: seeds sampling (greedy decoding ignores it).
         tune_size / holdout_size: use the first N problems of each split (None: all).
@@ -255,6 +256,7 @@ class TaskEvaluator(Evaluator):
         load_backend: Callable[[Candidate], Backend],
         metric: str | None = None,
         device: str = "auto",
+        backend: str = "auto",
         seed: int = 0,
         tune_size: int | None = None,
         holdout_size: int | None = None,
@@ -281,6 +283,7 @@ class TaskEvaluator(Evaluator):
             )
         self.seed = seed
         self.device = device
+        self.backend_choice = backend
         self.sizes = {"tune": tune_size, "holdout": holdout_size}
         for split, size in self.sizes.items():
             if size is not None and size < 1:
@@ -306,6 +309,8 @@ class TaskEvaluator(Evaluator):
         if not isinstance(task, Task):
             task = settings.task(task)
 
+        warned: list[bool] = []  # the line saying why not vLLM, once
+
         def load_backend(spec: Candidate) -> Backend:
             if spec.server is not None:
                 from engine.backends.openai import OpenAIBackend
@@ -314,9 +319,19 @@ class TaskEvaluator(Evaluator):
                     spec.server, spec.model, concurrency=settings.concurrency,
                     timeout=settings.request_timeout, on_warning=on_warning,
                 )  # fmt: skip
+            ref, adapter = evaluator.resolved(spec)
+            if evaluator.local_backend(spec) == "vllm":
+                from engine.backends.vllm import VLLMBackend
+
+                return VLLMBackend(ref, device=resolve_device(settings.device))
+            if on_warning and settings.backend == "auto" and not warned:
+                warned.append(True)
+                if resolve_device(settings.device).startswith("cuda"):
+                    on_warning("generating with transformers: vLLM is not installed (pip "
+                               "install 'codellmtuner[vllm]'), or the candidate has an "
+                               "adapter or quantization")  # fmt: skip
             from engine.backends.transformers import TransformersBackend
 
-            ref, adapter = evaluator.resolved(spec)
             return TransformersBackend(
                 ref, device=settings.device, batch_size=settings.batch_size,
                 on_warning=on_warning, quantization=spec.quantization, adapter=adapter,
@@ -325,7 +340,7 @@ class TaskEvaluator(Evaluator):
 
         evaluator = cls(
             task, candidates, load_backend=load_backend, metric=settings.metric,
-            device=settings.device, seed=settings.seed,
+            device=settings.device, backend=settings.backend, seed=settings.seed,
             tune_size=settings.tune_size or None, holdout_size=settings.holdout_size or None,
         )  # fmt: skip
         return evaluator
@@ -337,6 +352,28 @@ class TaskEvaluator(Evaluator):
             adapter = resolve_adapter(spec.adapter) if spec.adapter else None
             self._resolved[key] = (resolve_model(spec.model), adapter)
         return self._resolved[key]
+
+    def local_backend(self, spec: Candidate) -> str:
+        """``"vllm"`` or ``"transformers"``: what generates for ``spec``, a candidate
+        loaded in process. ``auto`` takes vLLM on CUDA where it is installed, for a model
+        without adapter or quantization (those load through transformers).
+
+        Raises:
+            ConfigError: ``vllm`` was asked for where it cannot run.
+        """
+        from engine.backends.vllm import vllm_available
+
+        cuda = resolve_device(self.device).startswith("cuda")
+        plain = spec.adapter is None and spec.quantization is None
+        if self.backend_choice == "vllm":
+            why = ("it is not installed (pip install 'codellmtuner[vllm]')" if not vllm_available()
+                   else "it runs on CUDA only" if not cuda
+                   else "" if plain else f"{spec.name} has an adapter or quantization")  # fmt: skip
+            if why:
+                raise ConfigError(f"--backend vllm: {why}; use --backend transformers")
+            return "vllm"
+        auto = self.backend_choice == "auto" and cuda and plain
+        return "vllm" if auto and vllm_available() else "transformers"
 
     @property
     def has_holdout(self) -> bool:
@@ -370,6 +407,7 @@ class TaskEvaluator(Evaluator):
                 self.backend(spec).check_space(space.varied() if space else ())
                 continue
             ref, adapter = self.resolved(spec)
+            self.local_backend(spec)  # --backend vllm where it cannot run fails here
             if spec.quantization:
                 check_quantization(spec.quantization, device)
             if adapter is not None:

@@ -114,16 +114,9 @@ def write_generation_config(
 def sampling_params(params: Mapping[str, Any], *, seed: int, n: int) -> dict[str, Any]:
     """``params`` as vLLM ``SamplingParams`` fields, which are also the OpenAI-compatible
     request's: temperature 0 is greedy, top_k -1 keeps every token."""
-    fields = tuned_generation_fields(params)
-    return {
-        "temperature": fields["temperature"],
-        "top_p": fields["top_p"],
-        "top_k": fields.get("top_k") or -1,  # greedy has none; 0 also means every token
-        "repetition_penalty": fields["repetition_penalty"],
-        "max_tokens": fields["max_new_tokens"],
-        "seed": int(seed),
-        "n": int(n),
-    }
+    from engine.backends.vllm import sampling_fields
+
+    return {**sampling_fields(generation_kwargs(params)), "seed": int(seed), "n": int(n)}
 
 
 def vllm_serve_command(

@@ -28,6 +28,7 @@ DEFAULT_TASK = "humaneval"
 #: The bundled model three ways: with its chat template, one worked example, raw.
 DEFAULT_CANDIDATES = ("smollm2", "smollm2@fewshot-1", "smollm2@raw")
 SAMPLERS = ("thompson", "tpe", "gp", "random")
+BACKENDS = ("auto", "transformers", "vllm")
 #: Seeds go to SQLite (64-bit) and numpy's SeedSequence (non-negative).
 MAX_SEED = 2**63 - 1
 
@@ -272,9 +273,15 @@ class RunSettings:
         DEFAULT_DRAWS, "posterior draws behind each ranking's intervals and P(best)",
         parse=int, check=_whole("draws", 16), label="draws", metavar="N",
     )  # fmt: skip
+    backend: str = _option(
+        "auto", "what generates with models loaded in process: vllm (CUDA only), "
+        "transformers, or auto (vllm on CUDA where it is installed, else transformers)",
+        check=_one_of("backend", BACKENDS), label="backend", choices=BACKENDS,
+    )  # fmt: skip
     batch_size: int = _option(
-        8, "prompts generated at once (halved on out-of-memory)", parse=int,
-        check=_whole("batch size", 1), label="batch size", metavar="N",
+        0, "prompts generated at once by transformers, halved on out-of-memory (0 = what "
+        "the free GPU memory holds on CUDA, 8 on the CPU)", parse=int,
+        check=_whole("batch size", 0), label="batch size", metavar="N",
     )  # fmt: skip
     device: str = _option(
         "auto", "where models run: auto, cpu, cuda, cuda:1, ...", label="device",

@@ -3,11 +3,14 @@ import torch
 
 from engine.backends import Generation, truncate_at_stop
 from engine.backends.transformers import (
+    CPU_BATCH,
+    MAX_GPU_BATCH,
     TransformersBackend,
     finish_tokens,
     is_out_of_memory,
     left_pad,
     length_order,
+    memory_batch_size,
 )
 from engine.errors import ConfigError, TunerError
 from engine.models import resolve_model
@@ -143,7 +146,41 @@ def test_fingerprint_names_weights_device_and_precision(backend):
 
 def test_batch_size_is_validated(tiny_model_dir):
     with pytest.raises(ConfigError, match="batch size"):
-        TransformersBackend(resolve_model(str(tiny_model_dir)), device="cpu", batch_size=0)
+        TransformersBackend(resolve_model(str(tiny_model_dir)), device="cpu", batch_size=-1)
+
+
+def test_an_unset_batch_size_is_the_cpu_default_here_and_outputs_do_not_change(backend):
+    auto = TransformersBackend(backend.ref, device="cpu", batch_size=0)
+    assert auto._fitting_batch(tokens=100) == CPU_BATCH
+    kwargs = {**GREEDY, "max_new_tokens": 6}
+    assert auto.generate(PROMPTS, kwargs, seed=0) == backend.generate(PROMPTS, kwargs, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("free", "tokens", "per_token", "rows"),
+    [
+        (10 * 2**30, 1024, 2**20, 8),  # 8 GiB usable / 1 GiB per row
+        (2**30, 4096, 2**20, 1),  # not even one row: one, and the back-off decides
+        (80 * 2**30, 128, 2**10, MAX_GPU_BATCH),  # capped
+    ],
+)
+def test_the_memory_batch_size_is_what_four_fifths_of_the_free_memory_hold(
+    free, tokens, per_token, rows
+):
+    assert memory_batch_size(free, tokens, per_token) == rows
+
+
+def test_threads_set_torchs_cpu_threads(backend):
+    before = torch.get_num_threads()
+    try:
+        TransformersBackend(backend.ref, device="cpu", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_attention_runs_through_sdpa(backend):
+    assert backend.model.config._attn_implementation == "sdpa"
 
 
 # -- out-of-memory back-off ------------------------------------------------------------------

@@ -61,6 +61,32 @@ def test_bucketing_generates_the_same_prompts_in_both_orders(tiny_model_dir):
     assert table.row_count == 2
 
 
+def test_the_memory_bound_is_rows_times_bandwidth_over_weight_bytes():
+    assert throughput.memory_bound(10e9, 500_000_000, 4) == pytest.approx(80.0)
+    assert throughput.memory_bandwidth(megabytes=16, repeats=2) > 1e8
+
+
+def test_the_backends_table_compares_batches_and_a_served_model(tiny_model_dir, tmp_path):
+    pytest.importorskip("fastapi", reason="transformers serve needs transformers[serving]")
+    from engine import TransformersBackend, build_prompts, get_task, resolve_model
+
+    task = get_task("humaneval")
+    problems = task.problems("tune")[:3]
+    ref = resolve_model(str(tiny_model_dir))
+    backend = TransformersBackend(ref, device="cpu")
+    kwargs = {"do_sample": False, "max_new_tokens": 6, "repetition_penalty": 1.0}
+    prompts = build_prompts(task, problems, "chat", backend.tokenizer)
+    rows = throughput.transformers_rows(backend, prompts, kwargs, [1, 3])
+    messages = build_prompts(task, problems, "chat", None, as_messages=True)
+    rows += throughput.server_rows(ref.path, messages, kwargs, [1, 2], tmp_path / "log")
+    assert [(r.backend.split()[0], r.width) for r in rows] == [
+        ("transformers", 1), ("transformers", 3), ("server", 1), ("server", 2),
+    ]  # fmt: skip
+    assert all(r.texts == rows[0].texts and r.tokens == rows[0].tokens for r in rows)
+    table = throughput.backends_table(rows, 1e10, 10**6, "t")
+    assert table.row_count == 4
+
+
 # -- completion cache -------------------------------------------------------------------------
 
 
@@ -139,7 +165,7 @@ def test_run_memory_reports_a_failed_step():
 def test_throughput_quick_prints_both_tables(capsys):
     throughput.main(["--quick", "--threads", "1"])
     out = capsys.readouterr().out
-    assert "vs batch 1" in out and "length bucketing" in out
+    assert "vs one at a time" in out and "memory bound" in out and "length bucketing" in out
     rows = _rows(out)
     assert len(rows) == 2 + 2
     assert "sorted by length" in rows[2] and "shuffled" in rows[3]

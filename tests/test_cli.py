@@ -90,6 +90,11 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
         (["run", "-c", "smollm2:fp8"], "unknown quantization 'fp8'"),
         (["run", "--train-size", "-1"], "train size must be a whole number >= 0, got -1"),
         (["run", "--eliminate", "0.7"], "elimination level must be in [0, 0.5)"),
+        (["run", "--backend", "vllm", "--device", "cpu"], "--backend vllm: "),
+        (["run", "--backend", "tgi"], "invalid choice: 'tgi'"),
+        (["run", "--concurrency", "0"], "concurrency must be a whole number >= 1"),
+        (["run", "--request-timeout", "nan"], "request timeout must be a positive number"),
+        (["run", "-c", "openai:m@localhost:8000"], "expected [NAME=]openai:MODEL@http://"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_no_store(tmp_path, args, message):

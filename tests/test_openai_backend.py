@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._serve import free_port, transformers_serve
 from engine.backends.openai import OpenAIBackend
 from engine.backends.transformers import TransformersBackend
 from engine.candidates import parse_candidate
@@ -24,7 +25,7 @@ from engine.errors import ConfigError, ServerError
 from engine.models import resolve_model
 from engine.space import generation_kwargs
 from engine.store import Store
-from tests.servers import Relay, free_port, transformers_serve
+from tests.servers import Relay
 
 pytest.importorskip("fastapi", reason="transformers serve needs transformers[serving]")
 pytestmark = pytest.mark.slow

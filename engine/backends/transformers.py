@@ -26,7 +26,9 @@ class TransformersBackend(Backend):
     Args:
         ref: the resolved model.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        batch_size: the most prompts generated at once.
+        batch_size: the most prompts generated at once; 0 finds it per call: what the
+            free memory holds on CUDA (:func:`memory_batch_size`), :data:`CPU_BATCH` on
+            the CPU.
         on_warning: receives one-line warnings.
         dtype: overrides the default precision (float32 on CPU, bf16/fp16 on CUDA).
         quantization: ``"int8"`` or ``"nf4"`` to load the weights through bitsandbytes.
@@ -48,8 +50,8 @@ class TransformersBackend(Backend):
         adapter: AdapterRef | None = None,
         threads: int = 0,
     ) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+        if not isinstance(batch_size, int) or batch_size < 0:
+            raise ConfigError(f"batch size must be a whole number >= 0, got {batch_size!r}")
         if threads:
             torch.set_num_threads(threads)
         self.ref = ref
@@ -83,7 +85,10 @@ class TransformersBackend(Backend):
         results: list[Generation | None] = [None] * len(prompts)
         start = batch_index = 0
         while start < len(order):
-            rows = order[start : start + self.batch_size]
+            size = self.batch_size or self._fitting_batch(
+                len(encoded[order[start]]) + int(kwargs["max_new_tokens"])
+            )
+            rows = order[start : start + size]
             try:
                 outputs = self._generate_rows(
                     [encoded[i] for i in rows], kwargs, seed + batch_index, stop
@@ -145,6 +150,20 @@ class TransformersBackend(Backend):
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _fitting_batch(self, tokens: int) -> int:
+        """The batch size for rows of up to ``tokens`` tokens when none is set."""
+        if self.model.device.type != "cuda":
+            return CPU_BATCH
+        free, _total = torch.cuda.mem_get_info(self.model.device)
+        config = self.model.config.get_text_config()
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        width = self.model.dtype.itemsize
+        # Keys and values of every layer, plus room for one token's activations per row.
+        per_token = 2 * config.num_hidden_layers * kv_heads * head_dim + 8 * config.hidden_size
+        return memory_batch_size(free, tokens, per_token * width)
+
     def _encode(self, prompt: str, index: int) -> list[int]:
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt {index} is a {type(prompt).__name__}, not a string")
@@ -190,6 +209,23 @@ class TransformersBackend(Backend):
 
 
 # -- pure helpers ---------------------------------------------------------------------------
+
+#: Prompts generated at once on the CPU when no batch size is set.
+CPU_BATCH = 8
+#: The most prompts generated at once on a GPU when no batch size is set.
+MAX_GPU_BATCH = 64
+
+
+def memory_batch_size(free_bytes: int, tokens: int, bytes_per_token: int) -> int:
+    """How many rows of ``tokens`` tokens at ``bytes_per_token`` fit in four fifths of
+    ``free_bytes`` (a fifth stays spare for what the estimate leaves out), between 1 and
+    :data:`MAX_GPU_BATCH`. It is an estimate: the out-of-memory back-off is the net.
+
+    >>> memory_batch_size(10 * 2**30, tokens=1024, bytes_per_token=2**20)
+    8
+    """
+    rows = int(0.8 * free_bytes) // max(1, tokens * bytes_per_token)
+    return max(1, min(MAX_GPU_BATCH, rows))
 
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
