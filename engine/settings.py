@@ -280,7 +280,7 @@ class RunSettings:
     )  # fmt: skip
     batch_size: int = _option(
         0, "prompts generated at once by transformers, halved on out-of-memory (0 = what "
-        "the free GPU memory holds on CUDA, 8 on the CPU)", parse=int,
+        "the free GPU memory holds on CUDA, 16 on the CPU)", parse=int,
         check=_whole("batch size", 0), label="batch size", metavar="N",
     )  # fmt: skip
     device: str = _option(

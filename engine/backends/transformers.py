@@ -211,7 +211,7 @@ class TransformersBackend(Backend):
 # -- pure helpers ---------------------------------------------------------------------------
 
 #: Prompts generated at once on the CPU when no batch size is set.
-CPU_BATCH = 8
+CPU_BATCH = 16
 #: The most prompts generated at once on a GPU when no batch size is set.
 MAX_GPU_BATCH = 64
 
