@@ -43,6 +43,7 @@ _FACE = {
     ),  # fmt: skip
     "METADATA_FILE": "engine.adapters",
     "TransformersBackend": "engine.backends.transformers",
+    "OpenAIBackend": "engine.backends.openai",
     "length_order": "engine.backends.transformers",
     "TaskEvaluator": "engine.evaluation",
     "load_model": "engine.models",
@@ -111,6 +112,7 @@ __all__ = [
     "MIN_SAMPLING_TEMPERATURE",
     "TaskEvaluator",
     "TransformersBackend",
+    "OpenAIBackend",
     "build_prompts",
     "length_order",
     "load_model",
@@ -207,6 +209,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine._run import _make_sampler as make_sampler
     from engine.adapters import METADATA_FILE
+    from engine.backends.openai import OpenAIBackend
     from engine.backends.transformers import TransformersBackend, length_order
     from engine.budget import Budget, format_amount
     from engine.candidates import Candidate, parse_candidate

@@ -251,3 +251,35 @@ def _committed(db: Path) -> int:
             return conn.execute("select count(*) from samples").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+
+def test_the_app_adds_a_served_model_after_asking_its_server(served, tmp_path, monkeypatch):
+    from textual.widgets import Input, SelectionList, Static
+
+    from tests.apphelpers import run_app, wait_until
+    from tui.app import CodeLLMTunerApp
+
+    monkeypatch.chdir(tmp_path)
+    app = CodeLLMTunerApp("samples.db")
+    spec = f"openai:{served.model}@{served.url}"
+
+    async def test(pilot):
+        screen = app.screen
+        await app.workers.wait_for_complete()
+        source = screen.query_one("#model-source", Input)
+        note = screen.query_one("#model-note", Static)
+        source.focus()
+        source.value = f"openai:no-such-model@{served.url}"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "does not serve" in str(note.render()), timeout=60)
+        source.value = spec
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "added" in str(note.render()), timeout=60)
+        options = screen.query_one("#candidates", SelectionList)
+        assert f"{spec}@chat" in options.selected
+        assert screen.build_tuner().candidates[-1].server == served.url
+
+    run_app(app, test)

@@ -28,6 +28,7 @@ from engine import (
     DEFAULT_TASK,
     OPTIONS,
     TASKS,
+    OpenAIBackend,
     Option,
     Tuner,
     available_models,
@@ -130,12 +131,19 @@ class SetupScreen(Screen):
 
     @work(thread=True, exclusive=True, group="check-model")
     def check_model(self, source: str) -> None:
+        """Resolve a model folder or cached id, or probe the server of a served model
+        (``openai:MODEL@URL``), off the UI thread."""
         try:
-            ref = resolve_model(source)
+            if source.startswith("openai:"):
+                served = parse_candidate(source)
+                OpenAIBackend(served.server, served.model)  # asks the server what it does
+                where = f"served at {served.server}"
+            else:
+                where = str(resolve_model(source).path)
         except TunerError as error:
             self.app.call_from_thread(self._model_rejected, str(error))
             return
-        self.app.call_from_thread(self._model_accepted, source, str(ref.path))
+        self.app.call_from_thread(self._model_accepted, source, where)
 
     def _model_rejected(self, message: str) -> None:
         self.query_one("#model-note", Static).update(f"[red]{escape(message)}[/]")
