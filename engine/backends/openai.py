@@ -302,10 +302,13 @@ class OpenAIBackend(Backend):
                        "reproducible (the store keeps those generated, so a resumed run "
                        "reuses them)")  # fmt: skip
         jobs = _requests(prompts, sampled and self.features.n)
+
+        def ask(job: tuple[Prompt, list[int], int]) -> list[Generation]:
+            prompt, positions, k = job
+            return self._ask(prompt, len(positions), {**fields, "seed": seed + k})
+
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            answers = list(pool.map(
-                lambda job: self._ask(job[0], len(job[1]), {**fields, "seed": seed + job[2]}), jobs
-            ))  # fmt: skip
+            answers = list(pool.map(ask, jobs))
         results: list[Generation | None] = [None] * len(prompts)
         for (_prompt, positions, _k), generations in zip(jobs, answers, strict=True):
             for position, generation in zip(positions, generations, strict=True):
