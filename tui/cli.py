@@ -124,6 +124,8 @@ def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
 def _option_values(args: argparse.Namespace) -> dict[str, Any]:
     """Every run option of ``args``: the text of a given flag read, a default as it is."""
     given = {option: getattr(args, option.name) for option in OPTIONS}
+    # argparse hands `--flag=--` over as [], taking the value for its `--` separator.
+    given = {option: "--" if value == [] else value for option, value in given.items()}
     return {o.name: o.read(v, source=o.flag) if isinstance(v, str) else v for o, v in given.items()}
 
 
