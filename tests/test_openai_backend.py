@@ -198,13 +198,15 @@ def test_a_run_with_a_served_and_a_local_candidate(served, tiny_model_dir, tmp_p
 def test_bad_servers_stop_the_run_before_the_store_opens(served, tiny_model_dir, tmp_path):
     db = tmp_path / "s.db"
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    for url, model, words in ((dead, served.model, "is unreachable"),
-                              (served.url, "nope", "does not serve 'nope'")):  # fmt: skip
-        done = _cli(*_run(url, model, tiny_model_dir, db))
-        assert done.returncode != 0
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines
-        assert not db.exists()
+    with Relay(served.url, hang=True) as silent:
+        for url, model, words in ((dead, served.model, "is unreachable"),
+                                  (served.url, "nope", "does not serve 'nope'"),
+                                  (silent.url, served.model, "no answer within 1 s")):  # fmt: skip
+            done = _cli(*_run(url, model, tiny_model_dir, db, "--request-timeout", "1"))
+            assert done.returncode != 0
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines
+            assert not db.exists()
 
 
 def test_a_server_killed_mid_run_fails_the_sample_cleanly_and_the_run_resumes(
