@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from engine.backends import Generation, truncate_at_stop
+from engine.backends import Generation, repeat_numbers, truncate_at_stop
 from engine.backends.transformers import (
     CPU_BATCH,
     MAX_GPU_BATCH,
@@ -301,3 +301,8 @@ def test_bundled_model_answers_a_chat_prompt():
     [cut] = backend.generate([prompt], kwargs, seed=0, stop=["def add"])
     assert cut.text == out.text[: out.text.index("def add")]
     assert cut.generated_tokens < out.generated_tokens
+
+
+def test_repeat_numbers_count_equal_prompts_before_each_messages_included():
+    chat = [{"role": "user", "content": "x"}]
+    assert repeat_numbers(["a", "b", "a", chat, "a", list(chat)]) == [0, 0, 1, 0, 2, 1]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import pytest
 from engine import Store
 from engine._faults import ENV as CRASH_ENV
 from engine.store import Run, Sample
+from tests.stores import committed_samples
 
 pytestmark = pytest.mark.slow
 
@@ -120,15 +120,6 @@ def _snapshot(db: Path) -> Snapshot:
             ranking=rankings[-1]["entries"] if rankings else [],
             generations=frozenset(keys),
         )
-
-
-def _committed(db: Path) -> int:
-    """Samples committed so far, read while the run writes (0 before the store exists)."""
-    try:
-        with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-            return conn.execute("select count(*) from samples").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -281,7 +272,7 @@ def test_sigint_and_sigterm_stop_with_one_line_and_the_run_resumes(
         proc = subprocess.Popen(_command(_run_args(tiny_model_dir, db)), cwd=ROOT, env=_env(),
                                 stdout=stdout, stderr=stderr, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 300
-        while _committed(db) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        while committed_samples(db) < 1 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signum)
         code = proc.wait(timeout=120)

@@ -26,6 +26,7 @@ from engine.models import resolve_model
 from engine.space import generation_kwargs
 from engine.store import Store
 from tests.servers import Relay
+from tests.stores import committed_samples
 
 pytest.importorskip("fastapi", reason="transformers serve needs transformers[serving]")
 pytestmark = pytest.mark.slow
@@ -221,7 +222,7 @@ def test_a_server_killed_mid_run_fails_the_sample_cleanly_and_the_run_resumes(
                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     try:
         deadline = time.monotonic() + 300
-        while not _committed(db) and time.monotonic() < deadline:
+        while not committed_samples(db) and time.monotonic() < deadline:
             time.sleep(0.2)
         server.stop()  # kill -9, mid-run
         _out, err = run.communicate(timeout=300)
@@ -243,16 +244,6 @@ def test_a_server_killed_mid_run_fails_the_sample_cleanly_and_the_run_resumes(
     after = _scores(db)
     for name, samples in kept.items():  # every committed sample survived as it was
         assert after[name][: len(samples)] == samples
-
-
-def _committed(db: Path) -> int:
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
-            return conn.execute("select count(*) from samples").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 # -- the app -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ are already mapped to Hugging Face ``generate`` names (see
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,23 @@ class Backend(abc.ABC):
         does."""
 
 
+def repeat_numbers(prompts: Sequence[Prompt]) -> list[int]:
+    """For each prompt, how many equal prompts come before it in ``prompts``: backends
+    that seed each request sample the k-th repeat of a prompt with ``seed + k``, so the
+    repeats differ and each depends on nothing else in the call.
+
+    >>> repeat_numbers(["a", "b", "a", "a"])
+    [0, 0, 1, 2]
+    """
+    seen: dict[str, int] = {}
+    numbers = []
+    for prompt in prompts:
+        key = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        seen[key] = seen.get(key, -1) + 1
+        numbers.append(seen[key])
+    return numbers
+
+
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` before the earliest occurrence of any stop sequence.
 
@@ -86,4 +104,4 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-__all__ = ["Backend", "Generation", "Prompt", "truncate_at_stop"]
+__all__ = ["Backend", "Generation", "Prompt", "repeat_numbers", "truncate_at_stop"]

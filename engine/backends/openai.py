@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from engine.backends import Backend, Generation, Prompt, truncate_at_stop
+from engine.backends import Backend, Generation, Prompt, repeat_numbers, truncate_at_stop
 from engine.errors import ConfigError, ServerError
 
 #: Waits before each retry of a failed request: connection refused or reset, a time-out,
@@ -246,6 +246,8 @@ class OpenAIBackend(Backend):
         concurrency: the most requests in flight at once.
         timeout: seconds to wait for one answer before it counts as failed (and is retried).
         on_warning: receives one-line warnings (a server that ignores ``seed``).
+        retry_delays: the waits before each retry of a failed request during generation
+            (the probe at start does not retry).
 
     Raises:
         ServerError: on construction, when the server cannot be probed.
@@ -276,8 +278,9 @@ class OpenAIBackend(Backend):
 
     def check_space(self, varied: Sequence[str]) -> None:
         """Refuse to tune a parameter (one of ``varied``) the server ignores."""
+        ignored = self.features.ignored()
         for name in varied:
-            if name in self.features.ignored():
+            if name in ignored:
                 raise ConfigError(
                     f"server {self.url} ignores {name} for {self.model}, so tuning it would "
                     f"change nothing; fix it with --param {name}={_NEUTRAL[name]} or serve "
@@ -356,18 +359,14 @@ _NEUTRAL = {"temperature": 0, "top_p": 1, "top_k": 1000, "repetition_penalty": 1
 def _requests(prompts: Sequence[Prompt], group: bool) -> list[tuple[Prompt, list[int], int]]:
     """``(prompt, positions, k)`` per request: with ``group``, one request per distinct
     prompt asks for all its repeats (``n``); otherwise the k-th repeat of a prompt is its
-    own request, told apart by its seed offset ``k``."""
-    seen: dict[str, list[int]] = {}
+    own request, told apart by its seed offset ``k`` (:func:`repeat_numbers`)."""
+    if not group:
+        numbers = repeat_numbers(prompts)
+        return [(p, [i], k) for i, (p, k) in enumerate(zip(prompts, numbers, strict=True))]
+    groups: dict[str, list[int]] = {}
     for position, prompt in enumerate(prompts):
-        seen.setdefault(json.dumps(prompt), []).append(position)
-    jobs = []
-    for positions in seen.values():
-        prompt = prompts[positions[0]]
-        if group:
-            jobs.append((prompt, positions, 0))
-        else:
-            jobs += [(prompt, [position], k) for k, position in enumerate(positions)]
-    return jobs
+        groups.setdefault(json.dumps(prompt), []).append(position)
+    return [(prompts[positions[0]], positions, 0) for positions in groups.values()]
 
 
 def _split(total: int, parts: int) -> list[int]:

@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.backends import Backend, Generation, Prompt, truncate_at_stop
+from engine.backends import Backend, Generation, Prompt, repeat_numbers, truncate_at_stop
 from engine.backends.transformers import prompt_ids
 from engine.errors import ConfigError, ModelLoadError, first_line
 from engine.models import ModelRef
@@ -71,12 +71,10 @@ class VLLMBackend(Backend):
         if int(generation_kwargs.get("num_beams") or 1) > 1:
             raise ConfigError("the vLLM backend does not search beams; use --backend transformers")
         fields = sampling_fields(generation_kwargs, stop)
-        repeats: dict[str, int] = {}
         requests, params = [], []
-        for prompt in prompts:
+        for prompt, k in zip(prompts, repeat_numbers(prompts), strict=True):
             if not isinstance(prompt, str):
                 raise ConfigError("the vLLM backend takes rendered prompts, not chat messages")
-            k = repeats[prompt] = repeats.get(prompt, -1) + 1
             requests.append({"prompt_token_ids": prompt_ids(self.tokenizer, prompt)})
             params.append(SamplingParams(**fields, seed=seed + k))
         outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)

@@ -36,6 +36,7 @@ from engine import (
     parse_candidate,
     resolve_model,
 )
+from engine.candidates import SERVED
 from engine.errors import ConfigError, TunerError
 from tui.setup.space_editor import SpaceEditor
 
@@ -134,7 +135,7 @@ class SetupScreen(Screen):
         """Resolve a model folder or cached id, or probe the server of a served model
         (``openai:MODEL@URL``), off the UI thread."""
         try:
-            if source.startswith("openai:"):
+            if source.startswith(SERVED):
                 served = parse_candidate(source)
                 OpenAIBackend(served.server, served.model)  # asks the server what it does
                 where = f"served at {served.server}"
