@@ -36,7 +36,6 @@ from engine import (
     parse_candidate,
     resolve_model,
 )
-from engine.candidates import SERVED
 from engine.errors import ConfigError, TunerError
 from tui.setup.space_editor import SpaceEditor
 
@@ -135,8 +134,8 @@ class SetupScreen(Screen):
         """Resolve a model folder or cached id, or probe the server of a served model
         (``openai:MODEL@URL``), off the UI thread."""
         try:
-            if source.startswith(SERVED):
-                served = parse_candidate(source)
+            served = parse_candidate(source)
+            if served.server:
                 OpenAIBackend(served.server, served.model)  # asks the server what it does
                 where = f"served at {served.server}"
             else:
