@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CandidateEstimate", "Run", "Sample", "TuneResult"]
+__all__ = ["CandidateEstimate", "Job", "Run", "Sample", "TuneResult"]
 
 
 #: Suffixes of the held-out metrics that bound the objective's 90% interval
@@ -54,6 +54,37 @@ class Sample:
     def partial(self) -> bool:
         """Whether the sample was stopped before it scored every tuning problem."""
         return self.fidelity < 1
+
+
+@dataclass(frozen=True)
+class Job:
+    """A sample a run's coordinator wants, written to the store for a worker to take.
+
+    ``split`` is what it scores (``"tune"`` or ``"holdout"``); ``reference`` is the id of
+    the sample it must keep up with to go on scoring problems (:mod:`engine.fidelity`),
+    ``None`` to score every problem. ``status`` goes ``pending`` -> ``claimed`` (by
+    ``worker``, until ``lease_until``) -> ``done`` or ``failed`` (``error`` says why); a
+    claim whose lease ran out is taken by the next worker that asks.
+    """
+
+    run_id: str
+    candidate: str
+    stage: str
+    trial: int
+    params: dict[str, Any]
+    split: str = "tune"
+    reference: int | None = None
+    status: str = "pending"
+    worker: str | None = None
+    lease_until: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    id: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """(candidate, stage, trial): what names the sample it becomes."""
+        return (self.candidate, self.stage, self.trial)
 
 
 @dataclass(frozen=True)

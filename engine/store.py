@@ -11,6 +11,9 @@ Tables:
 ``messages``     warnings and notices of a run (OOM back-off, sandbox timeouts), for viewers
 ``controls``     the process running each run (pid, host) and what viewers ask of it
                  (pause, stop), read by the run between samples
+``jobs``         samples a run's coordinator wants, claimed by workers with a lease
+                 (:mod:`engine.worker`)
+``workers``      the worker processes serving the store, each with its last heartbeat
 
 A sample, its outcomes and its stage bookkeeping are written in one transaction, so a
 process killed at any instant leaves either the whole sample or none of it.
@@ -32,8 +35,8 @@ import random
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -41,17 +44,21 @@ import sqlite_utils
 
 from engine._faults import crash_point
 from engine.errors import StoreError, first_line
-from engine.records import Run, Sample
+from engine.records import Job, Run, Sample
 from engine.stages import SAMPLING
 
 #: 2: outcomes have a replicate number and per-problem metrics; 3: samples have a fidelity
-#: and their per-problem scores (multi-fidelity, engine.fidelity)
-SCHEMA_VERSION = 3
+#: and their per-problem scores (multi-fidelity, engine.fidelity); 4: jobs and workers
+SCHEMA_VERSION = 4
 #: What a store of the current schema holds (checked on opening, so a reader writes nothing).
 SCHEMA_NAMES = frozenset({
     "meta", "runs", "samples", "outcomes", "generations", "rankings", "messages", "controls",
-    "idx_samples_run_id_candidate_stage_trial", "idx_rankings_run_id_n_samples",
+    "jobs", "workers", "idx_samples_run_id_candidate_stage_trial",
+    "idx_rankings_run_id_n_samples", "idx_jobs_run_id_candidate_stage_trial",
 })  # fmt: skip
+#: Times a job is claimed before it is failed: a job that kills every worker that takes
+#: it (out of memory, a crash in a native library) must stop the run, not loop forever.
+MAX_JOB_ATTEMPTS = 3
 
 # SQLite's primary result codes (https://sqlite.org/rescode.html)
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
@@ -67,6 +74,11 @@ class StoreFullError(TransientStoreError):
 
 class StoreLockedError(TransientStoreError):
     """Another process held the store's lock for longer than the busy timeout."""
+
+
+class LeaseLostError(StoreError):
+    """A worker's job was taken by another worker (its lease ran out): its sample is not
+    recorded, since the other worker's will be."""
 
 
 #: What a viewer may ask of a run's process: pause, stop, or go on (None).
@@ -224,10 +236,26 @@ class Store:
                 {"run_id": str, "pid": int, "host": str, "request": str, "updated_at": float},
                 pk="run_id", if_not_exists=True,
             )  # fmt: skip
-            db["samples"].create_index(
-                ["run_id", "candidate", "stage", "trial"], unique=True, if_not_exists=True
-            )
+            db["jobs"].create(
+                {
+                    "id": int, "run_id": str, "candidate": str, "stage": str, "trial": int,
+                    "split": str, "params": str, "reference": int, "status": str,
+                    "worker": str, "lease_until": float, "attempts": int, "error": str,
+                    "created_at": float,
+                },
+                pk="id", if_not_exists=True,
+            )  # fmt: skip
+            db["workers"].create(
+                {"id": str, "host": str, "pid": int, "device": str, "started_at": float,
+                 "heartbeat": float, "job": int},
+                pk="id", if_not_exists=True,
+            )  # fmt: skip
+            for table in ("samples", "jobs"):
+                db[table].create_index(
+                    ["run_id", "candidate", "stage", "trial"], unique=True, if_not_exists=True
+                )
             db["rankings"].create_index(["run_id", "n_samples"], if_not_exists=True)
+            db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -310,12 +338,20 @@ class Store:
 
     @_guarded
     def add_sample(
-        self, sample: Sample, outcomes: Sequence[Mapping[str, Any]] = (), **run_fields: Any
+        self,
+        sample: Sample,
+        outcomes: Sequence[Mapping[str, Any]] = (),
+        *,
+        job: Job | None = None,
+        **run_fields: Any,
     ) -> Sample:
-        """Commit a sample with its per-problem outcomes (and run fields) atomically.
+        """Commit a sample with its per-problem outcomes (and run fields) atomically; with
+        the ``job`` it answers (claimed by ``job.worker``), that job is done in the same
+        transaction.
 
         Raises :class:`StoreError` if the run already has this (candidate, stage, trial):
-        a resumed run must never record a sample twice.
+        a resumed run must never record a sample twice; :class:`LeaseLostError` if another
+        worker has taken ``job``.
         """
         row = asdict(sample)
         row.pop("id")
@@ -327,6 +363,8 @@ class Store:
         )
         try:
             with self._write():
+                if job is not None:
+                    self._finish_job(job)
                 sample_id = self.db["samples"].insert(row).last_pk
                 self.db["outcomes"].insert_all(_outcome_row(o, sample_id) for o in outcomes)
                 if run_fields:
@@ -338,6 +376,22 @@ class Store:
                 f"trial {sample.trial}"
             ) from None
         return Sample(**{**asdict(sample), "id": sample_id, "created_at": row["created_at"]})
+
+    def _finish_job(self, job: Job) -> None:
+        row = self.db.execute("select status, worker from jobs where id = ?", [job.id]).fetchone()
+        if row is None or tuple(row) != ("claimed", job.worker):
+            raise LeaseLostError(
+                f"{job.candidate} {job.stage} trial {job.trial} was taken by another worker"
+            )
+        self.db.execute("update jobs set status = 'done' where id = ?", [job.id])
+
+    @_guarded
+    def sample(self, sample_id: int) -> Sample:
+        """The sample with id ``sample_id``."""
+        row = next(iter(self.db.query("select * from samples where id = ?", [sample_id])), None)
+        if row is None:
+            raise StoreError(f"no sample {sample_id} in {self.path}")
+        return _sample_from_row(row)
 
     @_guarded
     def samples(self, run_id: str, *, stage: str | None = None, after: int = 0) -> list[Sample]:
@@ -434,6 +488,125 @@ class Store:
         ).fetchone()
         return RunControl(*row) if row else RunControl(None, None, None)
 
+    # -- jobs and workers --------------------------------------------------------------------
+
+    @_guarded
+    def add_job(self, job: Job) -> Job:
+        """Write ``job`` for a worker to take; returns it with its id."""
+        row = {**asdict(job), "params": json.dumps(job.params, sort_keys=True)}
+        row.pop("id")
+        try:
+            with self._write():
+                job_id = self.db["jobs"].insert({**row, "created_at": time.time()}).last_pk
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"run {job.run_id} already has a job for {job.candidate} {job.stage} "
+                f"trial {job.trial}"
+            ) from None
+        return replace(job, id=job_id)
+
+    @_guarded
+    def jobs(self, run_id: str, statuses: Collection[str] = ("pending", "claimed")) -> list[Job]:
+        """The run's jobs whose status is one of ``statuses``, oldest first."""
+        marks = ",".join("?" * len(statuses))
+        rows = self.db.query(
+            f"select * from jobs where run_id = ? and status in ({marks}) order by id",
+            [run_id, *statuses],
+        )
+        return [_job_from_row(r) for r in rows]
+
+    @_guarded
+    def claim_job(
+        self, worker: str, lease: float, *, run_id: str | None = None, prefer: Collection[str] = ()
+    ) -> Job | None:
+        """Take the oldest job of a running run (of ``run_id`` only, if given) that is
+        pending or whose lease ran out, for ``lease`` seconds; a job of a candidate in
+        ``prefer`` (whose model the worker holds) first. ``None`` if there is none.
+
+        A job already claimed :data:`MAX_JOB_ATTEMPTS` times whose lease ran out is failed
+        instead: every worker that took it died.
+        """
+        now = time.time()
+        sql = (
+            "select jobs.* from jobs join runs on runs.id = jobs.run_id "
+            "where runs.status = 'running' and (jobs.status = 'pending' "
+            "or (jobs.status = 'claimed' and jobs.lease_until < ?))"
+        )
+        args: list[Any] = [now]
+        if run_id is not None:
+            sql += " and jobs.run_id = ?"
+            args.append(run_id)
+        with self._write():
+            rows = list(self.db.query(sql + " order by jobs.id", args))
+            for row in rows:
+                if row["attempts"] >= MAX_JOB_ATTEMPTS:
+                    error = (
+                        f"{row['candidate']} {row['stage']} trial {row['trial']}: the worker "
+                        f"evaluating it stopped {row['attempts']} times (killed, or out of memory)"
+                    )
+                    self.db.execute(
+                        "update jobs set status = 'failed', error = ? where id = ?",
+                        [error, row["id"]],
+                    )
+            rows = [r for r in rows if r["attempts"] < MAX_JOB_ATTEMPTS]
+            if not rows:
+                return None
+            row = min(rows, key=lambda r: (r["candidate"] not in prefer, r["id"]))
+            claim = {"status": "claimed", "worker": worker, "lease_until": now + lease,
+                     "attempts": row["attempts"] + 1}  # fmt: skip
+            self.db["jobs"].update(row["id"], claim)
+        return _job_from_row({**row, **claim})
+
+    @_guarded
+    def renew_lease(self, job: Job, lease: float) -> bool:
+        """Extend ``job``'s lease by ``lease`` seconds from now; ``False`` if its worker
+        no longer holds it."""
+        with self._write():
+            cursor = self.db.execute(
+                "update jobs set lease_until = ? "
+                "where id = ? and worker = ? and status = 'claimed'",
+                [time.time() + lease, job.id, job.worker],
+            )
+        return cursor.rowcount > 0
+
+    @_guarded
+    def release_job(self, job: Job, error: str | None = None) -> None:
+        """Give ``job`` back for another worker to take, or fail it with ``error``; only
+        while its worker holds it."""
+        status = "pending" if error is None else "failed"
+        with self._write():
+            self.db.execute(
+                "update jobs set status = ?, error = ?, worker = null, lease_until = 0 "
+                "where id = ? and worker = ? and status = 'claimed'",
+                [status, error, job.id, job.worker],
+            )
+
+    @_guarded
+    def heartbeat(self, worker: str, *, job: int | None = None, **fields: Any) -> None:
+        """Record that ``worker`` is alive (working on ``job``); ``fields`` (``host``,
+        ``pid``, ``device``) describe it when it starts."""
+        now = time.time()
+        row = {"id": worker, "heartbeat": now, "job": job, **fields}
+        if fields:
+            row["started_at"] = now
+        with self._write():
+            self.db["workers"].upsert(row, pk="id")
+
+    @_guarded
+    def remove_worker(self, worker: str) -> None:
+        with self._write():
+            self.db.execute("delete from workers where id = ?", [worker])
+
+    @_guarded
+    def live_workers(self, within: float) -> list[dict[str, Any]]:
+        """The workers whose last heartbeat is less than ``within`` seconds old."""
+        return list(
+            self.db.query(
+                "select * from workers where heartbeat >= ? order by started_at",
+                [time.time() - within],
+            )
+        )
+
     # -- messages ----------------------------------------------------------------------------
 
     @_guarded
@@ -460,6 +633,11 @@ def _run_from_row(row: Mapping[str, Any]) -> Run:
         winner=row["winner"], result=json.loads(row["result"]) if row["result"] else None,
         error=row["error"],
     )  # fmt: skip
+
+
+def _job_from_row(row: Mapping[str, Any]) -> Job:
+    fields = {k: row[k] for k in Job.__dataclass_fields__}
+    return Job(**{**fields, "params": json.loads(row["params"])})
 
 
 def _sample_from_row(row: Mapping[str, Any]) -> Sample:
