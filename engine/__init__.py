@@ -77,6 +77,9 @@ _FACE = {
     "resolve_device": "engine.models",
     "resolve_model": "engine.models",
     "RunFollower": "engine.follow",
+    "Worker": "engine.worker",
+    "worker_parser": "engine.worker",
+    "serve_worker": "engine.worker:serve",
     "stored_answer": "engine.follow",
     "live_status": "engine.follow",
     "is_live": "engine.follow",
@@ -190,6 +193,9 @@ __all__ = [
     "vllm_serve_command",
     "write_jsonl",
     "write_vllm",
+    "Worker",
+    "worker_parser",
+    "serve_worker",
 ]
 
 
@@ -266,3 +272,5 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine.store import Store
     from engine.tasks import TASKS, get_task
     from engine.tuner import Tuner
+    from engine.worker import Worker, worker_parser
+    from engine.worker import serve as serve_worker

@@ -1,6 +1,15 @@
 """One execution of a :class:`~engine.tuner.Tuner` against an open store: stage 1,
-the selection, stage 3 and the held-out score, each sample committed before the next,
-and the requests of viewers in other processes obeyed between samples."""
+the selection, stage 3 and the held-out score, and the requests of viewers in other
+processes obeyed between samples.
+
+Each sample the run wants is a :class:`~engine.records.Job`. Without workers the run
+evaluates it in its own process and commits it before proposing the next. With workers
+(:mod:`engine.worker`) it writes up to as many jobs as there are workers to the store
+and proposes the next one whenever a sample comes back, so a proposal is made before the
+samples still in flight are known: the one thing parallelism changes. Every proposal is
+still a function of the committed samples, the jobs in flight and the seed, and the jobs
+are in the store, so a resumed run picks up the same ones.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +20,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -23,7 +32,7 @@ from engine._faults import crash_point
 from engine.budget import format_amount
 from engine.cost import CostModel
 from engine.errors import TunerError
-from engine.evaluation import Evaluation, Evaluator
+from engine.evaluation import Evaluator
 from engine.events import (
     Event,
     Message,
@@ -34,7 +43,8 @@ from engine.events import (
     SampleRecorded,
     StageChanged,
 )
-from engine.records import CandidateEstimate, Run, Sample, TuneResult
+from engine.fidelity import EarlyStop
+from engine.records import CandidateEstimate, Job, Run, Sample, TuneResult
 from engine.stages import (
     BUDGET_STAGES,
     EXPLORE_EACH,
@@ -61,6 +71,7 @@ from engine.store import (
 
 if TYPE_CHECKING:
     from engine.tuner import Tuner
+    from engine.worker import Workers
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -71,6 +82,9 @@ MAX_LOST_SAMPLES = 3
 PROPOSAL_POINTS = 128
 #: Seconds between two looks at the store while a run is paused on request.
 REQUEST_POLL = 0.5
+#: Seconds between two looks for the samples of workers: short, since a worker waits
+#: for its next job while the run has not seen its last sample.
+COLLECT_POLL = 0.05
 
 
 class StopRequested(Exception):
@@ -80,8 +94,14 @@ class StopRequested(Exception):
 class Execution:
     """The state of one execution of a :class:`Tuner` against an open store."""
 
-    def __init__(self, tuner: Tuner, store: Store, evaluator: Evaluator) -> None:
+    def __init__(
+        self, tuner: Tuner, store: Store, evaluator: Evaluator, workers: Workers | None = None
+    ) -> None:
         self.tuner = tuner
+        self.workers = workers  # None: the run evaluates its samples itself
+        self.pending: dict[tuple[str, str, int], Job] = {}  # jobs in flight, by sample key
+        self.asked: dict[tuple[str, str, int], optuna.trial.Trial] = {}  # their trials
+        self.seen = 0  # the id of the last sample taken in
         self.store = store
         self.run_id = tuner.run_id
         self.evaluator = evaluator
@@ -113,6 +133,8 @@ class Execution:
             return self._execute()
         finally:
             unsubscribe()
+            if self.workers is not None:
+                self.workers.stop()
 
     def _keep_message(self, event: Event) -> None:
         if isinstance(event, Message):
@@ -126,6 +148,8 @@ class Execution:
         try:
             run = self._open_run()
             self._replay()
+            if self.workers is not None:
+                self.workers.start()
             t._emit(
                 RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(),
                            t.budget.unit, self.spent())
@@ -214,10 +238,17 @@ class Execution:
             self.studies[name] = optuna.create_study(
                 direction="maximize", study_name=f"{self.run_id}/{name}"
             )
+        committed = set()
         for sample in self.store.samples(self.run_id):
+            self.seen = max(self.seen, sample.id or 0)
+            committed.add((sample.candidate, sample.stage, sample.trial))
             if sample.stage in BUDGET_STAGES:
                 self._add_to_study(sample)
                 self.samples[sample.candidate].append(sample)
+        if self.workers is not None:  # the jobs proposed before, still to be taken in
+            self.store.retry_jobs(self.run_id)
+            jobs = self.store.jobs(self.run_id)
+            self.pending = {j.key: j for j in jobs if j.key not in committed}
 
     def _add_to_study(self, sample: Sample) -> None:
         values, dists = self.tuner.space.trial_values(sample.params)
@@ -231,6 +262,22 @@ class Execution:
     def spent(self) -> int | float:
         """What the committed stage-1 and stage-3 samples cost, in the budget's unit."""
         return self.tuner.budget.spent(s for samples in self.samples.values() for s in samples)
+
+    def _in_flight(self, name: str | None = None) -> int:
+        """Stage-1 and stage-3 jobs in flight (of candidate ``name``)."""
+        return sum(
+            1 for c, stage, _ in self.pending if stage in BUDGET_STAGES and name in (None, c)
+        )
+
+    def _committed_or_promised(self) -> float:
+        """:meth:`spent` and what the jobs in flight will cost at the mean cost of a
+        committed sample (one sample each before there is any), so that workers do not
+        overrun the budget."""
+        spent, used, flying = self.spent(), self.used(), self._in_flight()
+        if not flying:
+            return spent
+        mean = spent / used if used else float(self.tuner.budget.unit == "samples")
+        return spent + mean * flying
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -255,7 +302,14 @@ class Execution:
             f"until P(best) >= {SETTLED} or {share} {t.budget.unit} are spent"
         )
         t._emit(StageChanged(self.run_id, SAMPLING, detail))
-        while (name := self._next_stage1(target)) is not None:
+        while True:
+            self._await_capacity()
+            name = self._next_stage1(target)
+            if name is None:  # over, once the samples in flight are in and still say so
+                if not self.pending:
+                    break
+                self._await_sample()
+                continue
             self._sample(name, SAMPLING)  # a sample that was not recorded is taken again
         if t.settings.stage1_fraction < 1:
             self._warn_if_spent()
@@ -269,17 +323,21 @@ class Execution:
     def _next_stage1(self, target: float) -> str | None:
         """The candidate to sample next in stage 1, or ``None`` once it is over."""
         t = self.tuner
-        counts = {name: len(s) for name, s in self.samples.items()}
+        counts = {name: len(s) + self._in_flight(name) for name, s in self.samples.items()}
         least = min(counts.values())
-        if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and self.spent() < target):
+        spent = self._committed_or_promised()
+        if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and spent < target):
             return next_stage1_candidate(t.names, counts, least + 1)
         ranking = self.selection
-        if selection_settled(ranking.estimates[0].prob_best, self.spent(), target):
+        if ranking is None:  # every first sample is in flight: wait for evidence
+            return None
+        if selection_settled(ranking.estimates[0].prob_best, spent, target):
             return None
         active = self._active(ranking)
         if len(active) == 1:
             return None
-        rng = np.random.default_rng(sampler_seed(t.seed, len(t.names), self.used()))
+        proposed = self.used() + self._in_flight()
+        rng = np.random.default_rng(sampler_seed(t.seed, len(t.names), proposed))
         return t.names[top_two(ranking.maxima, active, rng)]
 
     def _active(self, ranking: selection.Ranking) -> list[int]:
@@ -300,7 +358,13 @@ class Execution:
     def _stage3(self, winner: str) -> TuneResult:
         t = self.tuner
         t._emit(StageChanged(self.run_id, TUNING, winner, winner=winner))
-        while not budget_spent(self.spent(), t.budget.amount):
+        while True:
+            self._await_capacity()
+            if budget_spent(self._committed_or_promised(), t.budget.amount):
+                if not self.pending:
+                    break
+                self._await_sample()
+                continue
             self._sample(winner, TUNING)
         holdout = None
         if self.evaluator.has_holdout:
@@ -309,45 +373,133 @@ class Execution:
             holdout = self._holdout(winner)
         return self._answer(winner, holdout)
 
-    def _sample(self, name: str, stage: str) -> Sample | None:
-        """Evaluate and record the next sample of ``name``; ``None`` if it could not be
-        recorded (the store is full or locked), which leaves the run as if it was never
-        taken: the same sample is proposed again, exactly as a resumed run would."""
+    def _sample(self, name: str, stage: str) -> None:
+        """Propose the next sample of ``name`` and evaluate it, or hand it to the workers.
+
+        A sample that could not be recorded (the store is full or locked) leaves the run
+        as if it was never proposed: the same sample is proposed again, exactly as a
+        resumed run would."""
         self._checkpoint()
+        job, trial, reference = self._propose(name, stage)
+        if self.workers is None:
+            self._evaluate(job, trial, reference)
+            return
+        try:
+            self.pending[job.key] = self.store.add_job(job)
+        except TransientStoreError as error:
+            if trial is not None:
+                self.studies[name].tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._lost(f"{name} {stage} trial {job.trial}", error)
+            return
+        if trial is not None:
+            self.asked[job.key] = trial
+
+    def _propose(
+        self, name: str, stage: str
+    ) -> tuple[Job, optuna.trial.Trial | None, Sample | None]:
+        """The next job of ``name``, the Optuna trial that asked for it (``None`` where
+        the run chose the point itself) and the sample it must keep up with."""
+        t = self.tuner
         study = self.studies[name]
-        trial_number = len(self.samples[name])
-        index = self.tuner.names.index(name)
-        study.sampler = _make_sampler(
-            self.tuner.settings.sampler, sampler_seed(self.tuner.seed, index, trial_number)
-        )
+        trial_number = len(self.samples[name]) + self._in_flight(name)
+        index = t.names.index(name)
+        seed = sampler_seed(t.seed, index, trial_number)
+        study.sampler = _make_sampler(t.settings.sampler, seed)
         trial = None
         if trial_number == 0:
-            params = self.tuner.space.default_params()
-        elif self.tuner.settings.sampler == "thompson":
-            params = self._thompson(name, trial_number)
-        else:
+            params = t.space.default_params()
+        elif t.settings.sampler != "thompson":
             trial = study.ask()
-            params = self.tuner.space.suggest(trial)
-        stopper = _EarlyStop(self._reference(name))
+            params = t.space.suggest(trial)
+        elif self.selection is None:  # workers: no sample is in yet, so nothing is known
+            params = t.space.from_unit(t.space.random_unit(1, np.random.default_rng(seed))[0])
+        else:
+            params = self._thompson(name, trial_number)
+        reference = self._reference(name)
+        job = Job(self.run_id, name, stage, trial_number, params,
+                  reference=reference.id if reference else None)  # fmt: skip
+        return job, trial, reference
+
+    def _evaluate(
+        self, job: Job, trial: optuna.trial.Trial | None, reference: Sample | None
+    ) -> None:
+        """Evaluate ``job`` in this process and take its sample in."""
+        stopper = EarlyStop(reference)
         try:
             # The completion cache is written while evaluating: a full disk fails it too.
             evaluation = self.evaluator.evaluate(
-                name, params, split="tune", chunks=self.chunks, keep_going=stopper
+                job.candidate, job.params, split="tune", chunks=self.chunks, keep_going=stopper
             )
-            sample = self._commit(name, stage, trial_number, params, evaluation)
+            sample = self.store.add_sample(
+                evaluation.sample(job), evaluation.outcomes, stage=job.stage
+            )
         except TransientStoreError as error:
             if trial is not None:  # a failed trial is ignored by every sampler
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self._lost(f"{name} {stage} trial {trial_number}", error)
-            return None
+                self.studies[job.candidate].tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._lost(f"{job.candidate} {job.stage} trial {job.trial}", error)
+            return
+        self._take_in(sample, trial, stopper)
+
+    def _take_in(
+        self, sample: Sample, trial: optuna.trial.Trial | None, stopper: EarlyStop
+    ) -> None:
+        """Add a committed ``sample`` to the run's evidence: its candidate's study, the
+        ranking, and the events."""
+        self.lost_in_a_row = 0
+        crash_point("committed")
+        budget = self.tuner.budget
+        if sample.stage in BUDGET_STAGES:
+            self.samples[sample.candidate].append(sample)
+        self.tuner._emit(
+            SampleRecorded(self.run_id, sample, self.spent(), budget.amount, budget.unit)
+        )
+        if sample.stage not in BUDGET_STAGES:
+            return
         if sample.partial:
             self.tuner._emit(Message(self.run_id, "info", stopper.why(sample)))
         if trial is None:
             self._add_to_study(sample)
         else:
-            study.tell(trial, sample.score)
-        self._rank(stage=stage)
-        return sample
+            self.studies[sample.candidate].tell(trial, sample.score)
+        self._rank(stage=sample.stage)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _await_capacity(self) -> None:
+        """With workers, wait while as many jobs are in flight as they can take."""
+        if self.workers is None:
+            return
+        self._collect()
+        while len(self.pending) >= self.workers.capacity(self.store):
+            self._await_sample()
+
+    def _await_sample(self) -> None:
+        """Wait until at least one job in flight has come back as a sample."""
+        while not self._collect():
+            assert self.workers is not None
+            for warning in self.workers.check(self.store):
+                self.tuner._emit(Message(self.run_id, "warning", warning))
+            time.sleep(COLLECT_POLL)
+
+    def _collect(self) -> int:
+        """Take in the samples workers committed since the last look; raise the error
+        of a job that failed. Returns how many came in."""
+        self._checkpoint()
+        failed = [j for j in self.store.jobs(self.run_id, ("failed",)) if j.key in self.pending]
+        if failed:
+            raise TunerError(failed[0].error or "a worker failed a job")
+        new = self.store.samples(self.run_id, after=self.seen)
+        for sample in new:
+            self.seen = sample.id
+            job = self.pending.pop((sample.candidate, sample.stage, sample.trial), None)
+            if job is None:
+                continue
+            reference = self.store.sample(job.reference) if job.reference else None
+            stopper = EarlyStop(reference)
+            if sample.partial:
+                stopper(sample.problem_scores)  # the p-value the worker stopped on
+            self._take_in(sample, self.asked.pop(job.key, None), stopper)
+        return len(new)
 
     def _reference(self, name: str) -> Sample | None:
         """What a new sample of ``name`` must beat to go on scoring problems. In stage 1,
@@ -402,27 +554,6 @@ class Execution:
         if model is None or c not in model.intercepts:
             return None, 0.0
         return functools.partial(model.predict, c), max(0.0, 1 - self.spent() / t.budget.amount)
-
-    def _commit(
-        self, name: str, stage: str, trial: int, params: dict, evaluation: Evaluation
-    ) -> Sample:
-        sample = Sample(
-            run_id=self.run_id, candidate=name, stage=stage, trial=trial, params=params,
-            score=evaluation.score, metrics=evaluation.metrics,
-            prompt_tokens=evaluation.prompt_tokens, generated_tokens=evaluation.generated_tokens,
-            cached=evaluation.cached, seconds=evaluation.seconds,
-            fidelity=evaluation.fidelity, problem_scores=evaluation.problem_scores,
-        )  # fmt: skip
-        sample = self.store.add_sample(sample, evaluation.outcomes, stage=stage)
-        self.lost_in_a_row = 0
-        crash_point("committed")
-        if stage in BUDGET_STAGES:
-            self.samples[name].append(sample)
-        budget = self.tuner.budget
-        self.tuner._emit(
-            SampleRecorded(self.run_id, sample, self.spent(), budget.amount, budget.unit)
-        )
-        return sample
 
     def _lost(self, what: str, error: TransientStoreError) -> None:
         """Count a sample that could not be recorded; stop the run after too many."""
@@ -481,12 +612,23 @@ class Execution:
         done = self.store.samples(self.run_id, stage=HOLDOUT)
         if done:
             return done[0].metrics
-        params = self._answer(winner).best_params
+        job = Job(self.run_id, winner, HOLDOUT, 0, self._answer(winner).best_params,
+                  split="holdout")  # fmt: skip
         while True:
             self._checkpoint()
             try:
-                evaluation = self.evaluator.evaluate(winner, params, split="holdout")
-                return self._commit(winner, HOLDOUT, 0, params, evaluation).metrics
+                if self.workers is None:
+                    evaluation = self.evaluator.evaluate(winner, job.params, split="holdout")
+                    sample = self.store.add_sample(
+                        evaluation.sample(job), evaluation.outcomes, stage=HOLDOUT
+                    )
+                    self._take_in(sample, None, EarlyStop(None))
+                    return sample.metrics
+                if job.key not in self.pending:
+                    self.pending[job.key] = self.store.add_job(job)
+                while job.key in self.pending:
+                    self._await_sample()
+                return self.store.samples(self.run_id, stage=HOLDOUT)[0].metrics
             except TransientStoreError as error:
                 self._lost(f"the held-out score of {winner}", error)
 
@@ -497,36 +639,6 @@ class Execution:
     ) -> TuneResult:
         samples = [s for name in self.tuner.names for s in self.samples[name]]
         return answer_so_far(self.run_id, samples, self.ranking, winner=winner, holdout=holdout)
-
-
-class _EarlyStop:
-    """``keep_going`` of one sample (:meth:`Evaluator.evaluate`): whether its problem
-    scores so far are not clearly worse than the ``reference`` sample's on the same
-    problems (:func:`engine.fidelity.stop_p_value`)."""
-
-    def __init__(self, reference: Sample | None) -> None:
-        self.reference = reference
-        self.p_value = 1.0
-
-    def __call__(self, scores: Sequence[float]) -> bool:
-        if self.reference is None:
-            return True
-        self.p_value = fidelity.stop_p_value(scores, self.reference.problem_scores)
-        return self.p_value >= fidelity.STOP_LEVEL
-
-    def why(self, sample: Sample) -> str:
-        """One line: where ``sample`` stopped and on what evidence."""
-        ref = self.reference
-        assert ref is not None
-        m = len(sample.problem_scores)
-        total = round(m / sample.fidelity)
-        level = sum(ref.problem_scores[:m]) / m
-        whose = "its" if ref.candidate == sample.candidate else ref.candidate
-        return (
-            f"{sample.candidate} trial {sample.trial} stopped after {m}/{total} problems: "
-            f"{sample.score:.3f} against {level:.3f} of {whose} trial {ref.trial} on the same "
-            f"problems (signed-rank p = {self.p_value:.3f})"
-        )
 
 
 def _commit_order(sample: Sample) -> tuple[float, int]:

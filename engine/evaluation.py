@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import importlib
 import json
 import math
 import re
@@ -27,7 +28,7 @@ from engine.errors import ConfigError, TunerError
 from engine.models import ModelRef, resolve_device, resolve_model
 from engine.prompting import PromptStyle, build_prompts, parse_style
 from engine.quantization import check_quantization
-from engine.records import CI_HIGH, CI_LOW
+from engine.records import CI_HIGH, CI_LOW, Job, Sample
 from engine.settings import RunSettings
 from engine.space import SearchSpace, generation_kwargs
 from engine.store import Store
@@ -57,6 +58,32 @@ class Evaluation:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     problem_scores: tuple[float, ...] = ()
     fidelity: float = 1.0
+
+    def sample(self, job: Job) -> Sample:
+        """The sample this evaluation of ``job``'s point makes, to be committed."""
+        return Sample(
+            run_id=job.run_id, candidate=job.candidate, stage=job.stage, trial=job.trial,
+            params=job.params, score=self.score, metrics=self.metrics,
+            prompt_tokens=self.prompt_tokens, generated_tokens=self.generated_tokens,
+            cached=self.cached, seconds=self.seconds, fidelity=self.fidelity,
+            problem_scores=self.problem_scores,
+        )  # fmt: skip
+
+
+def import_objective(path: str) -> Objective:
+    """The objective a ``"module:function"`` path names (``"package.module:name"``)."""
+    module, _, name = path.partition(":")
+    if not module or not name:
+        raise ConfigError(f"objective {path!r}: give it as 'module:function'")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except ImportError as error:
+        raise ConfigError(f"objective {path!r}: cannot import {module} ({error})") from None
+    except AttributeError:
+        raise ConfigError(f"objective {path!r}: {module} has no {name!r}") from None
+    if not callable(found):
+        raise ConfigError(f"objective {path!r} is not callable")
+    return found
 
 
 class Evaluator(abc.ABC):

@@ -30,12 +30,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import wilcoxon
 
+if TYPE_CHECKING:
+    from engine.records import Sample
+
 __all__ = [
     "FIDELITIES",
+    "EarlyStop",
     "STOP_LEVEL",
     "full_estimate",
     "plan",
@@ -142,3 +147,33 @@ def full_estimate(scores: Sequence[float], effects: np.ndarray | None) -> float:
     if effects is None:
         return mean
     return mean - float(np.mean(effects[: len(scores)]))
+
+
+class EarlyStop:
+    """``keep_going`` of one sample (:meth:`Evaluator.evaluate`): whether its problem
+    scores so far are not clearly worse than the ``reference`` sample's on the same
+    problems (:func:`stop_p_value`)."""
+
+    def __init__(self, reference: Sample | None) -> None:
+        self.reference = reference
+        self.p_value = 1.0
+
+    def __call__(self, scores: Sequence[float]) -> bool:
+        if self.reference is None:
+            return True
+        self.p_value = stop_p_value(scores, self.reference.problem_scores)
+        return self.p_value >= STOP_LEVEL
+
+    def why(self, sample: Sample) -> str:
+        """One line: where ``sample`` stopped and on what evidence."""
+        ref = self.reference
+        assert ref is not None
+        m = len(sample.problem_scores)
+        total = round(m / sample.fidelity)
+        level = sum(ref.problem_scores[:m]) / m
+        whose = "its" if ref.candidate == sample.candidate else ref.candidate
+        return (
+            f"{sample.candidate} trial {sample.trial} stopped after {m}/{total} problems: "
+            f"{sample.score:.3f} against {level:.3f} of {whose} trial {ref.trial} on the same "
+            f"problems (signed-rank p = {self.p_value:.3f})"
+        )

@@ -309,6 +309,13 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def visible_gpus() -> int:
+    """The CUDA devices this process sees (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 

@@ -295,6 +295,12 @@ class RunSettings:
         8, "requests in flight at once to a served candidate's server", parse=int,
         check=_whole("concurrency", 1), label="concurrency", metavar="N",
     )  # fmt: skip
+    workers: int | None = _option(
+        None, "processes that evaluate samples at once, each with its own models (0 = none "
+        "here: workers started with `codellmtuner worker` on any host take the jobs)",
+        parse=int, check=_optional(_whole("workers", 0)), label="workers", metavar="N",
+        none_means="one per visible GPU, else 1",
+    )  # fmt: skip
     request_timeout: float = _option(
         300.0, "seconds a server may take to answer one request before it is retried",
         parse=float, check=_positive("request timeout"), label="request timeout",

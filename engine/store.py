@@ -582,6 +582,17 @@ class Store:
             )
 
     @_guarded
+    def retry_jobs(self, run_id: str) -> None:
+        """Give the run's failed jobs back for workers to take (a resumed run tries them
+        again, as a run without workers would)."""
+        with self._write():
+            self.db.execute(
+                "update jobs set status = 'pending', error = null, attempts = 0 "
+                "where run_id = ? and status = 'failed'",
+                [run_id],
+            )
+
+    @_guarded
     def heartbeat(self, worker: str, *, job: int | None = None, **fields: Any) -> None:
         """Record that ``worker`` is alive (working on ``job``); ``fields`` (``host``,
         ``pid``, ``device``) describe it when it starts."""

@@ -12,13 +12,20 @@ from typing import Any
 from engine._run import Execution, StopRequested
 from engine.candidates import Candidate, parse_candidate, unique_names
 from engine.errors import ConfigError, TunerError
-from engine.evaluation import Evaluator, Objective, ObjectiveEvaluator, TaskEvaluator
+from engine.evaluation import (
+    Evaluator,
+    Objective,
+    ObjectiveEvaluator,
+    TaskEvaluator,
+    import_objective,
+)
 from engine.events import (
     Event,
     Message,
     RunFailed,
     Subscriber,
 )
+from engine.models import visible_gpus
 from engine.records import TuneResult
 from engine.settings import RunSettings
 from engine.space import SearchSpace
@@ -30,6 +37,7 @@ from engine.store import (
     new_run_id,
 )
 from engine.tasks import Task
+from engine.worker import Workers
 
 
 class Tuner:
@@ -67,7 +75,7 @@ class Tuner:
         *,
         candidates: Sequence[str | Candidate],
         task: str | Task | None = None,
-        objective: Objective | None = None,
+        objective: Objective | str | None = None,
         store: str | Path | None = None,
         space: SearchSpace | Mapping[str, Any] | None = None,
         run_id: str | None = None,
@@ -80,6 +88,10 @@ class Tuner:
         if problems and objective is None:
             raise ConfigError("problems= is for an objective; a task has its own problems")
         settings = RunSettings.of(**{**(vars(settings) if settings else {}), **options})
+        # An objective named by its import path can be evaluated in other processes.
+        self.objective_path = objective if isinstance(objective, str) else None
+        if self.objective_path is not None:
+            objective = import_objective(self.objective_path)
         if isinstance(task, Task):
             settings = replace(settings, samples_per_problem=task.samples_per_problem)
         self.settings = settings
@@ -112,15 +124,22 @@ class Tuner:
 
     @classmethod
     def resume(
-        cls, run_id: str, *, store: str | Path = "samples.db", objective: Objective | None = None
+        cls,
+        run_id: str,
+        *,
+        store: str | Path = "samples.db",
+        objective: Objective | str | None = None,
     ) -> Tuner:
         """A tuner that continues run ``run_id`` from ``store`` with its saved settings.
 
-        Objective runs need the same ``objective`` again (a callable is not stored).
+        Objective runs need the same ``objective`` again, unless it was given by its
+        import path (a callable is not stored).
         """
         with contextlib.closing(Store(store)) as s:
             run = s.get_run(run_id)
         config = run.config
+        if isinstance(config.get("objective"), str) and objective is None:
+            objective = config["objective"]
         if config.get("objective") and objective is None:
             raise ConfigError(f"run {run.id} tuned a Python objective; pass objective= to resume")
         settings = RunSettings.of_run(run)
@@ -137,7 +156,7 @@ class Tuner:
         return {
             **self.settings.to_dict(),
             "task": task_name,
-            "objective": self.objective is not None,
+            "objective": self.objective_path or self.objective is not None,
             "problems": self.problems,
             "candidates": [c.to_dict() for c in self.candidates],
             "space": self.space.to_dict(),
@@ -186,9 +205,10 @@ class Tuner:
             self._fail_saved_run(str(error))
             self._emit(RunFailed(self.run_id, str(error)))
             raise
+        workers = self._workers()
         store = Store(self.store_path)
         try:
-            return Execution(self, store, evaluator).execute()
+            return Execution(self, store, evaluator, workers).execute()
         finally:
             store.close()
 
@@ -211,6 +231,26 @@ class Tuner:
         with contextlib.suppress(TunerError), contextlib.closing(Store(self.store_path)) as s:
             if s.has_run(self.run_id):
                 s.update_run(self.run_id, status="failed", error=message)
+
+    def _workers(self) -> Workers | None:
+        """The workers this run starts (``workers`` of its settings), or ``None`` where
+        it evaluates its samples itself (one worker)."""
+        count, devices = self.settings.workers, []
+        if self.task is not None and self.settings.device in ("auto", "cuda"):
+            gpus = visible_gpus()
+            devices = [f"cuda:{i}" for i in range(gpus)] if gpus > 1 else []
+            if count is None:
+                count = max(1, gpus)
+        if count in (None, 1):
+            return None
+        if self.objective is not None and self.objective_path is None:
+            raise ConfigError(
+                "workers evaluate an objective given by its import path: pass "
+                "objective='module:function', or workers=1"
+            )
+        if self.store_path == ":memory:":
+            raise ConfigError("workers take their jobs from the store: give the run a store")
+        return Workers(self.store_path, self.run_id, count, devices=devices)
 
     def _evaluator(self) -> Evaluator:
         if self.objective is not None:

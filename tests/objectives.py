@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 
@@ -68,3 +69,10 @@ def problem_landscape(candidate: str, params: dict, indices: list[int]) -> list[
         chance = 1 / (1 + math.exp(_DIFFICULTY[i] - ability))
         outcomes.append(float(rng.random() < chance))
     return outcomes
+
+
+def sleepy_landscape(candidate: str, params: dict) -> float:
+    """:func:`landscape` after ``CODELLMTUNER_TEST_SLEEP`` seconds (1 by default): an
+    evaluation long enough for workers to overlap, and to be killed in the middle of."""
+    time.sleep(float(os.environ.get("CODELLMTUNER_TEST_SLEEP", "1")))
+    return landscape(candidate, params)

@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", metavar="RUN", help="run id, a unique prefix, or 'latest'")
     _store_flag(show)
 
+    from engine import worker_parser
+
+    worker_parser(sub.add_parser(
+        "worker", help="evaluate the jobs of runs with --workers, on any host that reaches "
+        "the store",
+    ))  # fmt: skip
+
     export = export_command.add_parser(sub)
     _store_flag(export)
     finetune_command.add_parser(sub)
@@ -452,8 +459,17 @@ def _existing_store(path: str) -> Iterator[Any]:
         yield store
 
 
+def _worker(args: argparse.Namespace, console: Console) -> int:
+    from engine import serve_worker
+
+    # SIGTERM lets the worker finish its job; Ctrl-C hands the job back at once.
+    serve_worker(args)
+    return 0
+
+
 COMMANDS = {
     "finetune": finetune_command.command,
+    "worker": _worker,
     "app": _app,
     "serve": _serve,
     "watch": _watch,
