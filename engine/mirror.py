@@ -31,6 +31,8 @@ import contextlib
 import datetime
 import math
 import os
+import random
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +48,7 @@ from engine.records import Sample
 if TYPE_CHECKING:
     from engine.space import SearchSpace
 
-__all__ = ["MIRRORED_STAGES", "OptunaMirror"]
+__all__ = ["MIRRORED_STAGES", "OptunaMirror", "running_means"]
 
 #: The stages whose samples are mirrored: those that spend the budget. A held-out score
 #: is measured on other problems, so it is no point of the candidate's tuning landscape.
@@ -58,6 +60,11 @@ SQLITE_TIMEOUT = 60
 #: Seconds to wait for a PostgreSQL server to accept the connection: a server that is
 #: down must cost a run a warning, not minutes of a TCP timeout.
 POSTGRES_CONNECT_TIMEOUT = 10
+#: Times to try creating Optuna's tables: processes that open a new store at once race
+#: to create them, and each loser fails on a table or row the winner just made.
+OPEN_ATTEMPTS = 5
+#: What a database says to the loser of that race.
+_RACE_LOST = ("already exists", "unique constraint", "duplicate key")
 
 
 class _Study:
@@ -105,7 +112,7 @@ class OptunaMirror:
         self.url = url
         self._studies: dict[str, _Study] = {}
         with self._explained("open"):
-            self._storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+            self._storage = _open(url)
 
     @staticmethod
     def url_of(store: str) -> str | None:
@@ -147,28 +154,29 @@ class OptunaMirror:
                 or a write that failed; the trials added before the failure stay, and
                 the next call adds the rest.
         """
-        mine = {
-            s.id: s
+        mine = [
+            s
             for s in samples
             if s.run_id == run_id and s.candidate == candidate and s.stage in MIRRORED_STAGES
-        }
-        if None in mine:
+        ]
+        if any(s.id is None for s in mine):
             raise StoreError(
                 f"Optuna mirror: a sample of {candidate} has no id; mirror the samples the "
                 "store returns (committed samples)"
             )
         if not mine:
             return 0  # nothing to add: not even an empty study, so no write at all
+        by_id = {s.id: s for s in mine if s.id is not None}
         name = f"{run_id}/{candidate}"
         with self._explained(f"mirror {name} into"):
             study = self._study(name)
             added = 0
-            for sample_id in sorted(set(mine) - study.mirrored):  # type: ignore[type-var]
+            for sample_id in sorted(by_id.keys() - study.mirrored):  # the commit order
                 # One transaction per trial (Optuna's create_new_trial): the database's
                 # write lock is never held for more than one trial's rows.
-                trial = _trial(mine[sample_id], space)
+                trial = _trial(by_id[sample_id], space)
                 self._storage.create_new_trial(study.id, template_trial=trial)
-                study.mirrored.add(sample_id)  # type: ignore[arg-type]
+                study.mirrored.add(sample_id)  # only once it is committed
                 added += 1
             return added
 
@@ -210,6 +218,21 @@ class OptunaMirror:
             raise _store_error(doing, self.url, error) from error
 
 
+def _open(url: str) -> RDBStorage:
+    """Optuna's storage at ``url``, its tables created if missing."""
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
+        try:
+            return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        except Exception as error:  # raised as it is once it is not a lost race
+            lost = any(m in _detail(error).lower() for m in _RACE_LOST)
+            if not lost or attempt == OPEN_ATTEMPTS:
+                raise
+            # The winner is still creating tables: let it finish, then find them there
+            # (create_all skips the tables that exist).
+            time.sleep(0.1 * attempt + 0.1 * random.random())
+    raise AssertionError("unreachable")
+
+
 def _engine_kwargs(url: str) -> dict[str, Any]:
     """SQLAlchemy engine options for ``url``'s database."""
     try:
@@ -232,7 +255,10 @@ def _trial(sample: Sample, space: SearchSpace) -> FrozenTrial:
     """The trial that mirrors ``sample`` (see :class:`OptunaMirror`)."""
     values, distributions = space.trial_values(sample.params)
     scored = not math.isnan(sample.score)
-    user_attrs: dict[str, Any] = {k: float(v) for k, v in sample.metrics.items()}
+    # Metrics are floats; anything else is kept as it is rather than fail every sync.
+    user_attrs: dict[str, Any] = {
+        k: float(v) if isinstance(v, int | float) else v for k, v in sample.metrics.items()
+    }
     user_attrs.update(
         sample_id=sample.id, stage=sample.stage, cached=sample.cached,
         prompt_tokens=sample.prompt_tokens, generated_tokens=sample.generated_tokens,
@@ -266,12 +292,7 @@ def running_means(scores: Sequence[float]) -> dict[int, float]:
 
 def _store_error(doing: str, url: str, error: Exception) -> StoreError:
     """A one-line StoreError for ``error``, met while doing ``doing`` on ``url``."""
-    cause: BaseException = error
-    # Optuna wraps a database error in StorageInternalError with a generic message:
-    # the database's own first line says more.
-    while isinstance(cause, optuna.exceptions.StorageInternalError) and cause.__cause__:
-        cause = cause.__cause__
-    detail = first_line(cause)
+    detail = _detail(error)
     lowered = detail.lower()
     if "unable to open" in lowered:
         hint = "check that the store's folder exists and is writable"
@@ -284,6 +305,15 @@ def _store_error(doing: str, url: str, error: Exception) -> StoreError:
     else:
         hint = "the run goes on, but Optuna's tools will not show its samples"
     return StoreError(f"Optuna mirror: cannot {doing} {_shown(url)}: {detail}; {hint}")
+
+
+def _detail(error: BaseException) -> str:
+    """The first line of what the database said about ``error``."""
+    # Optuna wraps a database error in StorageInternalError with a generic message:
+    # the database's own first line says more.
+    while isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__:
+        error = error.__cause__
+    return first_line(error).rstrip(".")
 
 
 def _shown(url: str) -> str:
