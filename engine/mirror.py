@@ -131,7 +131,7 @@ class OptunaMirror:
             path = os.path.abspath(os.path.expanduser(store))
             return URL.create("sqlite", database=path).render_as_string(hide_password=False)
         url = make_url(store)
-        if url.drivername in ("postgresql", "postgres"):
+        if url.drivername.lower() in ("postgresql", "postgres"):  # as the store reads it
             url = url.set(drivername="postgresql+psycopg")
         return url.render_as_string(hide_password=False)
 

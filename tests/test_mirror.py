@@ -73,6 +73,7 @@ def tables(db: Path) -> set[str]:
         (":memory:", None),
         ("postgresql://tuner@db.lan:5432/runs", "postgresql+psycopg://tuner@db.lan:5432/runs"),
         ("postgres://tuner:pw@db.lan/runs", "postgresql+psycopg://tuner:pw@db.lan/runs"),
+        ("POSTGRESQL://tuner@db.lan/runs", "postgresql+psycopg://tuner@db.lan/runs"),
         ("postgresql+psycopg://tuner@db.lan/runs", "postgresql+psycopg://tuner@db.lan/runs"),
         ("sqlite:////data/samples.db", "sqlite:////data/samples.db"),
     ],
