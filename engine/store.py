@@ -1,4 +1,5 @@
-"""The sample store: one SQLite file (WAL) that is the truth about every run.
+"""The sample store: the truth about every run, in one SQLite file (WAL) or, for workers on
+several hosts, in one PostgreSQL database (``--store postgresql://user@host:port/db``).
 
 Tables:
 
@@ -18,12 +19,23 @@ Tables:
 A sample, its outcomes and its stage bookkeeping are written in one transaction, so a
 process killed at any instant leaves either the whole sample or none of it.
 
-Several processes may write one file at once (two runs, a run and a viewer): every write
-transaction takes the write lock when it begins (``BEGIN IMMEDIATE``), so it waits its turn
-for up to ``timeout`` seconds instead of failing on a lock upgrade, and opening a store
-whose schema is current writes nothing. Every SQLite failure leaves a method as a
-:class:`StoreError` whose message says what to do; :class:`TransientStoreError` (disk full,
-locked past the timeout) means the store is intact and the same write may succeed later.
+Several processes may write one store at once (two runs, a run and a viewer, workers on
+several hosts): every write transaction takes the store's write lock when it begins
+(SQLite's ``BEGIN IMMEDIATE``; an advisory lock in PostgreSQL, :mod:`engine._sql`), so it
+waits its turn for up to ``timeout`` seconds instead of failing on a lock upgrade, and
+opening a store whose schema is current writes nothing. Every database failure leaves a
+method as a :class:`StoreError` whose message says what to do; :class:`TransientStoreError`
+(disk full, locked past the timeout, server away past the timeout) means the store is
+intact and the same write may succeed later.
+
+A PostgreSQL store waits out an outage of its server: an operation whose connection is lost
+reconnects (every half second) and runs again, whole, for up to ``timeout`` seconds, then
+raises :class:`StoreUnreachableError`; ``on_wait`` hears of the wait once per outage. A
+write the loss interrupted was rolled back by the server, so running it again applies it
+once. Only a COMMIT whose answer was lost leaves open whether it was made: running it again
+then finds its own rows, which :meth:`Store.add_sample`, :meth:`Store.add_job` and
+:meth:`Store.create_run` take as theirs where they hold the same values (any other
+duplicate is the usual :class:`StoreError`).
 """
 
 from __future__ import annotations
@@ -31,49 +43,44 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import random
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlite_utils
 
 from engine._faults import crash_point
-from engine.errors import StoreError, first_line
+from engine._sql import (
+    SCHEMA_NAMES,
+    SCHEMA_VERSION,
+    Database,
+    Postgres,
+    SQLite,
+    StoreFullError,
+    StoreLockedError,
+    StoreUnreachableError,
+    TransientStoreError,
+    is_url,
+    store_error,
+)
+from engine.errors import StoreError
 from engine.records import Job, Run, Sample
 from engine.stages import SAMPLING
 
-#: 2: outcomes have a replicate number and per-problem metrics; 3: samples have a fidelity
-#: and their per-problem scores (multi-fidelity, engine.fidelity); 4: jobs and workers
-SCHEMA_VERSION = 4
-#: What a store of the current schema holds (checked on opening, so a reader writes nothing).
-SCHEMA_NAMES = frozenset({
-    "meta", "runs", "samples", "outcomes", "generations", "rankings", "messages", "controls",
-    "jobs", "workers", "idx_samples_run_id_candidate_stage_trial",
-    "idx_rankings_run_id_n_samples", "idx_jobs_run_id_candidate_stage_trial",
-})  # fmt: skip
+__all__ = [
+    "MAX_JOB_ATTEMPTS", "REQUESTS", "SCHEMA_NAMES", "SCHEMA_VERSION", "LeaseLostError",
+    "RunControl", "Store", "StoreFullError", "StoreLockedError", "StoreUnreachableError",
+    "TransientStoreError", "is_url", "new_run_id", "store_error", "store_exists",
+]  # fmt: skip
+
 #: Times a job is claimed before it is failed: a job that kills every worker that takes
 #: it (out of memory, a crash in a native library) must stop the run, not loop forever.
 MAX_JOB_ATTEMPTS = 3
-
-# SQLite's primary result codes (https://sqlite.org/rescode.html)
-_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
-
-
-class TransientStoreError(StoreError):
-    """The store is intact but could not do this now; the same operation may succeed later."""
-
-
-class StoreFullError(TransientStoreError):
-    """The disk (or the store's page limit) is full: the write was not made."""
-
-
-class StoreLockedError(TransientStoreError):
-    """Another process held the store's lock for longer than the busy timeout."""
+#: Seconds between tries to reach a PostgreSQL server that went away.
+RECONNECT_EVERY = 0.5
 
 
 class LeaseLostError(StoreError):
@@ -99,21 +106,33 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _guarded(method: Callable[P, T]) -> Callable[P, T]:
-    """Turn any SQLite failure of a :class:`Store` method into an explained StoreError."""
+def _guarded(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[Store, P], T]:
+    """Turn any database failure of a :class:`Store` method into an explained StoreError.
+
+    When the connection to a PostgreSQL server is lost, the method runs again, whole, once
+    the server answers again (:meth:`Store._wait_for_server`): a method makes at most one
+    write transaction, which the server rolled back when the connection broke.
+    """
 
     @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.Error as error:
-            raise store_error(args[0].path, error) from error  # type: ignore[attr-defined]
-        except json.JSONDecodeError as error:  # a damaged row in a file SQLite still reads
-            path = args[0].path  # type: ignore[attr-defined]
-            raise StoreError(
-                f"{path} is not a usable SQLite store (a damaged row: {error}); "
-                "move it aside or pick --store"
-            ) from error
+    def wrapper(store: Store, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        db = store._sql
+        db.commit_in_doubt = False
+        deadline = None
+        while True:
+            try:
+                return method(store, *args, **kwargs)
+            except db.errors as error:
+                if not db.lost(error):
+                    raise db.store_error(error) from error
+                if deadline is None:
+                    deadline = time.monotonic() + store.timeout
+                store._wait_for_server(deadline, error)
+            except json.JSONDecodeError as error:  # a damaged row in a file SQLite still reads
+                raise StoreError(
+                    f"{store.path} is not a usable SQLite store (a damaged row: {error}); "
+                    "move it aside or pick --store"
+                ) from error
 
     return wrapper
 
@@ -123,139 +142,99 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-class Store:
-    """Access to a ``samples.db`` file (``":memory:"`` for a throwaway store).
+def store_exists(location: str | Path) -> bool:
+    """Whether there is a store to read at ``location``: an SQLite file that exists, or any
+    PostgreSQL URL (whether its server answers shows when it is opened); never
+    ``":memory:"``."""
+    location = str(location)
+    if is_url(location):
+        return True
+    if location == ":memory:":
+        return False
+    try:
+        return Path(location).exists()
+    except OSError:  # a name too long for any file
+        return False
 
-    One ``Store`` per thread: SQLite connections must not cross threads. Several
-    processes may use one file at once (WAL): a write waits up to ``timeout`` seconds
-    for another process's write to finish, then raises :class:`StoreLockedError`.
+
+class Store:
+    """Access to a store: a ``samples.db`` file (``":memory:"`` for a throwaway store) or
+    a ``postgresql://user[:password]@host[:port]/database`` URL (``postgres://`` too).
+
+    One ``Store`` per thread: its connection must not cross threads. Several processes may
+    use one store at once: a write waits up to ``timeout`` seconds for another process's
+    write to finish, then raises :class:`StoreLockedError`. With PostgreSQL, an operation
+    also waits up to ``timeout`` seconds for a server that went away to come back, calling
+    ``on_wait`` with a one-line message when it starts waiting (once per outage), then
+    raises :class:`StoreUnreachableError`; opening a store whose server is not there fails
+    at once.
+
+    ``path`` names the store in messages (a URL without its password); ``db`` is the
+    sqlite-utils view of an SQLite store (absent for PostgreSQL).
     """
 
-    def __init__(self, path: str | Path = "samples.db", *, timeout: float = 60.0) -> None:
-        self.path = str(path)
-        # Switching a new file to WAL takes an exclusive lock that SQLite may refuse at
-        # once, without waiting, while another process opens the same new file: retry.
-        deadline = time.monotonic() + timeout
-        while True:
-            conn = None
-            try:
-                conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-                self.db = sqlite_utils.Database(conn)
-                if self.path != ":memory:":
-                    self.db.enable_wal()
-                if not self._schema_current():
-                    self._create_tables()
-                return
-            except (sqlite3.Error, sqlite_utils.db.TransactionError) as error:
-                if conn is not None:
-                    conn.close()
-                busy = "locked" in str(error) or "busy" in str(error)
-                if not busy or time.monotonic() > deadline:
-                    raise store_error(self.path, error) from error
-                time.sleep(0.05 + random.random() * 0.05)
+    db: sqlite_utils.Database
+    #: Whether a location is a PostgreSQL URL, and whether a store is there to read
+    #: (module functions, here for the callers that see only :class:`Store`).
+    is_url = staticmethod(is_url)
+    exists = staticmethod(store_exists)
+
+    def __init__(
+        self,
+        location: str | Path = "samples.db",
+        *,
+        timeout: float = 60.0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        location = str(location)
+        self.timeout, self.on_wait = timeout, on_wait
+        self._waiting = False  # on_wait was told of the outage going on
+        self._sql: Database
+        if is_url(location):
+            self._sql = Postgres(location, timeout=timeout)
+        else:
+            self._sql = sqlite = SQLite(location, timeout=timeout)
+            self.db = sqlite.db
+        self.path = self._sql.path
 
     def close(self) -> None:
-        self.db.conn.close()
+        self._sql.close()
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        """One write transaction, holding the write lock from its start.
+    def _write(self) -> contextlib.AbstractContextManager[None]:
+        """One write transaction, holding the store's write lock from its start."""
+        return self._sql.write()
 
-        ``BEGIN IMMEDIATE`` waits (busy timeout) for other writers; a deferred transaction
-        that reads first would instead fail at once with "database is locked" when another
-        process committed since its read. sqlite-utils calls inside nest as savepoints.
+    def _wait_for_server(self, deadline: float, error: Exception) -> None:
+        """Reconnect to the PostgreSQL server of a lost connection: at once (a server that
+        restarted answers), then every :data:`RECONNECT_EVERY` seconds until ``deadline``.
+
+        Raises :class:`StoreUnreachableError` at the deadline, and the explained error of a
+        server that answers but refuses (a database or user gone).
         """
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite may have rolled back already (disk full)
-                conn.execute("ROLLBACK")
-            raise
-
-    # -- schema ------------------------------------------------------------------------------
-
-    def _schema_current(self) -> bool:
-        names = {row[0] for row in self.db.execute("select name from sqlite_master")}
-        if not SCHEMA_NAMES.issubset(names):
-            return False
-        row = self.db.execute("select value from meta where key = 'schema'").fetchone()
-        return row is not None and row[0] == str(SCHEMA_VERSION)
-
-    def _create_tables(self) -> None:
-        db = self.db
-        with self._write():
-            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)}, ignore=True)
-            db["runs"].create(
-                {
-                    "id": str, "created_at": float, "updated_at": float, "status": str,
-                    "stage": str, "budget": int, "seed": int, "config": str,
-                    "winner": str, "result": str, "error": str,
-                },
-                pk="id", if_not_exists=True,
-            )  # fmt: skip
-            db["samples"].create(
-                {
-                    "id": int, "run_id": str, "candidate": str, "stage": str, "trial": int,
-                    "params": str, "score": float, "metrics": str, "prompt_tokens": int,
-                    "generated_tokens": int, "cached": int, "seconds": float,
-                    "created_at": float, "fidelity": float, "problem_scores": str,
-                },
-                pk="id", if_not_exists=True,
-            )  # fmt: skip
-            self._upgrade_samples()
-            db["outcomes"].create(
-                {
-                    "sample_id": int, "problem_id": str, "replicate": int, "status": str,
-                    "passed": int, "fraction": float, "generation": str, "output": str,
-                    "seconds": float, "metrics": str,
-                },
-                pk=("sample_id", "problem_id", "replicate"), if_not_exists=True,
-            )  # fmt: skip
-            self._upgrade_outcomes()
-            db["generations"].create(
-                {
-                    "key": str, "model": str, "problem_id": str, "text": str,
-                    "prompt_tokens": int, "generated_tokens": int, "created_at": float,
-                },
-                pk="key", if_not_exists=True,
-            )  # fmt: skip
-            db["rankings"].create(
-                {"id": int, "run_id": str, "n_samples": int, "stage": str,
-                 "created_at": float, "entries": str},
-                pk="id", if_not_exists=True,
-            )  # fmt: skip
-            db["messages"].create(
-                {"id": int, "run_id": str, "created_at": float, "level": str, "text": str},
-                pk="id", if_not_exists=True,
-            )  # fmt: skip
-            db["controls"].create(
-                {"run_id": str, "pid": int, "host": str, "request": str, "updated_at": float},
-                pk="run_id", if_not_exists=True,
-            )  # fmt: skip
-            db["jobs"].create(
-                {
-                    "id": int, "run_id": str, "candidate": str, "stage": str, "trial": int,
-                    "split": str, "params": str, "reference": int, "status": str,
-                    "worker": str, "lease_until": float, "attempts": int, "error": str,
-                    "created_at": float,
-                },
-                pk="id", if_not_exists=True,
-            )  # fmt: skip
-            db["workers"].create(
-                {"id": str, "host": str, "pid": int, "device": str, "started_at": float,
-                 "heartbeat": float, "job": int},
-                pk="id", if_not_exists=True,
-            )  # fmt: skip
-            for table in ("samples", "jobs"):
-                db[table].create_index(
-                    ["run_id", "candidate", "stage", "trial"], unique=True, if_not_exists=True
-                )
-            db["rankings"].create_index(["run_id", "n_samples"], if_not_exists=True)
-            db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
+        db = self._sql
+        while True:
+            try:
+                db.reconnect()
+                self._waiting = False
+                return
+            except db.errors as failure:
+                if not db.reachable_later(failure):
+                    raise db.store_error(failure) from failure
+                error = failure
+            if not self._waiting:
+                self._waiting = True
+                if self.on_wait is not None:
+                    self.on_wait(
+                        f"the store at {self.path} does not answer; "
+                        f"waiting up to {self.timeout:g} s"
+                    )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnreachableError(
+                    f"the store at {self.path} did not answer for {self.timeout:g} s "
+                    f"({db.reason(error)}); check its PostgreSQL server is running"
+                ) from error
+            time.sleep(min(RECONNECT_EVERY, left))
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -269,9 +248,10 @@ class Store:
         }  # fmt: skip
         try:
             with self._write():
-                self.db["runs"].insert(row)
-        except sqlite3.IntegrityError:
-            raise StoreError(f"a run named {run_id!r} already exists in {self.path}") from None
+                self._sql.insert("runs", row)
+        except self._sql.integrity_error:
+            if not self._made_before("runs", {"id": run_id}, row, ("budget", "seed", "config")):
+                raise StoreError(f"a run named {run_id!r} already exists in {self.path}") from None
         return self.get_run(run_id)
 
     @_guarded
@@ -282,7 +262,8 @@ class Store:
             if key in fields and fields[key] is not None:
                 fields[key] = json.dumps(fields[key])
         with self._write():
-            self.db["runs"].update(run_id, {**fields, "updated_at": time.time()})
+            if not self._sql.update("runs", run_id, {**fields, "updated_at": time.time()}):
+                raise StoreError(f"no run {run_id!r} in {self.path}")
 
     @_guarded
     def get_run(self, run_id: str) -> Run:
@@ -296,43 +277,23 @@ class Store:
         return _run_from_row(rows[0])
 
     def _match_runs(self, run_id: str) -> Iterable[dict]:
+        query = self._sql.query
         if run_id == "latest":
-            return self.db.query("select * from runs order by created_at desc limit 1")
-        exact = list(self.db.query("select * from runs where id = ?", [run_id]))
+            return query("select * from runs order by created_at desc limit 1")
+        exact = query("select * from runs where id = ?", [run_id])
         if exact:
             return exact
-        return self.db.query(
-            "select * from runs where id like ? order by created_at", [run_id + "%"]
-        )
+        return query("select * from runs where id like ? order by created_at", [run_id + "%"])
 
     @_guarded
     def has_run(self, run_id: str) -> bool:
         """Whether a run with exactly this id exists."""
-        return self.db["runs"].count_where("id = ?", [run_id]) > 0
+        return bool(self._sql.query("select 1 from runs where id = ?", [run_id]))
 
     @_guarded
     def runs(self) -> list[Run]:
-        return [_run_from_row(r) for r in self.db.query("select * from runs order by created_at")]
-
-    def _upgrade_outcomes(self) -> None:
-        """Bring a schema-1 ``outcomes`` table (one row per problem) to schema 2."""
-        table = self.db["outcomes"]
-        if "replicate" in table.columns_dict:
-            return
-        table.add_column("replicate", int, not_null_default=0)
-        table.add_column("metrics", str)
-        table.transform(pk=("sample_id", "problem_id", "replicate"))
-        self.db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
-
-    def _upgrade_samples(self) -> None:
-        """Give a schema-2 ``samples`` table the fidelity columns: its samples scored every
-        problem (fidelity 1), per-problem scores unknown."""
-        table = self.db["samples"]
-        if "fidelity" in table.columns_dict:
-            return
-        table.add_column("fidelity", float, not_null_default=1.0)
-        table.add_column("problem_scores", str)
-        self.db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
+        rows = self._sql.query("select * from runs order by created_at")
+        return [_run_from_row(r) for r in rows]
 
     # -- samples -----------------------------------------------------------------------------
 
@@ -365,33 +326,59 @@ class Store:
             with self._write():
                 if job is not None:
                     self._finish_job(job)
-                sample_id = self.db["samples"].insert(row).last_pk
-                self.db["outcomes"].insert_all(_outcome_row(o, sample_id) for o in outcomes)
+                sample_id = self._sql.insert("samples", row)
+                self._sql.insert_all("outcomes", (_outcome_row(o, sample_id) for o in outcomes))
                 if run_fields:
-                    self.db["runs"].update(sample.run_id, {**run_fields, "updated_at": time.time()})
+                    self._sql.update(
+                        "runs", sample.run_id, {**run_fields, "updated_at": time.time()}
+                    )
                 crash_point("commit")
-        except sqlite3.IntegrityError:
-            raise StoreError(
-                f"run {sample.run_id} already has {sample.candidate} {sample.stage} "
-                f"trial {sample.trial}"
-            ) from None
+        except self._sql.integrity_error:
+            key = {"run_id": sample.run_id, "candidate": sample.candidate,
+                   "stage": sample.stage, "trial": sample.trial}  # fmt: skip
+            same = ("params", "score", "metrics", "fidelity", "problem_scores")
+            made = self._made_before("samples", key, row, same)
+            if made is None:
+                raise StoreError(
+                    f"run {sample.run_id} already has {sample.candidate} {sample.stage} "
+                    f"trial {sample.trial}"
+                ) from None
+            return _sample_from_row(made)
         return Sample(**{**asdict(sample), "id": sample_id, "created_at": row["created_at"]})
 
+    def _made_before(
+        self, table: str, key: Mapping[str, Any], row: Mapping[str, Any], same: Sequence[str]
+    ) -> dict[str, Any] | None:
+        """After a COMMIT whose answer the lost connection took (``commit_in_doubt``), the
+        row of ``table`` with ``key`` if it holds ``row``'s values of the columns ``same``:
+        the row that COMMIT made, found again by the write run once more. ``None``
+        otherwise: a duplicate for the caller to refuse."""
+        if not self._sql.commit_in_doubt:
+            return None
+        where = " and ".join(f"{column} = ?" for column in key)
+        found = self._sql.query(f"select * from {table} where {where}", list(key.values()))
+        if found and all(found[0][c] == row[c] for c in same):
+            return found[0]
+        return None
+
     def _finish_job(self, job: Job) -> None:
-        row = self.db.execute("select status, worker from jobs where id = ?", [job.id]).fetchone()
-        if row is None or tuple(row) != ("claimed", job.worker):
+        rows = self._sql.query("select status, worker from jobs where id = ?", [job.id])
+        state = (rows[0]["status"], rows[0]["worker"]) if rows else None
+        if state == ("done", job.worker) and self._sql.commit_in_doubt:
+            return  # this worker's own COMMIT made it, with its sample (add_sample finds it)
+        if state != ("claimed", job.worker):
             raise LeaseLostError(
                 f"{job.candidate} {job.stage} trial {job.trial} was taken by another worker"
             )
-        self.db.execute("update jobs set status = 'done' where id = ?", [job.id])
+        self._sql.execute("update jobs set status = 'done' where id = ?", [job.id])
 
     @_guarded
     def sample(self, sample_id: int) -> Sample:
         """The sample with id ``sample_id``."""
-        row = next(iter(self.db.query("select * from samples where id = ?", [sample_id])), None)
-        if row is None:
+        rows = self._sql.query("select * from samples where id = ?", [sample_id])
+        if not rows:
             raise StoreError(f"no sample {sample_id} in {self.path}")
-        return _sample_from_row(row)
+        return _sample_from_row(rows[0])
 
     @_guarded
     def samples(self, run_id: str, *, stage: str | None = None, after: int = 0) -> list[Sample]:
@@ -402,15 +389,20 @@ class Store:
         if stage is not None:
             sql += " and stage = ?"
             args.append(stage)
-        return [_sample_from_row(r) for r in self.db.query(sql + " order by id", args)]
+        return [_sample_from_row(r) for r in self._sql.query(sql + " order by id", args)]
 
     @_guarded
     def outcomes(self, sample_id: int) -> list[dict[str, Any]]:
         """A sample's per-completion outcomes, in the order they were given."""
-        rows = self.db.query(
+        rows = self._sql.query(
             "select * from outcomes where sample_id = ? order by rowid", [sample_id]
         )
-        return [{**r, "metrics": json.loads(r["metrics"] or "{}")} for r in rows]
+        # PostgreSQL's outcomes have a column "rowid" (engine._sql), SQLite's a hidden one.
+        return [
+            {**{k: v for k, v in r.items() if k != "rowid"},
+             "metrics": json.loads(r["metrics"] or "{}")}
+            for r in rows
+        ]  # fmt: skip
 
     def completions(self, sample_id: int) -> list[dict[str, Any]]:
         """A sample's :meth:`outcomes`, each with the ``text`` of the completion it scored
@@ -427,7 +419,7 @@ class Store:
         for start in range(0, len(keys), 500):  # SQLite caps the number of parameters
             chunk = list(keys[start : start + 500])
             marks = ",".join("?" * len(chunk))
-            for row in self.db.query(f"select * from generations where key in ({marks})", chunk):
+            for row in self._sql.query(f"select * from generations where key in ({marks})", chunk):
                 found[row["key"]] = row
         return found
 
@@ -435,8 +427,8 @@ class Store:
     def add_generations(self, rows: Iterable[Mapping[str, Any]]) -> None:
         now = time.time()
         with self._write():
-            self.db["generations"].insert_all(
-                ({**dict(r), "created_at": now} for r in rows), ignore=True
+            self._sql.insert_all(
+                "generations", ({**dict(r), "created_at": now} for r in rows), ignore=True
             )
 
     # -- rankings ----------------------------------------------------------------------------
@@ -444,7 +436,8 @@ class Store:
     @_guarded
     def add_ranking(self, run_id: str, n_samples: int, stage: str, entries: list[dict]) -> None:
         with self._write():
-            self.db["rankings"].insert(
+            self._sql.insert(
+                "rankings",
                 {
                     "run_id": run_id, "n_samples": n_samples, "stage": stage,
                     "created_at": time.time(), "entries": json.dumps(entries),
@@ -454,7 +447,7 @@ class Store:
     @_guarded
     def rankings(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         """The ranking history of a run, oldest first (``entries`` decoded)."""
-        rows = self.db.query(
+        rows = self._sql.query(
             "select * from rankings where run_id = ? and id > ? order by id", [run_id, after]
         )
         return [{**r, "entries": json.loads(r["entries"])} for r in rows]
@@ -468,7 +461,7 @@ class Store:
         stopped."""
         row = {"run_id": run_id, "pid": pid, "host": host, "request": None}
         with self._write():
-            self.db["controls"].upsert({**row, "updated_at": time.time()}, pk="run_id")
+            self._sql.upsert("controls", {**row, "updated_at": time.time()}, pk="run_id")
 
     @_guarded
     def request(self, run_id: str, request: str | None) -> None:
@@ -478,15 +471,13 @@ class Store:
             raise ValueError(f"unknown request {request!r}")
         row = {"run_id": run_id, "request": request, "updated_at": time.time()}
         with self._write():
-            self.db["controls"].upsert(row, pk="run_id")
+            self._sql.upsert("controls", row, pk="run_id")
 
     @_guarded
     def control(self, run_id: str) -> RunControl:
         """Who runs ``run_id`` and what was asked of it."""
-        row = self.db.execute(
-            "select pid, host, request from controls where run_id = ?", [run_id]
-        ).fetchone()
-        return RunControl(*row) if row else RunControl(None, None, None)
+        rows = self._sql.query("select pid, host, request from controls where run_id = ?", [run_id])
+        return RunControl(**rows[0]) if rows else RunControl(None, None, None)
 
     # -- jobs and workers --------------------------------------------------------------------
 
@@ -497,19 +488,24 @@ class Store:
         row.pop("id")
         try:
             with self._write():
-                job_id = self.db["jobs"].insert({**row, "created_at": time.time()}).last_pk
-        except sqlite3.IntegrityError:
-            raise StoreError(
-                f"run {job.run_id} already has a job for {job.candidate} {job.stage} "
-                f"trial {job.trial}"
-            ) from None
+                job_id = self._sql.insert("jobs", {**row, "created_at": time.time()})
+        except self._sql.integrity_error:
+            key = {"run_id": job.run_id, "candidate": job.candidate, "stage": job.stage,
+                   "trial": job.trial}  # fmt: skip
+            made = self._made_before("jobs", key, row, ("params", "split", "reference"))
+            if made is None:
+                raise StoreError(
+                    f"run {job.run_id} already has a job for {job.candidate} {job.stage} "
+                    f"trial {job.trial}"
+                ) from None
+            job_id = made["id"]
         return replace(job, id=job_id)
 
     @_guarded
     def jobs(self, run_id: str, statuses: Collection[str] = ("pending", "claimed")) -> list[Job]:
         """The run's jobs whose status is one of ``statuses``, oldest first."""
         marks = ",".join("?" * len(statuses))
-        rows = self.db.query(
+        rows = self._sql.query(
             f"select * from jobs where run_id = ? and status in ({marks}) order by id",
             [run_id, *statuses],
         )
@@ -537,14 +533,14 @@ class Store:
             sql += " and jobs.run_id = ?"
             args.append(run_id)
         with self._write():
-            rows = list(self.db.query(sql + " order by jobs.id", args))
+            rows = self._sql.query(sql + " order by jobs.id", args)
             for row in rows:
                 if row["attempts"] >= MAX_JOB_ATTEMPTS:
                     error = (
                         f"{row['candidate']} {row['stage']} trial {row['trial']}: the worker "
                         f"evaluating it stopped {row['attempts']} times (killed, or out of memory)"
                     )
-                    self.db.execute(
+                    self._sql.execute(
                         "update jobs set status = 'failed', error = ? where id = ?",
                         [error, row["id"]],
                     )
@@ -554,7 +550,7 @@ class Store:
             row = min(rows, key=lambda r: (r["candidate"] not in prefer, r["id"]))
             claim = {"status": "claimed", "worker": worker, "lease_until": now + lease,
                      "attempts": row["attempts"] + 1}  # fmt: skip
-            self.db["jobs"].update(row["id"], claim)
+            self._sql.update("jobs", row["id"], claim)
         return _job_from_row({**row, **claim})
 
     @_guarded
@@ -562,12 +558,12 @@ class Store:
         """Extend ``job``'s lease by ``lease`` seconds from now; ``False`` if its worker
         no longer holds it."""
         with self._write():
-            cursor = self.db.execute(
+            renewed = self._sql.execute(
                 "update jobs set lease_until = ? "
                 "where id = ? and worker = ? and status = 'claimed'",
                 [time.time() + lease, job.id, job.worker],
             )
-        return cursor.rowcount > 0
+        return renewed > 0
 
     @_guarded
     def release_job(self, job: Job, error: str | None = None) -> None:
@@ -575,7 +571,7 @@ class Store:
         while its worker holds it."""
         status = "pending" if error is None else "failed"
         with self._write():
-            self.db.execute(
+            self._sql.execute(
                 "update jobs set status = ?, error = ?, worker = null, lease_until = 0 "
                 "where id = ? and worker = ? and status = 'claimed'",
                 [status, error, job.id, job.worker],
@@ -586,7 +582,7 @@ class Store:
         """Give the run's failed jobs back for workers to take (a resumed run tries them
         again, as a run without workers would)."""
         with self._write():
-            self.db.execute(
+            self._sql.execute(
                 "update jobs set status = 'pending', error = null, attempts = 0 "
                 "where run_id = ? and status = 'failed'",
                 [run_id],
@@ -601,18 +597,18 @@ class Store:
         if fields:
             row["started_at"] = now
         with self._write():
-            self.db["workers"].upsert(row, pk="id")
+            self._sql.upsert("workers", row, pk="id")
 
     @_guarded
     def remove_worker(self, worker: str) -> None:
         with self._write():
-            self.db.execute("delete from workers where id = ?", [worker])
+            self._sql.execute("delete from workers where id = ?", [worker])
 
     @_guarded
     def live_workers(self, within: float) -> list[dict[str, Any]]:
         """The workers whose last heartbeat is less than ``within`` seconds old."""
         return list(
-            self.db.query(
+            self._sql.query(
                 "select * from workers where heartbeat >= ? order by started_at",
                 [time.time() - within],
             )
@@ -623,15 +619,16 @@ class Store:
     @_guarded
     def add_message(self, run_id: str, level: str, text: str) -> None:
         with self._write():
-            self.db["messages"].insert(
-                {"run_id": run_id, "created_at": time.time(), "level": level, "text": text}
+            self._sql.insert(
+                "messages",
+                {"run_id": run_id, "created_at": time.time(), "level": level, "text": text},
             )
 
     @_guarded
     def messages(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         """A run's messages with an id greater than ``after``, oldest first."""
         return list(
-            self.db.query(
+            self._sql.query(
                 "select * from messages where run_id = ? and id > ? order by id", [run_id, after]
             )
         )
@@ -640,10 +637,16 @@ class Store:
 def _run_from_row(row: Mapping[str, Any]) -> Run:
     return Run(
         id=row["id"], created_at=row["created_at"], status=row["status"], stage=row["stage"],
-        budget=row["budget"], seed=row["seed"], config=json.loads(row["config"]),
+        budget=_whole(row["budget"]), seed=row["seed"], config=json.loads(row["config"]),
         winner=row["winner"], result=json.loads(row["result"]) if row["result"] else None,
         error=row["error"],
     )  # fmt: skip
+
+
+def _whole(amount: int | float) -> int | float:
+    """A whole number as an int, as SQLite's integer columns give it back (PostgreSQL keeps
+    a budget in a float column, engine._sql)."""
+    return int(amount) if isinstance(amount, float) and amount.is_integer() else amount
 
 
 def _job_from_row(row: Mapping[str, Any]) -> Job:
@@ -661,31 +664,6 @@ def _sample_from_row(row: Mapping[str, Any]) -> Sample:
             "fidelity": 1.0 if row.get("fidelity") is None else row["fidelity"],
         }
     )
-
-
-def store_error(path: str, error: Exception) -> StoreError:
-    """The :class:`StoreError` (or subclass) that explains an SQLite failure on ``path``."""
-    message = first_line(error)
-    code = getattr(error, "sqlite_errorcode", -1) & 0xFF
-    if code == _FULL or "disk is full" in message:
-        return StoreFullError(f"{path}: disk full, the write was not made; free space on its disk")
-    if code in (_BUSY, _LOCKED) or "locked" in message:
-        return StoreLockedError(
-            f"{path} is locked by another process; wait for it or pick another --store"
-        )
-    return StoreError(_explain(path, code, message))
-
-
-def _explain(path: str, code: int, message: str) -> str:
-    if code in (_CORRUPT, _NOTADB) or "not a database" in message or "malformed" in message:
-        return f"{path} is not a usable SQLite store ({message}); move it aside or pick --store"
-    if code == _CANTOPEN or "unable to open" in message:
-        return f"cannot open store {path}: check the folder exists and is writable"
-    if code == _READONLY or "readonly" in message:
-        return f"store {path} is read-only ({message}); make it writable or pick another --store"
-    if code == _IOERR:
-        return f"store {path}: input/output error ({message}); check its disk"
-    return f"store {path}: {message}"
 
 
 def _outcome_row(outcome: Mapping[str, Any], sample_id: int) -> dict[str, Any]:
