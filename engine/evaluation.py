@@ -600,3 +600,23 @@ def _cache_key(
         parts.append(replicate)
     blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def build_evaluator(
+    task: str | Task | None,
+    objective: Objective | None,
+    candidates: Sequence[Candidate],
+    settings: RunSettings,
+    *,
+    problems: int = 0,
+    on_warning: Callable[[str], None] | None = None,
+) -> Evaluator:
+    """The evaluator of a run of ``task`` or ``objective`` (over ``problems``) with these
+    candidates and settings, as the run and its workers build it."""
+    if objective is not None:
+        return ObjectiveEvaluator(
+            objective, [c.name for c in candidates],
+            require_cost=settings.budget.unit == "tokens", problems=problems,
+        )  # fmt: skip
+    assert task is not None
+    return TaskEvaluator.from_settings(task, candidates, settings, on_warning=on_warning)

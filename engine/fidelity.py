@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.stats import wilcoxon
 
 if TYPE_CHECKING:
     from engine.records import Sample
@@ -118,6 +117,8 @@ def stop_p_value(scores: Sequence[float], reference: Sequence[float]) -> float:
     diffs = diffs[np.abs(diffs) > 1e-12]
     if len(diffs) == 0:
         return 1.0
+    from scipy.stats import wilcoxon  # here: scipy.stats alone takes a second to import
+
     return float(wilcoxon(diffs, alternative="less", zero_method="wilcox").pvalue)
 
 

@@ -12,13 +12,7 @@ from typing import Any
 from engine._run import Execution, StopRequested
 from engine.candidates import Candidate, parse_candidate, unique_names
 from engine.errors import ConfigError, TunerError
-from engine.evaluation import (
-    Evaluator,
-    Objective,
-    ObjectiveEvaluator,
-    TaskEvaluator,
-    import_objective,
-)
+from engine.evaluation import Evaluator, Objective, build_evaluator, import_objective
 from engine.events import (
     Event,
     Message,
@@ -253,12 +247,7 @@ class Tuner:
         return Workers(self.store_path, self.run_id, count, devices=devices)
 
     def _evaluator(self) -> Evaluator:
-        if self.objective is not None:
-            return ObjectiveEvaluator(
-                self.objective, self.names, require_cost=self.budget.unit == "tokens",
-                problems=self.problems,
-            )  # fmt: skip
-        return TaskEvaluator.from_settings(
-            self.task, self.candidates, self.settings,
+        return build_evaluator(
+            self.task, self.objective, self.candidates, self.settings, problems=self.problems,
             on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),
         )  # fmt: skip

@@ -33,10 +33,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from engine import fidelity
-from engine.errors import TunerError
-from engine.evaluation import Evaluator
+from engine.candidates import Candidate
+from engine.errors import ConfigError, TunerError
+from engine.evaluation import Evaluator, build_evaluator, import_objective
 from engine.fidelity import EarlyStop
 from engine.records import Job
+from engine.settings import RunSettings
+from engine.space import SearchSpace
 from engine.store import LeaseLostError, Store, StoreError, TransientStoreError
 
 __all__ = ["DEFAULT_LEASE", "Worker", "Workers", "serve", "worker_parser"]
@@ -71,6 +74,8 @@ class Worker:
         run_id: serve this run only, and stop once it is no longer running; else every
             running run of the store, until :meth:`stop` (or SIGINT / SIGTERM).
         lease: seconds a claim lasts without a renewal (:data:`DEFAULT_LEASE`).
+        parent: stop once the process with this pid has ended (the run that started
+            the worker: a worker must not outlive a run killed with SIGKILL).
         say: where the worker's one-line notices go (standard error by default).
     """
 
@@ -81,6 +86,7 @@ class Worker:
         device: str | None = None,
         run_id: str | None = None,
         lease: float = DEFAULT_LEASE,
+        parent: int | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
         if not lease > 0:
@@ -89,6 +95,7 @@ class Worker:
         self.device = device
         self.run_id = run_id
         self.lease = lease
+        self.parent = parent
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
         self.id = f"{socket.gethostname()}:{os.getpid()}:{device or 'auto'}"
         self.runs: dict[str, _RunState] = {}
@@ -107,7 +114,7 @@ class Worker:
             store.heartbeat(self.id, host=socket.gethostname(), pid=os.getpid(),
                             device=self.device or "auto")  # fmt: skip
             beat = time.monotonic()
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self._parent_alive():
                 held = {c for state in self.runs.values() for c in state.held}
                 job = store.claim_job(self.id, self.lease, run_id=self.run_id, prefer=held)
                 if job is not None:
@@ -125,10 +132,14 @@ class Worker:
             store.close()
         return self.committed
 
+    def _parent_alive(self) -> bool:
+        return self.parent is None or os.getppid() == self.parent
+
     def _serve(self, store: Store, job: Job) -> None:
         """Evaluate ``job`` and commit its sample; a job that cannot be evaluated fails
         with its one-line reason, which stops its run."""
         try:
+            store.heartbeat(self.id, job=job.id)  # so that viewers see what it works on
             state = self._state(store, job.run_id)
             reference = store.sample(job.reference) if job.reference else None
             chunks = state.chunks if job.split == "tune" else None
@@ -168,18 +179,26 @@ class Worker:
     def _state(self, store: Store, run_id: str) -> _RunState:
         """What this worker needs for ``run_id``, built on its first job."""
         if run_id not in self.runs:
-            from engine.tuner import Tuner
-
-            tuner = Tuner.resume(run_id, store=self.store)
+            run = store.get_run(run_id)
+            settings = RunSettings.of_run(run)
             if self.device is not None:
-                tuner.settings = replace(tuner.settings, device=self.device)
-            evaluator = tuner._evaluator()
-            evaluator.prepare(tuner.space)
+                settings = replace(settings, device=self.device)
+            objective = run.config.get("objective")
+            if objective is True:
+                raise ConfigError(
+                    f"run {run_id} tuned a Python objective given as a function: workers "
+                    "evaluate one given by its import path, objective='module:function'"
+                )
+            evaluator = build_evaluator(
+                run.config["task"], import_objective(objective) if objective else None,
+                [Candidate(**c) for c in run.config["candidates"]], settings,
+                problems=run.config.get("problems", 0),
+                on_warning=lambda text: self.say(f"warning: {text}"),
+            )  # fmt: skip
+            evaluator.prepare(SearchSpace(run.config["space"]))
             evaluator.attach(store)
             problems = evaluator.problem_count("tune")
-            chunks = (
-                fidelity.plan(problems, tuner.seed, tuner.settings.fidelity) if problems else None
-            )
+            chunks = fidelity.plan(problems, settings.seed, settings.fidelity) if problems else None
             self.runs[run_id] = _RunState(evaluator, chunks)
         return self.runs[run_id]
 
@@ -254,7 +273,8 @@ class Workers:
 
     def _spawn(self, i: int) -> subprocess.Popen:
         command = [sys.executable, "-m", "engine.worker", "--store", self.store,
-                   "--run", self.run_id, "--lease", str(self.lease)]  # fmt: skip
+                   "--run", self.run_id, "--lease", str(self.lease),
+                   "--parent", str(os.getpid())]  # fmt: skip
         if self.devices:
             command += ["--device", self.devices[i % len(self.devices)]]
         # The run's own import path, so that an objective given as "module:function"
@@ -327,14 +347,17 @@ def worker_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Arg
         default=DEFAULT_LEASE,
         help=f"seconds a claim lasts without renewal (default {DEFAULT_LEASE:g})",
     )
-    return parser  # fmt: skip
+    # The run that starts a worker: the worker stops when it ends.
+    parser.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
+    return parser
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run a worker with parsed ``args`` until it is stopped (SIGTERM finishes the job in
     progress; Ctrl-C hands it back at once); returns the samples it committed. Bad input
     and an unusable store raise :class:`TunerError`."""
-    worker = Worker(args.store, device=args.device, run_id=args.run_id, lease=args.lease)
+    worker = Worker(args.store, device=args.device, run_id=args.run_id, lease=args.lease,
+                    parent=args.parent)  # fmt: skip
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     return worker.run()
 

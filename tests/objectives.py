@@ -76,3 +76,10 @@ def sleepy_landscape(candidate: str, params: dict) -> float:
     evaluation long enough for workers to overlap, and to be killed in the middle of."""
     time.sleep(float(os.environ.get("CODELLMTUNER_TEST_SLEEP", "1")))
     return landscape(candidate, params)
+
+
+def broken_landscape(candidate: str, params: dict) -> float:
+    """Fails for candidate "c": a job no worker can do."""
+    if candidate == "c":
+        raise ValueError("c cannot be evaluated")
+    return landscape(candidate, params)
