@@ -78,6 +78,7 @@ _FACE = {
     "resolve_model": "engine.models",
     "RunFollower": "engine.follow",
     "Worker": "engine.worker",
+    "dashboard_url": "engine.mirror",
     "worker_parser": "engine.worker",
     "serve_worker": "engine.worker:serve",
     "stored_answer": "engine.follow",
@@ -194,6 +195,7 @@ __all__ = [
     "write_jsonl",
     "write_vllm",
     "Worker",
+    "dashboard_url",
     "worker_parser",
     "serve_worker",
 ]
@@ -251,6 +253,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from engine.finetune import FineTuneProgress, FineTuneResult, split_validation
     from engine.finetune import finetune as finetune_adapter
     from engine.follow import RunFollower, is_live, live_status, stored_answer
+    from engine.mirror import dashboard_url
     from engine.models import load_model, resolve_device, resolve_model
     from engine.prompting import build_prompts
     from engine.psm import Balance, balance, propensity

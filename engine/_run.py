@@ -44,6 +44,7 @@ from engine.events import (
     StageChanged,
 )
 from engine.fidelity import EarlyStop
+from engine.mirror import OptunaMirror
 from engine.records import CandidateEstimate, Job, Run, Sample, TuneResult
 from engine.stages import (
     BUDGET_STAGES,
@@ -63,11 +64,7 @@ from engine.stages import (
     top_two,
     why_leader,
 )
-from engine.store import (
-    Store,
-    StoreFullError,
-    TransientStoreError,
-)
+from engine.store import Store, StoreError, StoreFullError, TransientStoreError
 
 if TYPE_CHECKING:
     from engine.tuner import Tuner
@@ -102,6 +99,7 @@ class Execution:
         self.pending: dict[tuple[str, str, int], Job] = {}  # jobs in flight, by sample key
         self.asked: dict[tuple[str, str, int], optuna.trial.Trial] = {}  # their trials
         self.seen = 0  # the id of the last sample taken in
+        self.mirror: OptunaMirror | None = None  # the studies optuna-dashboard shows
         self.store = store
         self.run_id = tuner.run_id
         self.evaluator = evaluator
@@ -135,6 +133,8 @@ class Execution:
             unsubscribe()
             if self.workers is not None:
                 self.workers.stop()
+            if self.mirror is not None:
+                self.mirror.close()
 
     def _keep_message(self, event: Event) -> None:
         if isinstance(event, Message):
@@ -148,6 +148,7 @@ class Execution:
         try:
             run = self._open_run()
             self._replay()
+            self._open_mirror()
             if self.workers is not None:
                 self.workers.start()
             t._emit(
@@ -461,7 +462,41 @@ class Execution:
             self._add_to_study(sample)
         else:
             self.studies[sample.candidate].tell(trial, sample.score)
+        self._mirror(sample.candidate)
         self._rank(stage=sample.stage)
+
+    # -- the Optuna mirror -------------------------------------------------------------------
+
+    def _open_mirror(self) -> None:
+        """Mirror each candidate's samples into Optuna's tables of the store's database
+        (:mod:`engine.mirror`), those of an earlier execution included."""
+        url = OptunaMirror.url_of(self.tuner.store_path)
+        if url is None:
+            return
+        try:
+            self.mirror = OptunaMirror(url)
+        except StoreError as error:
+            self._mirror_failed(error)
+            return
+        for name in self.tuner.names:
+            self._mirror(name)
+
+    def _mirror(self, name: str) -> None:
+        if self.mirror is None:
+            return
+        try:
+            self.mirror.sync(self.run_id, name, self.samples[name], self.tuner.space)
+        except StoreError as error:
+            self._mirror_failed(error)
+
+    def _mirror_failed(self, error: StoreError) -> None:
+        """A mirror that fails is dropped with one warning: the store has every sample."""
+        if self.mirror is not None:
+            self.mirror.close()
+        self.mirror = None
+        self.tuner._emit(Message(self.run_id, "warning", (
+            f"optuna-dashboard will not show this run: {error}; the store keeps every sample"
+        )))  # fmt: skip
 
     # -- workers ----------------------------------------------------------------------------
 

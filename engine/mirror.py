@@ -48,7 +48,7 @@ from engine.records import Sample
 if TYPE_CHECKING:
     from engine.space import SearchSpace
 
-__all__ = ["MIRRORED_STAGES", "OptunaMirror", "running_means"]
+__all__ = ["MIRRORED_STAGES", "OptunaMirror", "dashboard_url", "running_means"]
 
 #: The stages whose samples are mirrored: those that spend the budget. A held-out score
 #: is measured on other problems, so it is no point of the candidate's tuning landscape.
@@ -314,6 +314,13 @@ def _detail(error: BaseException) -> str:
     while isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__:
         error = error.__cause__
     return first_line(error).rstrip(".")
+
+
+def dashboard_url(store: str) -> str | None:
+    """What to give ``optuna-dashboard`` for the store at ``store`` (a path or URL), its
+    password hidden; ``None`` for an in-memory store."""
+    url = OptunaMirror.url_of(store)
+    return _shown(url) if url else None
 
 
 def _shown(url: str) -> str:

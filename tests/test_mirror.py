@@ -97,20 +97,19 @@ def test_running_means():
 
 def test_a_run_is_mirrored_into_optuna_studies(tmp_path):
     db = tmp_path / "samples.db"
-    run_id, samples = tune(db)
-    ours = tables(db)
+    run_id, samples = tune(db)  # the run mirrors each sample as it takes it in
     url = OptunaMirror.url_of(str(db))
     assert url == f"sqlite:///{db}"
 
-    added = mirror_all(url, run_id, samples)
-
     # Optuna's tables came next to ours, and none of them is one of ours.
-    optunas = tables(db) - ours
+    optunas = tables(db) - {"meta", "runs", "samples", "outcomes", "generations", "rankings",
+                            "messages", "controls", "jobs", "workers"}  # fmt: skip
     assert {"studies", "trials", "trial_user_attributes"} <= optunas
     assert not optunas & SCHEMA_NAMES
+    assert mirror_all(url, run_id, samples) == {"a": 0, "b": 0}  # nothing left to add
     for candidate in ("a", "b"):
         expected = budget_samples(samples, candidate)
-        assert added[candidate] == len(expected) > 0
+        assert len(expected) > 0
         study = optuna.load_study(storage=url, study_name=f"{run_id}/{candidate}")
         assert study.direction == optuna.study.StudyDirection.MAXIMIZE
         assert len(study.trials) == len(expected)
@@ -149,7 +148,7 @@ def test_a_run_is_mirrored_into_optuna_studies(tmp_path):
 def test_problem_scores_become_intermediate_values(tmp_path):
     db = tmp_path / "samples.db"
     run_id, samples = tune(db, objective=per_problem, problems=PROBLEMS)
-    url = OptunaMirror.url_of(str(db))
+    url = OptunaMirror.url_of(str(tmp_path / "mirror.db"))  # not the run's own mirror
     mirror = OptunaMirror(url)
     first = budget_samples(samples, "a")
     # After each sample, as the run calls it: one new trial per call.
@@ -184,9 +183,8 @@ def get_json(url: str) -> dict:
 
 def test_optuna_dashboard_shows_the_mirror_while_the_store_is_written(tmp_path):
     db = tmp_path / "samples.db"
-    run_id, samples = tune(db)
+    run_id, samples = tune(db)  # mirrored by the run itself
     url = OptunaMirror.url_of(str(db))
-    mirror_all(url, run_id, samples)
 
     port = free_port()
     dashboard = Path(sys.executable).with_name("optuna-dashboard")

@@ -379,14 +379,15 @@ def _print_runs(store: Any, args: argparse.Namespace, console: Console) -> None:
 
 
 def _show(args: argparse.Namespace, console: Console) -> int:
+    from engine import dashboard_url
+
     with _existing_store(args.store) as store:
         _print_run(store, args.run, console)
         run_id = store.get_run(args.run).id
     formats = "|".join(EXPORT_FORMATS)
     console.print(
         f"export: codellmtuner export {run_id} --format {formats} -o DIR\n"
-        f"{args.store} is this tool's store: optuna-dashboard adds its own tables to a "
-        "file it opens, so do not point it there",
+        f"optuna-dashboard {dashboard_url(args.store)} shows one study per candidate",
         style="dim", soft_wrap=True, markup=False, highlight=False,
     )  # fmt: skip
     return 0
