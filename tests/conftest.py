@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# A PostgreSQL server for the store's tests (skipped, saying what to install, without one).
+from tests.postgres import postgres_server, postgres_url  # noqa: F401
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
