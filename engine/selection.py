@@ -46,14 +46,12 @@ from threadpoolctl import ThreadpoolController
 from engine import psm
 from engine.errors import ConfigError
 from engine.records import CandidateEstimate
+from engine.stages import DEFAULT_DRAWS
 from engine.surrogate import Hyperparameters, Surrogate
 
 #: Thompson proposals (:meth:`Ranking.propose`) look this close around this many of a
 #: candidate's best samples, this many points each (unit coordinates).
 LOCAL_STEP, LOCAL_CENTRES, LOCAL_POINTS = 0.1, 3, 32
-#: Default posterior draws behind a ranking's intervals and P(best).
-DEFAULT_DRAWS = 256
-
 
 @dataclass(frozen=True)
 class Learned:

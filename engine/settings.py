@@ -21,8 +21,7 @@ from typing import Any
 from engine.budget import Budget
 from engine.errors import ConfigError
 from engine.fidelity import FIDELITIES
-from engine.selection import DEFAULT_DRAWS
-from engine.stages import DEFAULT_ELIMINATION, check_elimination
+from engine.stages import DEFAULT_DRAWS, DEFAULT_ELIMINATION, check_elimination
 
 DEFAULT_TASK = "humaneval"
 #: The bundled model three ways: with its chat template, one worked example, raw.

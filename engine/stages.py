@@ -43,6 +43,8 @@ EXPLORE_EACH = 4
 DEFAULT_ELIMINATION = 0.05
 #: Stage 1 ends once the leader is the best with this probability (:func:`selection_settled`).
 SETTLED = 0.9
+#: Default posterior draws behind a ranking's intervals and P(best) (engine.selection).
+DEFAULT_DRAWS = 256
 #: How often top-two Thompson sampling samples the leader rather than the challenger
 #: (Russo's beta; 1/2 is his recommended default and within a factor 2 of optimal).
 TOP_TWO_LEADER = 0.5

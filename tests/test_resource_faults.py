@@ -29,6 +29,7 @@ import pytest
 
 import engine.tuner
 from engine import Message, Store, StoreError, Tuner
+from engine._sql import TABLES
 from engine.backends import Backend, Generation
 from engine.backends.transformers import TransformersBackend, is_out_of_memory
 from engine.follow import RunFollower
@@ -391,6 +392,12 @@ def _good_store(folder: Path) -> bytes:
     Tuner(objective=landscape, candidates=["a", "b"], budget=30, seed=0, store=path,
           run_id="r").run()  # fmt: skip
     store = Store(path)
+    # Only the store's own pages: the Optuna mirror's tables (engine.mirror) are not read
+    # by anything damage could reach here.
+    tables = store.db.execute("select name from sqlite_master where type = 'table'")
+    for table in {row[0] for row in tables} - set(TABLES):
+        store.db.execute(f"drop table {table}")
+    store.db.execute("vacuum")
     store.db.execute("pragma wal_checkpoint(TRUNCATE)")
     store.close()
     return path.read_bytes()
@@ -406,6 +413,9 @@ def _use(path: Path) -> None:
         store.rankings(run.id)
         store.messages(run.id)
         RunFollower(store, run.id).poll()
+        store.jobs(run.id)  # what workers read and write
+        store.live_workers(within=60)
+        store.claim_job("worker", lease=1)
         store.add_sample(Sample(run_id="r", candidate="a", stage="tuning", trial=99,
                                 params={"temperature": 0.0}, score=0.5))  # fmt: skip
         store.add_message("r", "info", "still here")
