@@ -220,7 +220,7 @@ class Tuner:
     def _fail_saved_run(self, message: str) -> None:
         """A run recorded by :meth:`save` records why it could not start; a new run leaves
         no trace."""
-        if self.store_path == ":memory:" or not Path(self.store_path).exists():
+        if not Store.exists(self.store_path):  # in memory, or no file yet
             return
         with contextlib.suppress(TunerError), contextlib.closing(Store(self.store_path)) as s:
             if s.has_run(self.run_id):

@@ -474,3 +474,20 @@ def test_a_server_that_is_not_there_fails_at_once_in_one_line(postgres_server: P
         message = str(caught.value)
         assert expected in message and "\n" not in message, message
         assert not isinstance(caught.value, StoreUnreachableError), message
+
+
+def test_the_command_line_and_the_app_take_a_url(postgres_url, tmp_path, monkeypatch, capsys):
+    from tui.cli import main
+    from tui.run.launch import log_path
+
+    Tuner(objective=landscape, candidates=["a", "b"], budget=4, seed=0, store=postgres_url,
+          run_id="cli-pg").run()  # fmt: skip
+    secret = postgres_url.replace("postgres@", "postgres:hunter2@")
+    assert main(["runs", "--store", secret]) == 0
+    out = capsys.readouterr().out
+    assert "cli-pg" in out and f"runs in {postgres_url}" in out and "hunter2" not in out
+    assert main(["show", "cli-pg", "--store", postgres_url]) == 0
+    assert "best:" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # a server's run logs go in the working directory
+    database = postgres_url.rpartition("/")[2]
+    assert log_path(postgres_url, "cli-pg") == tmp_path / f"{database}.logs" / "cli-pg.log"

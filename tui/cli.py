@@ -137,7 +137,10 @@ def _option_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _store_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default="samples.db", help="SQLite store (default: samples.db)")
+    parser.add_argument(
+        "--store", default="samples.db",
+        help="SQLite file or postgresql://USER@HOST:PORT/DB (default: samples.db)",
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -364,7 +367,7 @@ def _print_runs(store: Any, args: argparse.Namespace, console: Console) -> None:
     from engine import live_status
     from tui.format import budget_used
 
-    table = Table(title=f"runs in {args.store}", title_justify="left")
+    table = Table(title=f"runs in {store.path}", title_justify="left")  # without a password
     table.add_column("run", no_wrap=True)  # the id is what the user copies
     for column in ("status", "stage", "task", "candidates", "budget", "winner"):
         table.add_column(column, no_wrap=column == "budget")  # "3.2/30 minutes" in one piece
@@ -444,17 +447,12 @@ def _export(args: argparse.Namespace, console: Console) -> int:
 
 @contextlib.contextmanager
 def _existing_store(path: str) -> Iterator[Any]:
-    """The store at ``path``, closed afterwards (a reader leaves no -wal or -shm file)."""
-    from pathlib import Path
-
+    """The store at ``path``, closed afterwards (a reader leaves no -wal or -shm file); a
+    PostgreSQL URL is checked by opening it."""
     from engine import Store
     from engine.errors import StoreError
 
-    try:
-        exists = Path(path).exists()
-    except OSError:  # a name too long for any file
-        exists = False
-    if not exists:
+    if not Store.exists(path):
         raise StoreError(f"no store at {path}; run `codellmtuner run` first or pass --store")
     with contextlib.closing(Store(path)) as store:
         yield store

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -49,7 +48,7 @@ class HistoryScreen(Screen):
     def action_refresh(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        if not Path(self.store_path).exists():
+        if not Store.exists(self.store_path):
             self.query_one("#history-note", Static).update(f"no store at {self.store_path} yet")
             return
         try:

@@ -13,7 +13,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from engine import Store
 from engine.errors import TunerError, first_line
 
 
@@ -35,7 +37,11 @@ class LaunchedRun:
 
 
 def log_path(store_path: str, run_id: str) -> Path:
-    """Where a launched run writes its output: ``STORE.logs/RUN.log`` beside the store."""
+    """Where a launched run writes its output: ``STORE.logs/RUN.log`` beside the store,
+    or for a PostgreSQL store ``DATABASE.logs/RUN.log`` in this working directory."""
+    if Store.is_url(store_path):
+        database = urlsplit(store_path).path.strip("/") or "postgres"
+        return Path(f"{database}.logs").resolve() / f"{run_id}.log"
     store = Path(store_path).resolve()
     return store.parent / f"{store.name}.logs" / f"{run_id}.log"
 
@@ -50,7 +56,7 @@ def launch(run_id: str, store_path: str) -> LaunchedRun:
             in the store, and the message says how to start it by hand.
     """
     log = log_path(store_path, run_id)
-    store = str(Path(store_path).resolve())
+    store = store_path if Store.is_url(store_path) else str(Path(store_path).resolve())
     command = [sys.executable, "-m", "tui.cli", "resume", run_id, "--headless", "--store", store]
     try:
         log.parent.mkdir(parents=True, exist_ok=True)

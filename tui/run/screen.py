@@ -163,7 +163,9 @@ class RunScreen(Screen):
             self.notify("no sample yet; nothing to export", severity="warning")
             return
         summary = f"{answer.best_candidate}: {format_params(answer.best_params)}"
-        default = Path(self.source.store_path).parent / f"export-{self.state.run_id}"
+        store = self.source.store_path  # beside the store's file; a server's: right here
+        base = Path() if Store.is_url(store) else Path(store).parent
+        default = base / f"export-{self.state.run_id}"
 
         def write(folder: Path | None) -> None:
             if folder is None:
