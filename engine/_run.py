@@ -104,6 +104,8 @@ class Execution:
         self.run_id = tuner.run_id
         self.evaluator = evaluator
         self.evaluator.attach(store)
+        self.store.on_wait = self._store_waits
+        self._outage = False  # a warning about the store is not written to it
         self.studies: dict[str, optuna.Study] = {}
         self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
         self.selection: selection.Ranking | None = None  # the latest ranking, with its draws
@@ -137,7 +139,7 @@ class Execution:
                 self.mirror.close()
 
     def _keep_message(self, event: Event) -> None:
-        if isinstance(event, Message):
+        if isinstance(event, Message) and not self._outage:
             # A full or locked store must not turn a warning into a failure: subscribers
             # (the CLI, the app) still receive it.
             with contextlib.suppress(TransientStoreError):
@@ -181,6 +183,15 @@ class Execution:
             raise type(error)(message) from error
         t._emit(RunFinished(self.run_id, result))
         return result
+
+    def _store_waits(self, text: str) -> None:
+        """The store's server does not answer and the store waits for it: one warning,
+        for the subscribers only (writing it to the store would wait too)."""
+        self._outage = True
+        try:
+            self.tuner._emit(Message(self.run_id, "warning", text))
+        finally:
+            self._outage = False
 
     def _set_stopped(self) -> None:
         # Left "running" if the store cannot take it: a resume treats both alike.

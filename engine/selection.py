@@ -53,6 +53,7 @@ from engine.surrogate import Hyperparameters, Surrogate
 #: candidate's best samples, this many points each (unit coordinates).
 LOCAL_STEP, LOCAL_CENTRES, LOCAL_POINTS = 0.1, 3, 32
 
+
 @dataclass(frozen=True)
 class Learned:
     """Hyperparameters learned on the first ``size`` samples (:func:`refit_size`)."""

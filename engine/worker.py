@@ -109,7 +109,7 @@ class Worker:
     def run(self) -> int:
         """Serve until stopped (or, with ``run_id``, until that run ends); returns the
         number of samples this worker committed."""
-        store = Store(self.store)
+        store = Store(self.store, on_wait=lambda text: self.say(f"warning: {text}"))
         try:
             store.heartbeat(self.id, host=socket.gethostname(), pid=os.getpid(),
                             device=self.device or "auto")  # fmt: skip
