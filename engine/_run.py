@@ -100,6 +100,7 @@ class Execution:
         self.asked: dict[tuple[str, str, int], optuna.trial.Trial] = {}  # their trials
         self.seen = 0  # the id of the last sample taken in
         self.mirror: OptunaMirror | None = None  # the studies optuna-dashboard shows
+        self._mirror_warned = False
         self.store = store
         self.run_id = tuner.run_id
         self.evaluator = evaluator
@@ -501,12 +502,13 @@ class Execution:
             self._mirror_failed(error)
 
     def _mirror_failed(self, error: StoreError) -> None:
-        """A mirror that fails is dropped with one warning: the store has every sample."""
-        if self.mirror is not None:
-            self.mirror.close()
-        self.mirror = None
+        """One warning, the first time: the store has every sample, and the next sync
+        adds what this one did not (a database that was briefly away, say)."""
+        if self._mirror_warned:
+            return
+        self._mirror_warned = True
         self.tuner._emit(Message(self.run_id, "warning", (
-            f"optuna-dashboard will not show this run: {error}; the store keeps every sample"
+            f"optuna-dashboard may miss samples of this run: {error}; the store keeps them all"
         )))  # fmt: skip
 
     # -- workers ----------------------------------------------------------------------------

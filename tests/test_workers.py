@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,74 +18,24 @@ import pytest
 from engine import Store, Tuner
 from engine.errors import ConfigError, TunerError
 from tests.objectives import landscape
+from tests.workers import ROOT, SLEEPY, check_once_each, env, in_thread, query, wait_for, worker
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-SLEEPY = "tests.objectives:sleepy_landscape"
 CANDIDATES = ["a", "b", "c"]
-
-
-def _env(sleep: float) -> dict[str, str]:
-    return {**os.environ, "CODELLMTUNER_TEST_SLEEP": str(sleep), "PYTHONPATH": str(ROOT)}
-
-
-def _worker(db: Path, run_id: str, *, lease: float = 2.0, sleep: float = 1.0) -> subprocess.Popen:
-    command = [sys.executable, "-m", "engine.worker", "--store", str(db), "--run", run_id,
-               "--lease", str(lease)]  # fmt: skip
-    return subprocess.Popen(command, cwd=ROOT, env=_env(sleep), stderr=subprocess.PIPE, text=True)
-
-
-def _in_thread(tuner: Tuner) -> tuple[threading.Thread, dict]:
-    """Run ``tuner`` in a thread; the dict gets its ``result`` or ``error``."""
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            out["result"] = tuner.run()
-        except BaseException as error:  # reported by the test
-            out["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
-
-
-def _wait_for(condition, timeout: float = 60.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def _query(db: Path, sql: str, args: list | tuple = ()) -> list[tuple]:
-    with contextlib.closing(Store(db)) as store:
-        return [tuple(row) for row in store.db.execute(sql, list(args)).fetchall()]
-
-
-def _check_once_each(db: Path, run_id: str, budget: int) -> None:
-    """Every sample of the run committed once, every job done."""
-    with contextlib.closing(Store(db)) as store:
-        samples = store.samples(run_id)
-    keys = Counter((s.candidate, s.stage, s.trial) for s in samples)
-    assert all(n == 1 for n in keys.values()), keys
-    assert len(samples) == budget
-    assert _query(db, "select distinct status from jobs where run_id = ?", [run_id]) == [("done",)]
-    for sample in samples:  # each is what the objective says of its point
-        assert sample.score == pytest.approx(landscape(sample.candidate, sample.params))
 
 
 def test_four_workers_one_killed_mid_job_every_sample_once(tmp_path: Path):
     db, budget = tmp_path / "samples.db", 16
     tuner = Tuner(objective=SLEEPY, candidates=CANDIDATES, budget=budget, store=db, seed=0,
                   workers=0, run_id="four")  # fmt: skip
-    thread, out = _in_thread(tuner)
-    workers = [_worker(db, "four") for _ in range(4)]
+    thread, out = in_thread(tuner)
+    workers = [worker(db, "four") for _ in range(4)]
     try:
         victim = workers[0]
         claimed = "select id from jobs where status = 'claimed' and worker like ?"
-        _wait_for(lambda: _query(db, claimed, [f"%:{victim.pid}:%"]), what="a job of worker 0")
-        (job_id,) = _query(db, claimed, [f"%:{victim.pid}:%"])[0]
+        wait_for(lambda: query(db, claimed, [f"%:{victim.pid}:%"]), what="a job of worker 0")
+        (job_id,) = query(db, claimed, [f"%:{victim.pid}:%"])[0]
         victim.send_signal(signal.SIGKILL)
         thread.join(timeout=120)
         assert not thread.is_alive() and "error" not in out, out
@@ -96,9 +44,9 @@ def test_four_workers_one_killed_mid_job_every_sample_once(tmp_path: Path):
             worker.kill()
             worker.wait()
     assert out["result"].best_candidate == "b"
-    _check_once_each(db, "four", budget)
+    check_once_each(db, "four", budget)
     # the killed worker's job went to another once its 2 s lease ran out
-    attempts, worker = _query(db, "select attempts, worker from jobs where id = ?", [job_id])[0]
+    attempts, worker = query(db, "select attempts, worker from jobs where id = ?", [job_id])[0]
     assert attempts == 2 and f":{victim.pid}:" not in worker
 
 
@@ -110,19 +58,19 @@ def test_a_run_starts_its_workers_and_replaces_one_that_dies(tmp_path: Path):
                       workers=2, run_id="local")  # fmt: skip
         messages: list[str] = []
         tuner.subscribe(lambda e: messages.append(getattr(e, "text", "")))
-        thread, out = _in_thread(tuner)
+        thread, out = in_thread(tuner)
         running = "select pid from workers where job is not null"
-        _wait_for(lambda: _query(db, running), what="a local worker on a job")
-        killed = _query(db, running)[0][0]
+        wait_for(lambda: query(db, running), what="a local worker on a job")
+        killed = query(db, running)[0][0]
         os.kill(killed, signal.SIGKILL)
         thread.join(timeout=120)
     finally:
         del os.environ["CODELLMTUNER_TEST_SLEEP"]
     assert "error" not in out, out
-    _check_once_each(db, "local", budget)
+    check_once_each(db, "local", budget)
     assert any("exited with code -9; starting another" in m for m in messages), messages
     # the others stopped with the run; only the killed one could not say so
-    assert _query(db, "select pid from workers") == [(killed,)]
+    assert query(db, "select pid from workers") == [(killed,)]
 
 
 _COORDINATOR = """
@@ -138,21 +86,21 @@ run.run()
 def test_a_run_killed_with_jobs_in_flight_resumes_them(tmp_path: Path):
     db = tmp_path / "samples.db"
     command = [sys.executable, "-c", _COORDINATOR, str(db)]
-    first = subprocess.Popen([*command, "new"], cwd=ROOT, env=_env(1.0))
+    first = subprocess.Popen([*command, "new"], cwd=ROOT, env=env(1.0))
     try:
-        _wait_for(lambda: db.exists() and _query(db, "select count(*) from samples")[0][0] >= 4,
+        wait_for(lambda: db.exists() and query(db, "select count(*) from samples")[0][0] >= 4,
                   what="4 samples")  # fmt: skip
         first.send_signal(signal.SIGKILL)
         first.wait()
     finally:
         first.kill()
-    in_flight = _query(db, "select count(*) from jobs where status != 'done'")[0][0]
+    in_flight = query(db, "select count(*) from jobs where status != 'done'")[0][0]
     assert in_flight > 0  # proposed, not yet taken in: the resumed run keeps them
     # the workers it started stop on their own: their run's process is gone
-    _wait_for(lambda: not _query(db, "select * from workers"), timeout=30, what="workers gone")
-    resumed = subprocess.run([*command, "resume"], cwd=ROOT, env=_env(0.2), timeout=300)
+    wait_for(lambda: not query(db, "select * from workers"), timeout=30, what="workers gone")
+    resumed = subprocess.run([*command, "resume"], cwd=ROOT, env=env(0.2), timeout=300)
     assert resumed.returncode == 0
-    _check_once_each(db, "killed", 14)
+    check_once_each(db, "killed", 14)
 
 
 def test_a_job_that_fails_stops_the_run_with_its_reason(tmp_path: Path):
@@ -164,7 +112,7 @@ def test_a_job_that_fails_stops_the_run_with_its_reason(tmp_path: Path):
     with contextlib.closing(Store(db)) as store:
         run = store.get_run("broken")
     assert run.status == "failed" and "c cannot be evaluated" in run.error
-    assert _query(db, "select count(*) from workers") == [(0,)]
+    assert query(db, "select count(*) from workers") == [(0,)]
 
 
 @pytest.mark.parametrize(
