@@ -216,12 +216,12 @@ class Database:
     ) -> None:
         """Insert ``rows`` (a column missing from a row is null); with ``ignore``, a row
         whose key is already there is skipped instead of failing."""
-        rows = [dict(r) for r in rows]
-        if not rows:
+        given = [dict(r) for r in rows]
+        if not given:
             return
-        columns = list(dict.fromkeys(c for r in rows for c in r))
+        columns = list(dict.fromkeys(c for r in given for c in r))
         sql = _insert_sql(table, columns) + (" on conflict do nothing" if ignore else "")
-        self.execute_many(sql, [[r.get(c) for c in columns] for r in rows])
+        self.execute_many(sql, [[r.get(c) for c in columns] for r in given])
 
     def upsert(self, table: str, row: Mapping[str, Any], pk: str) -> None:
         """Insert ``row``, or set its columns on the row with the same ``pk``."""

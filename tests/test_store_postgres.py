@@ -8,7 +8,10 @@
 - The server stopped for seconds in the middle of a sequence of writes: the writes wait,
   ``on_wait`` hears of it once, nothing is lost or written twice; past the timeout an
   operation fails with one line; a COMMIT whose answer is lost is not applied twice.
+- A write waits for another's transaction up to the timeout, then is explained; a
+  database holding another schema is refused.
 - A server that is not there, a database or user that does not exist: one line, at once.
+- The command line and the app take a URL wherever they took a store's file.
 """
 
 from __future__ import annotations
@@ -26,10 +29,17 @@ from pathlib import Path
 import pytest
 
 from engine import RunStarted, SampleRecorded, Tuner
-from engine._sql import redact
+from engine._sql import WRITE_LOCK, redact
 from engine.errors import StoreError
 from engine.records import Job, Sample
-from engine.store import LeaseLostError, RunControl, Store, StoreUnreachableError, store_exists
+from engine.store import (
+    LeaseLostError,
+    RunControl,
+    Store,
+    StoreLockedError,
+    StoreUnreachableError,
+    store_exists,
+)
 from tests.objectives import landscape
 from tests.postgres import PostgresServer
 
@@ -221,6 +231,33 @@ def test_text_the_server_cannot_hold_is_kept_readable(postgres_url):
     saved = store.add_sample(_sample(0), [{"problem_id": "p", "output": "a\x00b"}])
     assert store.outcomes(saved.id)[0]["output"] == "a\ufffdb"  # PostgreSQL text has no NUL
     store.close()
+
+
+def test_a_write_waits_for_another_then_is_explained(postgres_url):
+    import psycopg  # here: without it, the SQLite half of this file still runs
+
+    store = Store(postgres_url, timeout=0.5)
+    store.create_run("r1", budget=4, seed=0, config={})
+    with psycopg.connect(postgres_url) as other:  # another process's write, under way
+        other.execute("select pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        start = time.monotonic()
+        with pytest.raises(StoreLockedError, match="is locked by another process; wait for"):
+            store.add_message("r1", "info", "waits its turn")
+        assert 0.5 <= time.monotonic() - start < 3
+        assert store.get_run("r1").id == "r1"  # reads do not wait
+    store.add_message("r1", "info", "its turn")  # the other transaction has ended
+    assert [m["text"] for m in store.messages("r1")] == ["its turn"]
+    store.close()
+
+
+def test_a_database_holding_another_schema_is_refused(postgres_url):
+    import psycopg
+
+    Store(postgres_url).close()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("update meta set value = '5' where key = 'schema'")
+    with pytest.raises(StoreError, match="holds a store of schema 5; this version"):
+        Store(postgres_url)
 
 
 # -- several processes --------------------------------------------------------------------------
