@@ -54,7 +54,7 @@ def test_runs_show_and_export(finished_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ranking" in out and "best:" in out and "held-out" in out
     assert "export cli-run --format generation-config|vllm|humaneval-samples|json" in out
-    assert "optuna-dashboard adds its own tables" in out
+    assert f"optuna-dashboard sqlite:///{finished_run.resolve()} shows" in out.replace("\n", "")
 
     out_dir = tmp_path / "export"
     assert main(["export", "cli-run", "--format", "generation-config", "-o", str(out_dir),
