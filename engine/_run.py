@@ -64,7 +64,7 @@ from engine.stages import (
     top_two,
     why_leader,
 )
-from engine.store import Store, StoreError, StoreFullError, TransientStoreError
+from engine.store import Store, StoreError, StoreFullError, TransientStoreError, abandoned
 
 if TYPE_CHECKING:
     from engine.tuner import Tuner
@@ -533,9 +533,11 @@ class Execution:
         """Take in the samples workers committed since the last look; raise the error
         of a job that failed. Returns how many came in."""
         self._checkpoint()
-        failed = [j for j in self.store.jobs(self.run_id, ("failed",)) if j.key in self.pending]
-        if failed:
-            raise TunerError(failed[0].error or "a worker failed a job")
+        jobs = self.store.jobs(self.run_id, ("claimed", "failed"))
+        for job in (j for j in jobs if j.key in self.pending):
+            error = job.error if job.status == "failed" else abandoned(job)
+            if error:
+                raise TunerError(error)
         new = self.store.samples(self.run_id, after=self.seen)
         for sample in new:
             self.seen = sample.id

@@ -536,13 +536,9 @@ class Store:
             rows = self._sql.query(sql + " order by jobs.id", args)
             for row in rows:
                 if row["attempts"] >= MAX_JOB_ATTEMPTS:
-                    error = (
-                        f"{row['candidate']} {row['stage']} trial {row['trial']}: the worker "
-                        f"evaluating it stopped {row['attempts']} times (killed, or out of memory)"
-                    )
                     self._sql.execute(
                         "update jobs set status = 'failed', error = ? where id = ?",
-                        [error, row["id"]],
+                        [abandoned(_job_from_row(row)), row["id"]],
                     )
             rows = [r for r in rows if r["attempts"] < MAX_JOB_ATTEMPTS]
             if not rows:
@@ -579,13 +575,15 @@ class Store:
 
     @_guarded
     def retry_jobs(self, run_id: str) -> None:
-        """Give the run's failed jobs back for workers to take (a resumed run tries them
-        again, as a run without workers would)."""
+        """Give the run's failed jobs, and those abandoned by every worker that took them,
+        back for workers to take (a resumed run tries them again, as a run without
+        workers would)."""
         with self._write():
             self._sql.execute(
                 "update jobs set status = 'pending', error = null, attempts = 0 "
-                "where run_id = ? and status = 'failed'",
-                [run_id],
+                "where run_id = ? and (status = 'failed' or (status = 'claimed' "
+                "and attempts >= ? and lease_until < ?))",
+                [run_id, MAX_JOB_ATTEMPTS, time.time()],
             )
 
     @_guarded
@@ -647,6 +645,17 @@ def _whole(amount: int | float) -> int | float:
     """A whole number as an int, as SQLite's integer columns give it back (PostgreSQL keeps
     a budget in a float column, engine._sql)."""
     return int(amount) if isinstance(amount, float) and amount.is_integer() else amount
+
+
+def abandoned(job: Job, now: float | None = None) -> str | None:
+    """Why ``job`` can never be done, if every worker that took it died: one line."""
+    now = time.time() if now is None else now
+    if job.status != "claimed" or job.attempts < MAX_JOB_ATTEMPTS or job.lease_until >= now:
+        return None
+    return (
+        f"{job.candidate} {job.stage} trial {job.trial}: the worker evaluating it stopped "
+        f"{job.attempts} times (killed, or out of memory)"
+    )
 
 
 def _job_from_row(row: Mapping[str, Any]) -> Job:

@@ -120,7 +120,7 @@ class Worker:
                 if job is not None:
                     self._serve(store, job)
                     continue
-                if self.run_id is not None and store.get_run(self.run_id).status != "running":
+                if self._run_over(store):
                     break
                 if time.monotonic() - beat > self.lease / 4:
                     store.heartbeat(self.id)
@@ -131,6 +131,13 @@ class Worker:
                 store.remove_worker(self.id)
             store.close()
         return self.committed
+
+    def _run_over(self, store: Store) -> bool:
+        """Whether the one run this worker serves has ended (one not yet created has
+        not: a worker may start first, under a scheduler say)."""
+        if self.run_id is None or not store.has_run(self.run_id):
+            return False
+        return store.get_run(self.run_id).status != "running"
 
     def _parent_alive(self) -> bool:
         return self.parent is None or os.getppid() == self.parent

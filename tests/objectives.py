@@ -83,3 +83,10 @@ def broken_landscape(candidate: str, params: dict) -> float:
     if candidate == "c":
         raise ValueError("c cannot be evaluated")
     return landscape(candidate, params)
+
+
+def crashing_landscape(candidate: str, params: dict) -> float:
+    """Ends the process that evaluates candidate "c" at once, as a native crash would."""
+    if candidate == "c":
+        os._exit(3)
+    return landscape(candidate, params)

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def test_a_run_starts_its_workers_and_replaces_one_that_dies(tmp_path: Path):
 
 _COORDINATOR = """
 import sys
+import time
 from engine import Tuner
 run = Tuner.resume("killed", store=sys.argv[1]) if sys.argv[2] == "resume" else Tuner(
     objective="tests.objectives:sleepy_landscape", candidates=["a", "b", "c"], budget=14,
@@ -113,6 +115,30 @@ def test_a_job_that_fails_stops_the_run_with_its_reason(tmp_path: Path):
         run = store.get_run("broken")
     assert run.status == "failed" and "c cannot be evaluated" in run.error
     assert query(db, "select count(*) from workers") == [(0,)]
+
+
+def test_a_job_that_kills_every_worker_stops_the_run_after_three(tmp_path: Path):
+    """One worker at a time, a new one whenever the last died: the third death on the
+    same job stops the run."""
+    db = tmp_path / "samples.db"
+    tuner = Tuner(objective="tests.objectives:crashing_landscape", candidates=CANDIDATES,
+                  budget=9, store=db, seed=0, workers=0, run_id="crash")  # fmt: skip
+    thread, out = in_thread(tuner)
+    workers = [worker(db, "crash", lease=1.0)]
+    try:
+        while thread.is_alive() and len(workers) < 5:
+            if workers[-1].poll() is not None:
+                workers.append(worker(db, "crash", lease=1.0))
+            time.sleep(0.1)
+        thread.join(timeout=60)
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait()
+    assert str(out.get("error")).startswith(
+        "c sampling trial 0: the worker evaluating it stopped 3 times"
+    ), out
+    assert [process.returncode for process in workers][:3] == [3, 3, 3]
 
 
 @pytest.mark.parametrize(
