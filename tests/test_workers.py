@@ -41,14 +41,14 @@ def test_four_workers_one_killed_mid_job_every_sample_once(tmp_path: Path):
         thread.join(timeout=120)
         assert not thread.is_alive() and "error" not in out, out
     finally:
-        for worker in workers:
-            worker.kill()
-            worker.wait()
+        for process in workers:
+            process.kill()
+            process.wait()
     assert out["result"].best_candidate == "b"
     check_once_each(db, "four", budget)
     # the killed worker's job went to another once its 2 s lease ran out
-    attempts, worker = query(db, "select attempts, worker from jobs where id = ?", [job_id])[0]
-    assert attempts == 2 and f":{victim.pid}:" not in worker
+    attempts, taker = query(db, "select attempts, worker from jobs where id = ?", [job_id])[0]
+    assert attempts == 2 and f":{victim.pid}:" not in taker
 
 
 def test_a_run_starts_its_workers_and_replaces_one_that_dies(tmp_path: Path):
