@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from engine import fidelity
 from engine.candidates import Candidate
 from engine.errors import ConfigError, TunerError
-from engine.evaluation import Evaluator, build_evaluator, import_objective
+from engine.evaluation import Evaluation, Evaluator, build_evaluator, import_objective
 from engine.fidelity import EarlyStop
 from engine.records import Job
 from engine.settings import RunSettings
@@ -174,12 +174,17 @@ class Worker:
         state.held.add(job.candidate)
         self._commit(store, job, evaluation)
 
-    def _commit(self, store: Store, job: Job, evaluation) -> None:  # noqa: ANN001
+    def _commit(self, store: Store, job: Job, evaluation: Evaluation) -> None:
         try:
             store.add_sample(evaluation.sample(job), evaluation.outcomes, job=job,
                              stage=job.stage)  # fmt: skip
         except LeaseLostError as error:
             self.say(f"warning: {error}; its sample is dropped")
+            return
+        except TransientStoreError as error:  # disk full, locked: the job is done again
+            self.say(f"warning: {_what(job)} was not recorded ({error}); given back")
+            with contextlib.suppress(StoreError):
+                store.release_job(job)
             return
         self.committed += 1
 
