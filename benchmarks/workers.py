@@ -1,15 +1,18 @@
 """Scale-out: the wall time of one run with 1, 2 and 4 evaluation workers.
 
-    python -m benchmarks.workers [--sleep 2] [--samples 40] [--workers 1 2 4] [--quick]
+    python -m benchmarks.workers [--sleep 2] [--samples 40] [--workers 1 2 4]
+        [--store postgresql://...] [--quick]
 
 Every evaluation sleeps ``--sleep`` seconds (a model's sample, without the model), so the
 work is the same whatever the machine's cores. Each row is one whole run of the real
 engine through its store (three candidates, ``--samples`` samples, seed 0): with 1 the
 run evaluates in its own process, as it does without workers; with N > 1 it starts N
-worker processes (:mod:`engine.worker`) that claim its jobs with a lease. The speed-up is
-against the 1-worker row of the same invocation; the ideal is N less the start of the
-workers and the samples stage 1 must see before the winner is chosen (the run waits for
-them: the one barrier). ``--quick`` is a seconds-long smoke test of the harness.
+worker processes (:mod:`engine.worker`) that claim its jobs with a lease. The store is
+a fresh SQLite file per row, or the PostgreSQL database ``--store`` names (one run per
+row). The speed-up is against the 1-worker row of the same invocation; the ideal is N,
+less the start of the workers and the stage switch, where the run waits for the last
+stage-1 samples before it chooses the winner. ``--quick`` is a seconds-long smoke test of
+the harness.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def measure(workers: int, args: argparse.Namespace) -> dict:
 
     os.environ["BENCH_SLEEP"] = str(args.sleep)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "samples.db"
+        path = args.store or Path(tmp) / "samples.db"
         tuner = Tuner(objective=OBJECTIVE, candidates=list(CANDIDATES), budget=args.samples,
                       store=path, seed=0, workers=workers)  # fmt: skip
         start = time.perf_counter()
@@ -61,9 +64,10 @@ def measure(workers: int, args: argparse.Namespace) -> dict:
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> Table:
+    store = "PostgreSQL" if args.store else "SQLite"
     result = Table(
-        title=f"one run, {args.samples} samples of {args.sleep:g} s each, 3 candidates: "
-        "wall time by workers"
+        title=f"one run, {args.samples} samples of {args.sleep:g} s each, 3 candidates, "
+        f"{store} store: wall time by workers"
     )
     for column in ("workers", "wall s", "speed-up", "ideal", "samples", "once each", "winner"):
         result.add_column(column, justify="right")
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=2.0, help="seconds per evaluation")
     parser.add_argument("--samples", type=int, default=40, help="the run's budget in samples")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--store", help="a postgresql:// database (default: SQLite files)")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke test")
     args = parser.parse_args(argv)
     if args.quick:
