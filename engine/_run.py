@@ -100,6 +100,7 @@ class Execution:
         self.asked: dict[tuple[str, str, int], optuna.trial.Trial] = {}  # their trials
         self.seen = 0  # the id of the last sample taken in
         self.mirror: OptunaMirror | None = None  # the studies optuna-dashboard shows
+        self._unmirrored: set[str] = set()  # candidates with samples not mirrored yet
         self._mirror_warned = False
         self.store = store
         self.run_id = tuner.run_id
@@ -134,9 +135,8 @@ class Execution:
             return self._execute()
         finally:
             unsubscribe()
-            if self.workers is not None:
-                self.workers.stop()
             if self.mirror is not None:
+                self._mirror()
                 self.mirror.close()
 
     def _keep_message(self, event: Event) -> None:
@@ -152,8 +152,6 @@ class Execution:
             run = self._open_run()
             self._replay()
             self._open_mirror()
-            if self.workers is not None:
-                self.workers.start()
             t._emit(
                 RunStarted(self.run_id, tuple(t.names), t.budget.amount, self.used(),
                            t.budget.unit, self.spent())
@@ -304,6 +302,10 @@ class Execution:
         eliminated, until the leader's P(best) reaches :data:`SETTLED` or stage 1 has
         spent its share of the budget. Every decision depends only on the committed
         samples and the seed, so a resumed run decides as the uninterrupted one did.
+
+        With workers the choice is made on the samples committed by then, as every
+        proposal is: stage-1 samples still in flight come in during stage 3, and count in
+        the ranking (the answer stays the winner's), rather than leave the workers idle.
         """
         t = self.tuner
         target = t.settings.stage1_fraction * t.budget.amount
@@ -318,11 +320,11 @@ class Execution:
         while True:
             self._await_capacity()
             name = self._next_stage1(target)
-            if name is None:  # over, once the samples in flight are in and still say so
-                if not self.pending:
-                    break
+            if name is None and self.selection is None:  # every first sample in flight
                 self._await_sample()
                 continue
+            if name is None:
+                break
             self._sample(name, SAMPLING)  # a sample that was not recorded is taken again
         if t.settings.stage1_fraction < 1:
             self._warn_if_spent()
@@ -474,7 +476,9 @@ class Execution:
             self._add_to_study(sample)
         else:
             self.studies[sample.candidate].tell(trial, sample.score)
-        self._mirror(sample.candidate)
+        self._unmirrored.add(sample.candidate)
+        if self.workers is None:  # with workers, while waiting for them (_await_sample)
+            self._mirror()
         self._rank(stage=sample.stage)
 
     # -- the Optuna mirror -------------------------------------------------------------------
@@ -490,16 +494,19 @@ class Execution:
         except StoreError as error:
             self._mirror_failed(error)
             return
-        for name in self.tuner.names:
-            self._mirror(name)
+        self._unmirrored.update(self.tuner.names)
+        self._mirror()
 
-    def _mirror(self, name: str) -> None:
+    def _mirror(self) -> None:
+        """Mirror the samples taken in since the last time."""
         if self.mirror is None:
             return
-        try:
-            self.mirror.sync(self.run_id, name, self.samples[name], self.tuner.space)
-        except StoreError as error:
-            self._mirror_failed(error)
+        while self._unmirrored:
+            name = self._unmirrored.pop()
+            try:
+                self.mirror.sync(self.run_id, name, self.samples[name], self.tuner.space)
+            except StoreError as error:
+                self._mirror_failed(error)  # the next sample of the candidate retries it
 
     def _mirror_failed(self, error: StoreError) -> None:
         """One warning, the first time: the store has every sample, and the next sync
@@ -525,6 +532,7 @@ class Execution:
         """Wait until at least one job in flight has come back as a sample."""
         while not self._collect():
             assert self.workers is not None
+            self._mirror()  # off the path from a worker's sample to its next job
             for warning in self.workers.check(self.store):
                 self.tuner._emit(Message(self.run_id, "warning", warning))
             time.sleep(COLLECT_POLL)
@@ -620,7 +628,7 @@ class Execution:
 
     def _warn_if_spent(self) -> None:
         budget = self.tuner.budget
-        spent = self.spent()
+        spent = self._committed_or_promised()
         if budget_spent(spent, budget.amount):
             self.tuner._emit(Message(self.run_id, "warning", (
                 f"stage 1 spent {budget.format_used(spent)} of the budget ({MIN_STAGE1_SAMPLES} "

@@ -532,6 +532,9 @@ class Store:
         if run_id is not None:
             sql += " and jobs.run_id = ?"
             args.append(run_id)
+        # Idle workers ask many times a second: look before taking the write lock.
+        if not self._sql.query(sql + " limit 1", args):
+            return None
         with self._write():
             rows = self._sql.query(sql + " order by jobs.id", args)
             for row in rows:

@@ -193,18 +193,27 @@ class Tuner:
         failed in the store, and every committed sample is kept.
         """
         evaluator = self._evaluator()
+        workers = None
         try:
+            workers = self._workers()
+            if workers is not None:
+                workers.start()  # they start up while this process checks its input
             evaluator.prepare(self.space)  # bad input fails here, before the store is touched
         except TunerError as error:
+            if workers is not None:
+                workers.stop()
             self._fail_saved_run(str(error))
             self._emit(RunFailed(self.run_id, str(error)))
             raise
-        workers = self._workers()
-        store = Store(self.store_path)
         try:
-            return Execution(self, store, evaluator, workers).execute()
+            store = Store(self.store_path)
+            try:
+                return Execution(self, store, evaluator, workers).execute()
+            finally:
+                store.close()
         finally:
-            store.close()
+            if workers is not None:
+                workers.stop()
 
     def save(self) -> None:
         """Record the run in its store without running it, for another process to
