@@ -34,7 +34,7 @@ from engine.backends import Backend, Generation
 from engine.backends.transformers import TransformersBackend, is_out_of_memory
 from engine.follow import RunFollower
 from engine.models import resolve_model
-from engine.store import Sample, StoreFullError
+from engine.store import Job, Sample, StoreFullError
 from tests.objectives import landscape
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -413,9 +413,12 @@ def _use(path: Path) -> None:
         store.rankings(run.id)
         store.messages(run.id)
         RunFollower(store, run.id).poll()
-        store.jobs(run.id)  # what workers read and write
+        store.add_job(Job("r", "a", "tuning", 99, {"temperature": 0.0}))  # what workers do
+        store.heartbeat("worker", host="host", pid=1, device="cpu")
         store.live_workers(within=60)
         store.claim_job("worker", lease=1)
+        store.jobs(run.id)
+        store.retry_jobs(run.id)
         store.add_sample(Sample(run_id="r", candidate="a", stage="tuning", trial=99,
                                 params={"temperature": 0.0}, score=0.5))  # fmt: skip
         store.add_message("r", "info", "still here")
