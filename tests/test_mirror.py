@@ -4,14 +4,9 @@ the same SQLite file, read back by optuna.load_study and by the optuna-dashboard
 from __future__ import annotations
 
 import contextlib
-import json
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +18,7 @@ from engine.errors import StoreError
 from engine.mirror import MIRRORED_STAGES, OptunaMirror, running_means
 from engine.space import SearchSpace
 from engine.store import SCHEMA_NAMES, Store
+from tests.dashboard import get_json, optuna_dashboard
 
 PROBLEMS = 6
 
@@ -170,40 +166,13 @@ def test_problem_scores_become_intermediate_values(tmp_path):
 # -- optuna-dashboard ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
 def test_optuna_dashboard_shows_the_mirror_while_the_store_is_written(tmp_path):
     db = tmp_path / "samples.db"
     run_id, samples = tune(db)  # mirrored by the run itself
     url = OptunaMirror.url_of(str(db))
 
-    port = free_port()
-    dashboard = Path(sys.executable).with_name("optuna-dashboard")
-    process = subprocess.Popen(
-        [str(dashboard), url, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    api = f"http://127.0.0.1:{port}/api/studies"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                studies = get_json(api)["study_summaries"]
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"optuna-dashboard did not answer: {process.stderr.read()!r}")
-                time.sleep(0.2)
-
+    with optuna_dashboard(url) as api:
+        studies = get_json(api)["study_summaries"]
         assert sorted(s["study_name"] for s in studies) == [f"{run_id}/a", f"{run_id}/b"]
         for study in studies:
             candidate = study["study_name"].rsplit("/", 1)[1]
@@ -230,14 +199,6 @@ def test_optuna_dashboard_shows_the_mirror_while_the_store_is_written(tmp_path):
         while len(get_json(f"{api}/{b['study_id']}")["trials"]) != expected:
             assert time.monotonic() < deadline, "the new trial never showed up"
             time.sleep(0.5)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stderr.close()
 
 
 # -- failures -----------------------------------------------------------------------------------

@@ -5,20 +5,18 @@ the server stopped for 10 s in the middle of a run, and the run's studies read b
 
 from __future__ import annotations
 
-import json
-import socket
+import contextlib
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
 
-from engine import Message, Tuner, dashboard_url
+from engine import Message, Store, Tuner, dashboard_url
 from engine.mirror import OptunaMirror
 from engine.space import SearchSpace
+from tests.dashboard import get_json, optuna_dashboard
 from tests.workers import SLEEPY, check_once_each, in_thread, query, wait_for, worker
 
 pytestmark = pytest.mark.slow
@@ -72,44 +70,20 @@ def test_two_hosts_share_one_postgresql_store(postgres_url: str, tmp_path: Path)
 
 
 def _samples(url: str, run_id: str) -> list:
-    import contextlib
-
-    from engine import Store
-
     with contextlib.closing(Store(url)) as store:
         return store.samples(run_id)
 
 
 def _dashboard_lists(url: str, expected: dict[str, int]) -> None:
     """A real optuna-dashboard on ``url`` lists these studies with these trial counts."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dashboard = Path(sys.executable).with_name("optuna-dashboard")
-    process = subprocess.Popen(
-        [str(dashboard), url, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    api = f"http://127.0.0.1:{port}/api/studies"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(api, timeout=5) as response:
-                    studies = json.load(response)["study_summaries"]
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "no dashboard"
-                time.sleep(0.2)
+    with optuna_dashboard(url) as api:
+        studies = get_json(api)["study_summaries"]
         assert {s["study_name"]: s["directions"] for s in studies} == dict.fromkeys(
             expected, ["maximize"]
         )
         for study in studies:
-            with urllib.request.urlopen(f"{api}/{study['study_id']}", timeout=5) as response:
-                trials = json.load(response)["trials"]
+            trials = get_json(f"{api}/{study['study_id']}")["trials"]
             assert len(trials) == expected[study["study_name"]]
-    finally:
-        _stop([process])
 
 
 def test_a_postgresql_server_stopped_for_ten_seconds_mid_run(postgres_server, postgres_url):
