@@ -40,7 +40,10 @@ strategy, at ``B``:
 Each family's label says whether it *qualifies* as a fair test of choosing a candidate
 (:func:`~benchmarks._strategies.landscapes.qualification`: the best candidate's tuned
 optimum beats the runner-up's by at least 5%, and its peak region is at least 0.1 wide on
-every parameter in unit coordinates). After the table, one line per family where
+every parameter in unit coordinates). The label also gives the *winning share*
+(:func:`~benchmarks._strategies.landscapes.winning_share`): the share of the space where
+the best candidate's true score reaches the runner-up's optimum, which does not decide
+but says how hard the best is to find. After the table, one line per family where
 three-stage's median is below the best peer's, naming both.
 
 The last line sums it up over every (family, seed) run (ratios and curve pooled):
@@ -87,7 +90,8 @@ QUICK_MULTIPLIERS = (0.5, 1.0)
 @dataclass(frozen=True)
 class Record:
     """One strategy's run: its choice's true score and whether it is the best candidate;
-    ``scale`` is its budget over the family's ``B``, ``seconds`` its wall time."""
+    ``scale`` is its budget over the family's ``B``, ``seconds`` its wall time,
+    ``prob_best`` the P(best) it stated for its choice (NaN if none)."""
 
     family: str
     strategy: str
@@ -97,6 +101,7 @@ class Record:
     right: bool
     scale: float = 1.0
     seconds: float = 0.0
+    prob_best: float = math.nan
 
 
 def run_cell(family: str, seed: int, budgets: tuple[int, ...], base: int) -> list[Record]:
@@ -113,7 +118,7 @@ def run_cell(family: str, seed: int, budgets: tuple[int, ...], base: int) -> lis
             score = fam.true(choice.candidate, choice.params)
             right = choice.candidate == fam.best_candidate
             records.append(Record(family, name, seed, budget, score, right,
-                                  round(budget / base, 4), seconds))  # fmt: skip
+                                  round(budget / base, 4), seconds, choice.prob_best))  # fmt: skip
     return records
 
 
@@ -227,6 +232,19 @@ def losses(records: list[Record], families: Sequence[str], bases: Mapping[str, i
     return lines
 
 
+def calibration(records: list[Record], families: Sequence[str]) -> list[str]:
+    """Per family, the mean P(best) three-stage stated for its choice at ``B`` beside how
+    often that choice was the best candidate: whether its confidence can be trusted."""
+    lines = []
+    for family in families:
+        mine = [r for r in records
+                if (r.family, r.strategy, r.scale) == (family, THREE_STAGE, 1.0)]  # fmt: skip
+        stated = float(np.mean([r.prob_best for r in mine]))
+        right = float(np.mean([r.right for r in mine]))
+        lines.append(f"{family}: stated {stated:.2f}, right {right:.2f}")
+    return lines
+
+
 def costs(records: list[Record]) -> list[str]:
     """Median seconds per run of each strategy, at the budgets of the first family with the
     most candidates (its grid is the costliest)."""
@@ -262,6 +280,7 @@ def table(
             f"{family} ({fam.best_score:.2f} {fam.best_candidate})",
             f"B {bases[family]}, {len(fam.candidates)} candidates",
             f"gap {q.gap:.0%}, width {q.width:.2f}",
+            f"winning share {q.share:.2%}",
             "qualifies" if q.qualifies else "does NOT qualify",
             f"best peer: {peer}",
         ]
@@ -386,6 +405,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     lost = losses(records, args.families, args.bases)
     console.print(f"families where {THREE_STAGE} is below the best peer: {len(lost)}")
     for line in lost:
+        console.print(f"  {line}", soft_wrap=True)
+    console.print(
+        f"{THREE_STAGE}'s P(best) of its choice at B, mean, against how often the "
+        "choice was the best candidate:"
+    )
+    for line in calibration(records, args.families):
         console.print(f"  {line}", soft_wrap=True)
     for name in STRATEGIES:  # the others first: the last line is three-stage's verdict
         if name not in (THREE_STAGE, BASELINE):

@@ -47,6 +47,10 @@ def test_quick_run_prints_every_row_the_summary_and_a_plot(tmp_path, capsys):
         strategies.FAMILIES
     )
     assert sum(label.startswith("best peer: ") for label in labels) == len(strategies.FAMILIES)
+    stated = re.compile(r"^  (\w+): stated (\d\.\d\d), right (\d\.\d\d)$")
+    calibrated = [stated.match(line) for line in lines if stated.match(line)]
+    assert sorted(m[1] for m in calibrated) == sorted(strategies.FAMILIES)
+    assert all(0 < float(m[2]) <= 1 for m in calibrated)  # three-stage states a P(best)
     assert any(line.startswith("wall time: ") for line in lines)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -258,6 +262,27 @@ def test_peak_region_width_of_a_gaussian_bump_is_two_sds_clipped_to_the_range():
     family = landscapes.SyntheticFamily("t", "", {"a": landscapes.Surface(0.2, (greedy,))})
     width = landscapes.peak_region_width(family, "a")
     assert width[0] == pytest.approx(0.1, abs=0.011)  # temperature: only above 0
+
+
+def test_winning_share_is_the_volume_where_the_best_beats_the_tuned_runner_up():
+    flat = landscapes.Surface(0.5, (landscapes.Mode(landscapes._p(0.5), 0.1, 0.0),))
+    # greedy only: a bump that is 0 wide in temperature, top_p and top_k and flat along
+    # repetition penalty and length covers random search's greedy half, and nothing else
+    greedy = landscapes.Mode(landscapes._p(0.0), (1e-3, 1e-3, 1e-3, 1e3, 1e3), 0.4)
+    family = landscapes.SyntheticFamily(
+        "t", "", {"best": landscapes.Surface(0.3, (greedy,)), "flat": flat}
+    )
+    assert landscapes.winning_share(family) == pytest.approx(0.5, abs=0.01)
+    higher = landscapes.Surface(0.6, (landscapes.Mode(landscapes._p(0.5), 0.1, 0.0),))
+    family = landscapes.SyntheticFamily("t", "", {"best": higher, "flat": flat})
+    assert landscapes.winning_share(family) == 1.0
+    # a 5-d bump: a small volume, however wide along each axis
+    bump = landscapes.Mode(landscapes._p(0.75, 0.75, 10, 1.15, 128), 0.1, 0.5)
+    family = landscapes.SyntheticFamily(
+        "t", "", {"best": landscapes.Surface(0.2, (bump,)), "flat": flat}
+    )
+    assert 0 < landscapes.winning_share(family) < 0.01
+    assert landscapes.qualification(family).width >= landscapes.QUALIFYING_WIDTH
 
 
 @pytest.mark.parametrize("name", list(strategies.FAMILIES))

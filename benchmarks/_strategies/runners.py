@@ -13,6 +13,7 @@ without PSM and no from-scratch or all-candidate tuning.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,10 +30,13 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 @dataclass(frozen=True)
 class Choice:
-    """What a strategy would deploy."""
+    """What a strategy would deploy; ``prob_best`` is the probability it states that
+    ``candidate`` is the best (the three-stage tuner's P(best); NaN where a strategy
+    states none)."""
 
     candidate: str
     params: dict[str, Any]
+    prob_best: float = math.nan
 
 
 class CountingObjective:
@@ -102,7 +106,8 @@ def three_stage(family: Family, budget: int, seed: int, **options: Any) -> Choic
     tuner = Tuner(objective=objective, candidates=list(family.candidates), budget=budget,
                   seed=seed, space=SPACE, **options)  # fmt: skip
     result = tuner.run()
-    return Choice(result.best_candidate, dict(result.best_params))
+    stated = next(e.prob_best for e in result.ranking if e.candidate == result.best_candidate)
+    return Choice(result.best_candidate, dict(result.best_params), stated)
 
 
 def three_stage_without_psm(family: Family, budget: int, seed: int) -> Choice:
