@@ -44,7 +44,8 @@ every parameter in unit coordinates). The label also gives the *winning share*
 (:func:`~benchmarks._strategies.landscapes.winning_share`): the share of the space where
 the best candidate's true score reaches the runner-up's optimum, which does not decide
 but says how hard the best is to find. After the table, one line per family where
-three-stage's median is below the best peer's, naming both.
+three-stage's median is below the best peer's, naming both, and one per family with the
+P(best) three-stage stated for its choice beside how often it was right.
 
 The last line sums it up over every (family, seed) run (ratios and curve pooled):
 ``three-stage vs two-stage: score ratio X.XX, budget ratio Y.YY, right-candidate rate Z.ZZ``;

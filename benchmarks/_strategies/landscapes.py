@@ -356,10 +356,13 @@ def winning_share(family: Family) -> float:
     says how hard it is to *hit* along one axis. A peak 0.2 wide on each of five axes
     fills about 0.2**5 = 0.03% of the space.
     """
-    best = family.best_candidate
-    runner_up = max(family.peak_of(c) for c in family.candidates if c != best)
     u = random_unit_points(_SHARE_POINTS, np.random.default_rng(0))
-    return float(np.mean(family.unit_values(best, u) >= runner_up))
+    return float(np.mean(family.unit_values(family.best_candidate, u) >= _runner_up(family)))
+
+
+def _runner_up(family: Family) -> float:
+    """The tuned optimum of the best candidate's strongest rival."""
+    return max(family.peak_of(c) for c in family.candidates if c != family.best_candidate)
 
 
 @dataclass(frozen=True)
@@ -383,7 +386,7 @@ class Qualification:
 
 def qualification(family: Family) -> Qualification:
     best = family.best_candidate
-    runner_up = max(family.peak_of(c) for c in family.candidates if c != best)
+    runner_up = _runner_up(family)
     gap = family.peak_of(best) / runner_up - 1 if runner_up > 0 else math.inf
     width = float(peak_region_width(family, best).min())
     return Qualification(gap, width, winning_share(family))
