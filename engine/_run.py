@@ -320,7 +320,7 @@ class Execution:
         while True:
             self._await_capacity()
             name = self._next_stage1(target)
-            if name is None and self.selection is None:  # every first sample in flight
+            if name is None and not self._evidence_on_every_candidate():
                 self._await_sample()
                 continue
             if name is None:
@@ -343,9 +343,9 @@ class Execution:
         spent = self._committed_or_promised()
         if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and spent < target):
             return next_stage1_candidate(t.names, counts, least + 1)
-        ranking = self.selection
-        if ranking is None:  # every first sample is in flight: wait for evidence
+        if not self._evidence_on_every_candidate():
             return None
+        ranking = self.selection
         if selection_settled(ranking.estimates[0].prob_best, spent, target):
             return None
         active = self._active(ranking)
@@ -354,6 +354,12 @@ class Execution:
         proposed = self.used() + self._in_flight()
         rng = np.random.default_rng(sampler_seed(t.seed, len(t.names), proposed))
         return t.names[top_two(ranking.maxima, active, rng)]
+
+    def _evidence_on_every_candidate(self) -> bool:
+        """Whether every candidate has a committed sample. With workers, a candidate's
+        first samples may all be in flight: until one is in, its tuned score is unknown,
+        and stage 1 must not end (nor top-two sampling start) without it."""
+        return self.selection is not None and all(self.samples.values())
 
     def _active(self, ranking: selection.Ranking) -> list[int]:
         """The candidates (indices) still in stage 1: all but those whose upper bound on

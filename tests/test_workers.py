@@ -90,8 +90,10 @@ def test_a_run_killed_with_jobs_in_flight_resumes_them(tmp_path: Path):
     command = [sys.executable, "-c", _COORDINATOR, str(db)]
     first = subprocess.Popen([*command, "new"], cwd=ROOT, env=env(1.0))
     try:
-        wait_for(lambda: db.exists() and query(db, "select count(*) from samples")[0][0] >= 4,
-                  what="4 samples")  # fmt: skip
+        in_flight = "select count(*) from jobs where status != 'done'"
+        wait_for(lambda: db.exists() and query(db, "select count(*) from samples")[0][0] >= 4
+                 and query(db, in_flight)[0][0] > 0,
+                 what="4 samples and a job in flight")  # fmt: skip
         first.send_signal(signal.SIGKILL)
         first.wait()
     finally:
