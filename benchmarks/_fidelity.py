@@ -39,7 +39,7 @@ import optuna
 from benchmarks._strategies.landscapes import SPACE, SyntheticFamily
 from benchmarks._strategies.runners import Choice, _seed, tpe_sampler
 from engine import Tuner
-from engine.fidelity import plan, rungs
+from engine.selection import plan, rungs
 
 #: Problems of every family: a small benchmark's tuning split.
 PROBLEMS = 40

@@ -78,7 +78,7 @@ def run_one(step: str, args: argparse.Namespace) -> dict:
     import tempfile
 
     import engine  # noqa: F401
-    import engine.tuner  # noqa: F401
+    import engine.run._tuner  # noqa: F401
     from engine import TransformersBackend, resolve_model
 
     if args.threads:

@@ -3,7 +3,7 @@
     python -m benchmarks.sandbox [--problems 164] [--workers 1 2] [--spawns 40] [--quick]
 
 The floor is what one child process costs: ``python -c pass`` spawned bare (the same
-interpreter), then the program ``pass`` run through :func:`engine.sandbox.execute` in
+interpreter), then the program ``pass`` run through :func:`engine.tasks.sandbox.execute` in
 each mode that works here (``bwrap`` when bubblewrap passes its probe, ``process``).
 Against it, the HumanEval task scores every problem's canonical solution (the dataset's
 ``canonical_solution``, carried as ``Problem.reference``, as a continuation of the
@@ -37,7 +37,7 @@ def spawn_seconds(run, times: int) -> float:
 
 def floors(times: int) -> list[dict]:
     """The bare spawn and the sandbox's own cost per mode, each ``{"name", "seconds"}``."""
-    from engine import sandbox
+    from engine.tasks import sandbox
 
     def bare() -> None:
         subprocess.run([sys.executable, "-c", "pass"], check=True)
@@ -59,7 +59,8 @@ def floors(times: int) -> list[dict]:
 
 def score_rows(count: int | None, workers: list[int]) -> list[dict]:
     """Score the canonical solutions with each worker count; one dict per count."""
-    from engine import get_task, sandbox
+    from engine import get_task
+    from engine.tasks import sandbox
 
     rows, mode = [], sandbox.available_mode()
     for n in workers:

@@ -167,7 +167,7 @@ def server_rows(model_dir, messages: list, kwargs: dict, widths: list[int], log)
     """The prompts (as chat messages: the server renders its template) through
     ``transformers serve`` with continuous batching, at each number of requests in flight."""
     from benchmarks._serve import transformers_serve
-    from engine.backends.openai import OpenAIBackend
+    from engine.generation.backends.openai import OpenAIBackend
 
     served = transformers_serve(model_dir, log, continuous_batching=True)
     try:
@@ -185,7 +185,7 @@ def vllm_rows(ref, prompts: list[str], kwargs: dict) -> list[Row]:
     """vLLM in process, all prompts handed over at once (it schedules its own batches)."""
     import torch
 
-    from engine.backends.vllm import VLLMBackend, vllm_available
+    from engine.generation.backends.vllm import VLLMBackend, vllm_available
 
     if not (vllm_available() and torch.cuda.is_available()):
         return []

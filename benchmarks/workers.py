@@ -7,7 +7,7 @@ Every evaluation sleeps ``--sleep`` seconds (a model's sample, without the model
 work is the same whatever the machine's cores. Each row is one whole run of the real
 engine through its store (three candidates, ``--samples`` samples, seed 0): with 1 the
 run evaluates in its own process, as it does without workers; with N > 1 it starts N
-worker processes (:mod:`engine.worker`) that claim its jobs with a lease. The store is
+worker processes (:mod:`engine.run.worker`) that claim its jobs with a lease. The store is
 a fresh SQLite file per row, or the PostgreSQL database ``--store`` names (one run per
 row). The speed-up is against the 1-worker row of the same invocation; the ideal is N,
 less the start of the workers and the stage switch, where the run waits for the last

@@ -8,7 +8,7 @@ Budget(amount=20000, unit='tokens')
 Every sample costs 1 of a samples budget (a sample stopped early, its fidelity: the share
 of the problems it scored); of a tokens or minutes budget it costs its generated tokens
 or its measured seconds. The stages stop once enough is spent (see
-:func:`engine.stages.selection_settled` and :func:`engine.stages.budget_spent`). What has
+:func:`engine.selection.selection_settled` and :func:`engine.selection.budget_spent`). What has
 been spent is always recomputed from the committed samples (:meth:`Budget.spent`), so a
 resumed run continues where it stopped.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError
-from engine.stages import BUDGET_STAGES
+from engine.records import BUDGET_STAGES
 
 if TYPE_CHECKING:
     from engine.records import Sample
@@ -130,7 +130,7 @@ class Budget:
 
     @classmethod
     def of_run(cls, run: Any) -> Budget:
-        """The budget of a stored :class:`engine.store.Run`: its config's ``budget``, or
+        """The budget of a stored :class:`engine.store._store.Run`: its config's ``budget``, or
         ``run.budget`` samples for runs stored before budgets had units."""
         stored = (run.config or {}).get("budget")
         return cls.from_dict(stored) if stored else cls(run.budget, "samples")

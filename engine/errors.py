@@ -7,6 +7,8 @@ for these.
 
 from __future__ import annotations
 
+import math
+
 
 class TunerError(Exception):
     """Base class: a problem the user can fix (bad input, missing model, ...)."""
@@ -37,3 +39,24 @@ def first_line(error: BaseException) -> str:
     detail a one-line :class:`TunerError` quotes from a library's exception."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+# -- checks of user input, each raising ConfigError --------------------------------------
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``condition``."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def is_whole(value: object, minimum: int | None = None) -> bool:
+    """``value`` is an ``int`` (not a ``bool``) and at least ``minimum``."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return ok and (minimum is None or value >= minimum)  # type: ignore[operator]
+
+
+def is_positive(value: object) -> bool:
+    """``value`` is a finite number above 0 (not a ``bool``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return ok and math.isfinite(value) and value > 0  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ class RunStarted(Event):
 
 @dataclass(frozen=True)
 class StageChanged(Event):
-    """The run entered ``stage`` (one of :data:`engine.stages.STAGES`). ``winner`` is the
+    """The run entered ``stage`` (one of :data:`engine.records.STAGES`). ``winner`` is the
     candidate stage 2 selected, from the selection on; ``detail`` is for people."""
 
     stage: str

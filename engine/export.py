@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, ModelLoadError
+from engine.records import HOLDOUT
 from engine.space import generation_kwargs
-from engine.stages import HOLDOUT
 
 if TYPE_CHECKING:
     from engine.records import Run, Sample
@@ -89,7 +89,7 @@ def stored_candidate(run: Run, name: str) -> dict[str, Any] | None:
 def model_dir_of(candidate: Mapping[str, Any] | None) -> Path | None:
     """The folder of a stored candidate's model (:meth:`Candidate.to_dict`), or ``None``
     where it has none here (a served model, a hub id not in this machine's cache)."""
-    from engine.models import resolve_model
+    from engine.generation import resolve_model
 
     try:
         return resolve_model(candidate["model"]).path if candidate else None
@@ -114,7 +114,7 @@ def write_generation_config(
 def sampling_params(params: Mapping[str, Any], *, seed: int, n: int) -> dict[str, Any]:
     """``params`` as vLLM ``SamplingParams`` fields, which are also the OpenAI-compatible
     request's: temperature 0 is greedy, top_k -1 keeps every token."""
-    from engine.backends.vllm import sampling_fields
+    from engine.generation.backends.vllm import sampling_fields
 
     return {**sampling_fields(generation_kwargs(params)), "seed": int(seed), "n": int(n)}
 
@@ -173,7 +173,7 @@ def humaneval_samples(
     Raises:
         ConfigError: ``task`` is not a HumanEval-format task.
     """
-    from engine.prompting import parse_style
+    from engine.generation import parse_style
     from engine.tasks.humaneval import HumanEvalTask, extract_program
 
     if not isinstance(task, HumanEvalTask):

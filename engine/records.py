@@ -14,7 +14,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CandidateEstimate", "Job", "Run", "Sample", "TuneResult"]
+__all__ = [
+    "BUDGET_STAGES", "HOLDOUT", "SAMPLING", "SELECTION", "STAGES", "TUNING",
+    "CandidateEstimate", "Job", "Run", "Sample", "TuneResult",
+]  # fmt: skip
+
+#: The stages of a run: stage 1 samples every candidate, stage 2 selects one, stage 3
+#: tunes it, and the winner is scored once on held-out problems.
+SAMPLING, SELECTION, TUNING, HOLDOUT = "sampling", "selection", "tuning", "holdout"
+#: The stages of a run, in order.
+STAGES = (SAMPLING, SELECTION, TUNING, HOLDOUT)
+#: The stages whose samples the budget pays for; the held-out score is extra.
+BUDGET_STAGES = (SAMPLING, TUNING)
 
 
 #: Suffixes of the held-out metrics that bound the objective's 90% interval
@@ -30,8 +41,8 @@ class Sample:
     final score on the held-out split, outside the budget). ``trial`` numbers a
     candidate's samples 0, 1, 2, ... within the run. ``fidelity`` is the share of the
     run's tuning problems the score is a mean over (below 1: the sample was stopped early,
-    :mod:`engine.fidelity`), ``problem_scores`` the score of each of those problems in the
-    run's problem order (empty where the evaluator has no problems).
+    :mod:`engine.selection._fidelity`), ``problem_scores`` the score of each of those
+    problems in the run's problem order (empty where the evaluator has no problems).
     """
 
     run_id: str
@@ -61,7 +72,7 @@ class Job:
     """A sample a run's coordinator wants, written to the store for a worker to take.
 
     ``split`` is what it scores (``"tune"`` or ``"holdout"``); ``reference`` is the id of
-    the sample it must keep up with to go on scoring problems (:mod:`engine.fidelity`),
+    the sample it must keep up with to go on scoring problems (:mod:`engine.selection._fidelity`),
     ``None`` to score every problem. ``status`` goes ``pending`` -> ``claimed`` (by
     ``worker``, until ``lease_until``) -> ``done`` or ``failed`` (``error`` says why); a
     claim whose lease ran out is taken by the next worker that asks.

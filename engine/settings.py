@@ -3,7 +3,7 @@
 :class:`RunSettings` is how a run samples, selects and scores: each field carries its
 default, its help text, how it reads from text and how it is checked (:class:`Option`).
 The command line (``codellmtuner run``), the app's setup form and
-:class:`~engine.tuner.Tuner` are all built from :data:`OPTIONS`, and a run stores
+:class:`~engine.run.Tuner` are all built from :data:`OPTIONS`, and a run stores
 :meth:`RunSettings.to_dict` so that ``resume`` rebuilds the same settings.
 
 What a run is *about* stays outside: the task or objective, the candidates, the
@@ -20,8 +20,7 @@ from typing import Any
 
 from engine.budget import Budget
 from engine.errors import ConfigError
-from engine.fidelity import FIDELITIES
-from engine.stages import DEFAULT_DRAWS, DEFAULT_ELIMINATION, check_elimination
+from engine.selection import DEFAULT_DRAWS, DEFAULT_ELIMINATION, FIDELITIES, check_elimination
 
 DEFAULT_TASK = "humaneval"
 #: The bundled model three ways: with its chat template, one worked example, raw.
@@ -37,7 +36,7 @@ class Option:
     """How one run option is read, checked and offered.
 
     Attributes:
-        name: the :class:`RunSettings` field, the :class:`~engine.tuner.Tuner` keyword and
+        name: the :class:`RunSettings` field, the :class:`~engine.run.Tuner` keyword and
             the key in a stored run's config.
         default: the value when none is given.
         help: one sentence for ``--help`` and the form's tooltip.

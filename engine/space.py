@@ -361,7 +361,7 @@ class SearchSpace:
 
     def unit(self, params: Mapping[str, Any]) -> list[float]:
         """``params`` as coordinates in [0, 1], one per parameter that is not fixed, for
-        the surrogate model (:mod:`engine.surrogate`).
+        the surrogate model (:mod:`engine.selection._surrogate`).
 
         Each parameter is scaled by its range, on a log scale where it is searched so.
         Greedy decoding sits at the cold, untruncated corner (temperature 0, top_p 1,

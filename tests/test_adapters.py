@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from engine import Tuner
-from engine.adapters import (
+from engine.errors import ConfigError, ModelLoadError
+from engine.generation import (
     METADATA_FILE,
-    attach_adapter,
     check_adapter_fits,
     check_unseen,
-    registered_adapters,
+    load_model,
+    parse_candidate,
     resolve_adapter,
+    resolve_model,
 )
-from engine.backends.transformers import TransformersBackend
-from engine.candidates import parse_candidate
-from engine.errors import ConfigError, ModelLoadError
-from engine.models import load_model, resolve_model
+from engine.generation._adapters import attach_adapter, registered_adapters
+from engine.generation.backends.transformers import TransformersBackend
 
 PEFT_TYPES = ("lora", "ia3", "prompt", "prefix")
 
@@ -239,7 +239,7 @@ def test_a_run_tunes_an_adapter_beside_its_base(adapters, tiny_model_dir, tmp_pa
 def test_the_app_lists_registered_adapters_on_their_base(adapters, tmp_path, monkeypatch):
     import shutil
 
-    from engine.catalog import available_models
+    from engine.generation import available_models
 
     monkeypatch.setenv("CODELLMTUNER_CACHE", str(tmp_path))
     folder = shutil.copytree(adapters["lora"], tmp_path / "adapters" / "lora-conala")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from engine import SampleRecorded, Store, Tuner, TuneResult
-from engine.follow import RunFollower
+from engine.run import RunFollower
 from tui.cli import main
 from tui.format import format_params
 from tui.run.state import RunState

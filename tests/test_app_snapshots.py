@@ -23,10 +23,10 @@ def quiet_machine(tmp_path, monkeypatch):
     store."""
     import huggingface_hub.constants
 
-    import engine.adapters
+    import engine.generation._adapters
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(engine.adapters, "adapter_home", lambda: tmp_path / "adapters")
+    monkeypatch.setattr(engine.generation._adapters, "adapter_home", lambda: tmp_path / "adapters")
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     monkeypatch.chdir(tmp_path)

@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from engine.backends import Generation, repeat_numbers, truncate_at_stop
-from engine.backends.transformers import (
+from engine.errors import ConfigError, TunerError
+from engine.generation import resolve_model
+from engine.generation.backends import Generation, repeat_numbers
+from engine.generation.backends.transformers import (
     CPU_BATCH,
     MAX_GPU_BATCH,
     TransformersBackend,
@@ -12,8 +14,7 @@ from engine.backends.transformers import (
     length_order,
     memory_batch_size,
 )
-from engine.errors import ConfigError, TunerError
-from engine.models import resolve_model
+from engine.tasks import truncate_at_stop
 
 GREEDY = {
     "max_new_tokens": 12,

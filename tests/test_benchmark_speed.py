@@ -39,8 +39,8 @@ def test_mixed_prompts_alternate_styles_in_problem_order():
 
 
 def test_bucketing_generates_the_same_prompts_in_both_orders(tiny_model_dir):
-    from engine.backends.transformers import TransformersBackend
-    from engine.models import resolve_model
+    from engine.generation import resolve_model
+    from engine.generation.backends.transformers import TransformersBackend
     from engine.tasks import get_task
 
     backend = TransformersBackend(resolve_model(str(tiny_model_dir)), device="cpu")

@@ -23,11 +23,12 @@ from typing import Any
 
 import pytest
 
-import engine.tuner
+import engine.run._tuner
 from engine import Message, RunFinished, SampleRecorded, Store, Tuner, TuneResult
 from engine.events import Event
-from engine.follow import RunFollower
-from engine.store import Sample, StoreLockedError
+from engine.run import RunFollower
+from engine.store import StoreLockedError
+from engine.store._store import Sample
 from tests.apphelpers import run_app, wait_until
 from tests.objectives import landscape
 from tui.app import CodeLLMTunerApp
@@ -282,7 +283,7 @@ class QuickStore(Store):
 
 
 def test_a_lock_held_past_the_timeout_loses_one_sample_not_the_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine.tuner, "Store", QuickStore)
+    monkeypatch.setattr(engine.run._tuner, "Store", QuickStore)
     path = tmp_path / "samples.db"
     holder = Holder(path)
     calls = 0

@@ -1,11 +1,11 @@
-"""engine.cost: the cost per problem of a configuration, learned from the samples."""
+"""engine.selection._cost: the cost per problem of a configuration, learned from the samples."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.cost import CostModel
+from engine.selection import CostModel
 
 
 def test_a_shared_slope_and_each_candidates_level_are_recovered():

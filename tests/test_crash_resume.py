@@ -30,7 +30,7 @@ import pytest
 
 from engine import Store
 from engine._faults import ENV as CRASH_ENV
-from engine.store import Run, Sample
+from engine.store._store import Run, Sample
 from tests.stores import committed_samples
 
 pytestmark = pytest.mark.slow
@@ -218,7 +218,7 @@ def test_a_kill_while_scoring_does_not_generate_again(
 
 
 def test_a_kill_between_chunks_loses_at_most_that_chunk(tiny_model_dir: Path, tmp_path: Path):
-    # 5 problems are scored in two chunks (4, then 1: engine.fidelity.rungs). Killed after
+    # 5 problems are scored in two chunks (4, then 1: engine.selection.rungs). Killed after
     # the third sample's first chunk: its 4 problems' completions are kept, and the
     # resumed run generates only the fifth, then ends as the uninterrupted run did.
     db = tmp_path / "reference.db"

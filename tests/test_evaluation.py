@@ -2,10 +2,9 @@
 
 import pytest
 
-from engine.backends.transformers import TransformersBackend
-from engine.candidates import parse_candidate
 from engine.evaluation import TaskEvaluator
-from engine.models import resolve_model
+from engine.generation import parse_candidate, resolve_model
+from engine.generation.backends.transformers import TransformersBackend
 from engine.store import Store
 from engine.tasks import get_task
 

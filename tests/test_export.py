@@ -16,7 +16,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine import Store
-from engine.backends.transformers import prompt_ids
 from engine.export import (
     GENERATION_CONFIG,
     HUMANEVAL_PROBLEMS,
@@ -26,7 +25,8 @@ from engine.export import (
     vllm_serve_command,
     write_jsonl,
 )
-from engine.prompting import build_prompts
+from engine.generation import build_prompts
+from engine.generation.backends.transformers import prompt_ids
 from engine.tasks import get_task
 from tui.cli import main
 

@@ -1,4 +1,4 @@
-"""Multi-fidelity over problems (engine.fidelity): the seeded order, the rungs, the
+"""Multi-fidelity over problems (engine.selection._fidelity): the seeded order, the rungs, the
 paired test, and runs whose hopeless configurations stop early and resume exactly."""
 
 from __future__ import annotations
@@ -9,14 +9,8 @@ from scipy.stats import wilcoxon
 
 from engine import Message, SampleRecorded, Store, Tuner
 from engine.errors import ConfigError, TunerError
-from engine.fidelity import (
-    full_estimate,
-    plan,
-    problem_effects,
-    problem_order,
-    rungs,
-    stop_p_value,
-)
+from engine.selection import plan, rungs
+from engine.selection._fidelity import full_estimate, problem_effects, problem_order, stop_p_value
 from tests.objectives import PROBLEMS, problem_landscape
 
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 from rich.console import Console
 
-from engine.adapters import METADATA_FILE, adapter_home, check_unseen, resolve_adapter
 from engine.errors import ConfigError
 from engine.finetune import (
     IGNORE_INDEX,
@@ -26,7 +25,14 @@ from engine.finetune import (
     response_labels,
     split_validation,
 )
-from engine.models import load_model, resolve_model
+from engine.generation import (
+    METADATA_FILE,
+    adapter_home,
+    check_unseen,
+    load_model,
+    resolve_adapter,
+    resolve_model,
+)
 from engine.tasks import get_task
 
 # The bundled Conala sample with every non-holdout question it can give to train: 19
@@ -142,7 +148,7 @@ def test_masked_loss_is_the_cross_entropy_of_response_tokens_only(task, model_so
 
 
 def test_encode_examples_use_the_tuners_chat_prompt_and_end_with_eos(task, model_source):
-    from engine.prompting import build_prompts
+    from engine.generation import build_prompts
 
     _, tokenizer = load_model(resolve_model(model_source), device="cpu")
     problem = task.problems("train")[0]

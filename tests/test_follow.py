@@ -14,7 +14,7 @@ from engine import (
     Tuner,
     TunerError,
 )
-from engine.follow import RunFollower
+from engine.run import RunFollower
 from tests.objectives import landscape
 
 

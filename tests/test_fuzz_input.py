@@ -38,10 +38,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from engine import Budget, SearchSpace
-from engine.candidates import parse_candidate
 from engine.errors import ConfigError, DatasetError, ModelLoadError, TunerError
-from engine.models import BUNDLED_ALIASES, resolve_model
-from engine.prompting import parse_style
+from engine.generation import parse_candidate, parse_style, resolve_model
+from engine.generation._models import BUNDLED_ALIASES
 from engine.space import PARAM_NAMES
 from engine.tasks import get_task
 from tui.cli import main, one_line

@@ -9,7 +9,7 @@ sandbox mode this machine has, with canaries in ``tmp_path``. Tested:
   engine found) gets through exactly where ``docs/sandbox.md`` says it does;
 - afterwards the engine is healthy: no process of a snippet left, no child of the
   engine left, no work dir left, the engine's memory back near its baseline;
-- a few programs straight through ``engine.sandbox.execute``, where the harness would hide
+- a few programs straight through ``engine.tasks.sandbox.execute``, where the harness would hide
   the exit code or the message;
 - a whole ``Tuner`` run whose model answers only hostile code completes, with every
   sample committed and nothing passed.
@@ -38,13 +38,13 @@ from typing import Any
 
 import pytest
 
-from engine.backends import Backend, Generation
 from engine.evaluation import TaskEvaluator
-from engine.sandbox import _bwrap_version, available_mode, execute
+from engine.generation.backends import Backend, Generation
+from engine.run import Tuner
 from engine.store import Store
 from engine.tasks import HumanEvalTask, Problem, ProblemOutcome
 from engine.tasks.humaneval import OUTPUT_CHARS, bundled_dataset, load_problems
-from engine.tuner import Tuner
+from engine.tasks.sandbox import _bwrap_version, available_mode, execute
 from tests.hostile_corpus import (
     CANARY,
     CORPUS,

@@ -1,5 +1,6 @@
-"""How the code is layered: the engine has no import cycle, the app sees only the engine's
-face, and the run screen's state loads neither Optuna nor torch."""
+"""How the code is layered: the engine has no import cycle (``TYPE_CHECKING`` imports
+count), a package is reached from outside only through its face, the app sees only the
+engine's face, and the run screen's state loads neither Optuna nor torch."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE = {"engine", "engine.errors"}  # what tui/ may import
@@ -18,24 +21,16 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
-
-
 def imported_modules(
     source: str, modules: set[str], face: frozenset[str] = frozenset()
 ) -> set[str]:
-    """Which of ``modules`` ``source`` imports at run time, anywhere in it (inside
-    functions too: a deferred import still makes a cycle), but not under ``if
-    TYPE_CHECKING``. ``from engine import psm`` imports ``engine`` and ``engine.psm``,
-    unless ``psm`` is one of the ``face`` names the package itself defines."""
+    """Which of ``modules`` ``source`` imports, anywhere in it: inside functions too (a
+    deferred import still makes a cycle) and under ``if TYPE_CHECKING`` (a type checker
+    follows it). ``from engine.tasks import sandbox`` imports ``engine.tasks`` and
+    ``engine.tasks.sandbox``, unless ``sandbox`` is one of the ``face`` names."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -89,16 +84,17 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
     return []
 
 
-def test_a_cycle_is_found_and_type_checking_imports_do_not_count():
+def test_a_cycle_is_found_and_type_checking_imports_count():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) == []
     source = (
-        "from typing import TYPE_CHECKING\nfrom engine import psm\n"
-        "if TYPE_CHECKING:\n    from engine.tuner import Tuner\n"
-        "def later():\n    import engine.models\n"
+        "from typing import TYPE_CHECKING\nfrom engine.tasks import sandbox\n"
+        "if TYPE_CHECKING:\n    from engine.run._tuner import Tuner\n"
+        "def later():\n    import engine.generation._models\n"
     )
-    modules = {"engine", "engine.psm", "engine.models", "engine.tuner"}
-    assert imported_modules(source, modules) == {"engine", "engine.psm", "engine.models"}
+    modules = {"engine.tasks", "engine.tasks.sandbox", "engine.generation._models",
+               "engine.run._tuner", "engine.store"}  # fmt: skip
+    assert imported_modules(source, modules) == modules - {"engine.store"}
 
 
 def test_the_engine_has_no_import_cycle():
@@ -129,9 +125,51 @@ def test_the_run_states_imports_leave_out_optuna_and_torch():
     assert json.loads(out.stdout) == []
 
 
-def test_every_name_of_the_face_resolves():
-    import engine
+def _package_of(module: str) -> str | None:
+    """The subpackage whose private module ``module`` is (``engine.store._sql``:
+    ``engine.store``), or ``None``."""
+    head, _, last = module.rpartition(".")
+    return head if last.startswith("_") and head.count(".") >= 1 else None
 
-    assert set(engine.__all__) == set(engine._FACE)
-    for name in engine.__all__:
-        assert getattr(engine, name) is not None, name
+
+def test_packages_are_reached_from_outside_only_through_their_face():
+    modules = set(package_modules("engine"))
+    private = {m for m in modules if _package_of(m)}
+    through_a_side_door = {
+        f"{name} imports {target}"
+        for name, imported in import_graph("engine").items()
+        for target in imported & private
+        if not (name + ".").startswith(_package_of(target) + ".")
+    }
+    assert through_a_side_door == set()
+
+
+def test_a_face_is_the_imports_under_type_checking():
+    from engine._lazy import face_of
+
+    source = (
+        "from typing import TYPE_CHECKING\nfrom engine._lazy import attach\n"
+        "if TYPE_CHECKING:\n    from engine.store._store import Store\n"
+        "    from ._sql import TABLES as SCHEMA\n"
+    )
+    assert face_of(source, "engine.store") == {
+        "Store": ("engine.store._store", "Store"),
+        "SCHEMA": ("engine.store._sql", "TABLES"),
+    }
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["engine", "engine.store", "engine.selection", "engine.generation", "engine.evaluation",
+     "engine.run"],
+)  # fmt: skip
+def test_every_name_of_a_face_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__ == sorted(module.__all__) and module.__all__
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        module.nothing_here  # noqa: B018

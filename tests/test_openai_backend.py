@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks._serve import free_port, transformers_serve
-from engine.backends.openai import OpenAIBackend
-from engine.backends.transformers import TransformersBackend
-from engine.candidates import parse_candidate
 from engine.errors import ConfigError, ServerError
-from engine.models import resolve_model
+from engine.generation import parse_candidate, resolve_model
+from engine.generation.backends.openai import OpenAIBackend
+from engine.generation.backends.transformers import TransformersBackend
 from engine.space import generation_kwargs
 from engine.store import Store
 from tests.servers import Relay

@@ -3,8 +3,8 @@ import sys
 import pytest
 
 from engine.errors import ConfigError
-from engine.prompting import PromptStyle, build_prompts, parse_style
-from engine.retrieval import EMBEDDER_ENV, TfidfRetriever
+from engine.generation import PromptStyle, build_prompts, parse_style
+from engine.generation._retrieval import EMBEDDER_ENV, TfidfRetriever
 from engine.tasks.base import Problem, Task
 
 

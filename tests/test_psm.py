@@ -1,4 +1,4 @@
-"""engine.psm: known answers on synthetic data, edge cases, validation, the pure steps.
+"""engine.selection._psm: known answers on synthetic data, edge cases, validation, the pure steps.
 
 The synthetic scenarios are seeded; each was checked over 200 seeds (see the note in
 ``docs/psm.md``) so the assertions below are not tuned to a lucky draw.
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError
-from engine.psm import (
+from engine.selection import balance
+from engine.selection._psm import (
     DEFAULT_QUANTILE,
     CandidateEstimate,
-    balance,
     logistic_scores,
     logit_distances,
     logits_from_scores,
@@ -317,7 +317,7 @@ def test_worked_example_from_the_docs():
 
 
 def test_propensity_rows_sum_to_one_and_separate_disjoint_samples():
-    from engine.psm import propensity
+    from engine.selection import propensity
 
     x = [[0.1], [0.2], [0.15], [0.9], [1.0], [0.95]]
     p = propensity(["a", "b", "idle"], x, ["a", "a", "a", "b", "b", "b"])
@@ -328,7 +328,7 @@ def test_propensity_rows_sum_to_one_and_separate_disjoint_samples():
 
 
 def test_propensity_is_uniform_when_samples_share_one_point():
-    from engine.psm import propensity
+    from engine.selection import propensity
 
     p = propensity(["a", "b"], [[0.5, 1.0]] * 4, ["a", "b", "a", "b"])
     np.testing.assert_allclose(p, 0.5)

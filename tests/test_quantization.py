@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from engine import Tuner
-from engine.backends.transformers import TransformersBackend
 from engine.errors import ConfigError, ModelLoadError
-from engine.models import load_model, resolve_model
-from engine.quantization import _unsupported_reason, check_quantization, parse_quantization
+from engine.generation import check_quantization, load_model, resolve_model
+from engine.generation._quantization import _unsupported_reason, parse_quantization
+from engine.generation.backends.transformers import TransformersBackend
 
 
 @pytest.fixture(autouse=True)

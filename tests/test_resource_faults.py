@@ -27,14 +27,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-import engine.tuner
+import engine.run._tuner
 from engine import Message, Store, StoreError, Tuner
-from engine._sql import TABLES
-from engine.backends import Backend, Generation
-from engine.backends.transformers import TransformersBackend, is_out_of_memory
-from engine.follow import RunFollower
-from engine.models import resolve_model
-from engine.store import Job, Sample, StoreFullError
+from engine.generation import resolve_model
+from engine.generation.backends import Backend, Generation
+from engine.generation.backends.transformers import TransformersBackend, is_out_of_memory
+from engine.run import RunFollower
+from engine.store import StoreFullError
+from engine.store._sql import TABLES
+from engine.store._store import Job, Sample
 from tests.objectives import landscape
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,9 +65,9 @@ def _warnings(tuner: Tuner) -> list[str]:
 OOM_CHILD = """
 import json, resource, sys, torch
 torch.set_num_threads(1)
-from engine.backends.transformers import TransformersBackend
+from engine.generation.backends.transformers import TransformersBackend
 from engine.errors import TunerError
-from engine.models import resolve_model
+from engine.generation._models import resolve_model
 folder, margin, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 kwargs = json.loads(sys.argv[4])
 warnings = []
@@ -157,7 +158,7 @@ class PageLimitedStore(Store):
 @pytest.fixture
 def limited(monkeypatch) -> type[PageLimitedStore]:
     """Runs open PageLimitedStores; ``opened[-1]`` is the store of the run going on."""
-    monkeypatch.setattr(engine.tuner, "Store", PageLimitedStore)
+    monkeypatch.setattr(engine.run._tuner, "Store", PageLimitedStore)
     monkeypatch.setattr(PageLimitedStore, "opened", [])
     return PageLimitedStore
 
@@ -285,7 +286,9 @@ def _task_run(tiny_model_dir: Path, path: Path, run_id: str) -> Tuner:
 def test_a_full_disk_while_caching_completions_fails_only_that_sample(
     tmp_path, limited, monkeypatch, tiny_model_dir
 ):
-    monkeypatch.setattr("engine.backends.transformers.TransformersBackend", ScriptedBackend)
+    monkeypatch.setattr(
+        "engine.generation.backends.transformers.TransformersBackend", ScriptedBackend
+    )
     # Generation 1 is the shared greedy default; the 2nd is p's first sampled trial: the
     # cache write after it fails, and its retry (the 3rd) finds space again.
     monkeypatch.setattr(ScriptedBackend, "schedule", {2: "fill", 3: "free"})
@@ -392,7 +395,7 @@ def _good_store(folder: Path) -> bytes:
     Tuner(objective=landscape, candidates=["a", "b"], budget=30, seed=0, store=path,
           run_id="r").run()  # fmt: skip
     store = Store(path)
-    # Only the store's own pages: the Optuna mirror's tables (engine.mirror) are not read
+    # Only the store's own pages: the Optuna mirror's tables (engine.store._mirror) are not read
     # by anything damage could reach here.
     tables = store.db.execute("select name from sqlite_master where type = 'table'")
     for table in {row[0] for row in tables} - set(TABLES):

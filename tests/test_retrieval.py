@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError
-from engine.retrieval import (
+from engine.generation._retrieval import (
     EMBEDDER_ENV,
     EmbeddingRetriever,
     TfidfRetriever,

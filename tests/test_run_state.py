@@ -1,9 +1,9 @@
 """RunState: what the run screen shows, folded from engine events."""
 
 from engine import RankingUpdated, RunFinished, RunStarted, SampleRecorded, StageChanged
-from engine.psm import CandidateEstimate
 from engine.records import TuneResult
-from engine.store import Sample
+from engine.selection._psm import CandidateEstimate
+from engine.store._store import Sample
 from tui.run.state import RunState
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError
-from engine.sandbox import FILE_LIMIT_MB, OUTPUT_LIMIT, TMP_LIMIT_MB, available_mode, execute
+from engine.tasks.sandbox import FILE_LIMIT_MB, OUTPUT_LIMIT, TMP_LIMIT_MB, available_mode, execute
 
 
 @pytest.fixture(params=["process", "bwrap"])

@@ -14,8 +14,8 @@ import optuna
 import pytest
 
 from engine import Message, Store, Tuner, dashboard_url
-from engine.mirror import OptunaMirror
 from engine.space import SearchSpace
+from engine.store import OptunaMirror
 from tests.dashboard import get_json, optuna_dashboard
 from tests.workers import SLEEPY, check_once_each, in_thread, query, wait_for, worker
 

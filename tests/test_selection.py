@@ -8,9 +8,15 @@ import pytest
 from scipy.optimize import approx_fprime
 
 from engine import SearchSpace
-from engine.psm import prob_best
-from engine.selection import Learned, rank, refit_size
-from engine.surrogate import Hyperparameters, Surrogate, _negative_log_posterior, matern52
+from engine.selection import rank
+from engine.selection._psm import prob_best
+from engine.selection._ranking import Learned, refit_size
+from engine.selection._surrogate import (
+    Hyperparameters,
+    Surrogate,
+    _negative_log_posterior,
+    matern52,
+)
 from engine.tasks.base import ProblemOutcome, problem_interval
 
 SPACE = SearchSpace()

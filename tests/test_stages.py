@@ -5,7 +5,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.records import CandidateEstimate, Sample
-from engine.stages import (
+from engine.selection import (
     MIN_STAGE1_SAMPLES,
     SETTLED,
     answer_so_far,

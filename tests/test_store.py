@@ -3,7 +3,8 @@ import sqlite3
 import pytest
 
 from engine.errors import StoreError
-from engine.store import Sample, Store
+from engine.store import Store
+from engine.store._store import Sample
 
 
 def _sample(trial: int, **kw) -> Sample:

@@ -29,17 +29,17 @@ from pathlib import Path
 import pytest
 
 from engine import RunStarted, SampleRecorded, Tuner
-from engine._sql import WRITE_LOCK, redact
 from engine.errors import StoreError
 from engine.records import Job, Sample
 from engine.store import (
     LeaseLostError,
-    RunControl,
     Store,
     StoreLockedError,
     StoreUnreachableError,
     store_exists,
 )
+from engine.store._sql import WRITE_LOCK, redact
+from engine.store._store import RunControl
 from tests.objectives import landscape
 from tests.postgres import PostgresServer
 
@@ -266,7 +266,7 @@ def test_a_database_holding_another_schema_is_refused(postgres_url):
 WORKER = """
 import sys, time
 from engine.records import Sample
-from engine.store import Store
+from engine.store._store import Store
 store, name, done = Store(sys.argv[1]), sys.argv[2], 0
 while (job := store.claim_job(name, lease=60)) is not None:
     time.sleep(0.005)  # the evaluation

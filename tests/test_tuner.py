@@ -22,7 +22,7 @@ from engine import (
     Tuner,
     TunerError,
 )
-from engine.stages import EXPLORE_EACH, MIN_STAGE1_SAMPLES
+from engine.selection import EXPLORE_EACH, MIN_STAGE1_SAMPLES
 from tests.objectives import OPTIMA, cost_landscape, landscape, noisy_landscape, token_landscape
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.backends.vllm import sampling_fields, vllm_available
+from engine.generation.backends.vllm import sampling_fields, vllm_available
 from engine.space import generation_kwargs
 
 
@@ -32,9 +32,9 @@ def _cuda() -> bool:
 @pytest.mark.bundled
 @pytest.mark.skipif(not (vllm_available() and _cuda()), reason="vLLM runs on CUDA, where installed")
 def test_vllm_greedy_completions_agree_with_transformers():
-    from engine.backends.transformers import TransformersBackend
-    from engine.backends.vllm import VLLMBackend
-    from engine.models import resolve_model
+    from engine.generation import resolve_model
+    from engine.generation.backends.transformers import TransformersBackend
+    from engine.generation.backends.vllm import VLLMBackend
 
     ref = resolve_model("smollm2")
     prompts = ["def add(a, b):", "def is_prime(n):", "class Stack:"]

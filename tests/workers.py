@@ -30,9 +30,9 @@ def env(sleep: float, **extra: str) -> dict[str, str]:
 def worker(
     store: Path | str, run_id: str | None, *, lease: float = 2.0, sleep: float = 1.0, **extra: str
 ) -> subprocess.Popen:
-    """``python -m engine.worker`` on ``store`` (serving ``run_id`` only, if given); its
+    """``python -m engine.run.worker`` on ``store`` (serving ``run_id`` only, if given); its
     standard error is a pipe."""
-    command = [sys.executable, "-m", "engine.worker", "--store", str(store),
+    command = [sys.executable, "-m", "engine.run.worker", "--store", str(store),
                "--lease", str(lease)]  # fmt: skip
     if run_id is not None:
         command += ["--run", run_id]

@@ -7,7 +7,7 @@ family's noisy objective exactly ``budget`` times (a :class:`CountingObjective` 
 it) and returns the candidate and decoding params it would deploy. Only the real
 ``engine.Tuner`` is the three-stage method; the others are written here with the engine's
 public pieces (:class:`engine.space.SearchSpace`,
-:func:`engine.stages.sampler_seed`) and Optuna, because the engine has no selection rule
+:func:`engine.selection.sampler_seed`) and Optuna, because the engine has no selection rule
 without PSM and no from-scratch or all-candidate tuning.
 """
 

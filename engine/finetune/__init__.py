@@ -28,7 +28,7 @@ Training
 What is saved where
     The folder (``output``, else ``adapter_home() / name``) always holds the checkpoint with
     the lowest validation loss so far, starting with the untrained adapter of epoch 0: the
-    ``save_pretrained`` files plus :data:`engine.adapters.METADATA_FILE` (base model and its
+    ``save_pretrained`` files plus :data:`engine.generation.METADATA_FILE` (base model and its
     fingerprint, task, train and validation problem ids, losses, ...). Every save fills a
     temporary sibling folder and renames it into place, so a run killed at any point (Ctrl-C
     included) leaves the best checkpoint so far, never half of one; a kill between the two

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.tasks._splits import unit_hash
+from engine.tasks import unit_hash
 from engine.tasks.base import Problem, Task
 
 __all__ = [
@@ -87,8 +87,8 @@ def encode_examples(
         ConfigError: no row keeps a response token (``max_length`` too small).
     """
     # Here, not at the top: the backend imports torch, and importing this package must not.
-    from engine.backends.transformers import prompt_ids
-    from engine.prompting import build_prompts
+    from engine.generation import build_prompts
+    from engine.generation.backends.transformers import prompt_ids
 
     prompts = build_prompts(task, problems, PROMPT_STYLE, tokenizer)
     rows, truncated = [], 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.models import ModelRef, empty_model, load_model, resolve_model
+from engine.generation import ModelRef, empty_model, load_model, resolve_model
 
 __all__ = ["METHODS", "Method", "load_for_training", "peft_config"]
 

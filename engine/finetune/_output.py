@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.adapters import METADATA_FILE, adapter_home
 from engine.errors import ConfigError
+from engine.generation import METADATA_FILE, adapter_home
 
 __all__ = ["adapter_spelling", "exclusive", "output_folder", "save_checkpoint", "save_metadata"]
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, is_positive, is_whole, require
 from engine.finetune._examples import (
     IGNORE_INDEX,
     PROMPT_STYLE,
@@ -34,8 +34,7 @@ from engine.finetune._output import (
     save_checkpoint,
     save_metadata,
 )
-from engine.models import ModelRef, resolve_device, resolve_model
-from engine.tasks._options import is_positive, is_whole, require
+from engine.generation import ModelRef, resolve_device, resolve_model
 from engine.tasks.base import Problem, Task
 
 __all__ = ["FineTuneProgress", "FineTuneResult", "finetune"]
@@ -71,7 +70,7 @@ class FineTuneResult:
 
     ``path`` holds the best checkpoint (epoch ``best_epoch``; 0 = untrained);
     ``adapter`` is how a candidate names it after ``+`` (the registered name when it lives
-    under :func:`~engine.adapters.adapter_home`, else the folder); ``n_train`` is the train
+    under :func:`~engine.generation.adapter_home`, else the folder); ``n_train`` is the train
     size a tuning run must use so its tune and holdout splits exclude the trained problems.
     ``train_losses`` holds each epoch's mean training loss; ``peak_memory_mib`` is
     ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak resident set size
@@ -121,7 +120,7 @@ def finetune(
     Args:
         task: the task; its ``train`` split is the data (build it with the train size the
             tuning runs will use: ``get_task(name, n_train=N)``).
-        model: a model source (:func:`engine.models.resolve_model`) or a resolved ref.
+        model: a model source (:func:`engine.generation.resolve_model`) or a resolved ref.
         method: a key of :data:`METHODS`.
         name: the adapter's name, registered under ``adapter_home()``: letters, digits,
             ``-``, ``_`` and ``.``; default ``METHOD-TASK``.
@@ -211,7 +210,7 @@ def _check_arguments(
     resolved = resolve_device(device)
     quantization = METHODS[method].quantization
     if quantization:
-        from engine.quantization import check_quantization
+        from engine.generation import check_quantization
 
         check_quantization(quantization, resolved)
     default_name = "-".join(part for part in (method, task.name) if part)

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.tasks._code import truncate_at_stop
+from engine.tasks._splits import unit_hash
 from engine.tasks.apps import AppsTask
 from engine.tasks.base import Problem, ProblemOutcome, Split, Task
 from engine.tasks.humaneval import HumanEvalTask
@@ -33,6 +35,8 @@ __all__ = [
     "TASKS",
     "get_task",
     "pass_at_k",
+    "truncate_at_stop",
+    "unit_hash",
 ]
 
 #: Task name -> task class; each takes ``(dataset=None, *, samples_per_problem=1, ...)``.

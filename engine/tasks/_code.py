@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 import re
 import threading
+from collections.abc import Sequence
 
-__all__ = ["PYTHON_TAGS", "fenced_blocks", "parse_python"]
+__all__ = ["PYTHON_TAGS", "fenced_blocks", "parse_python", "truncate_at_stop"]
 
 # CPython 3.11 before 3.11.8 shares the AST constructor's recursion counter between
 # threads, so two ast.parse calls at once can fail with "SystemError: AST constructor
@@ -37,3 +38,16 @@ def parse_python(source: str, filename: str = "<unknown>") -> ast.Module:
     """
     with _PARSE_LOCK:
         return ast.parse(source, filename=filename)
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` before the earliest occurrence of any stop sequence.
+
+    Returns ``(text, found)``. Empty stop sequences are ignored. Backends cut their
+    generations with it and tasks cut raw continuations with it, so both cut alike.
+
+    >>> truncate_at_stop("a = 1\\ndef g():", ["\\ndef", "\\nclass"])
+    ('a = 1', True)
+    """
+    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

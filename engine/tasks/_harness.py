@@ -1,6 +1,6 @@
 """A test harness appended to untrusted code: run test units one by one, report by nonce.
 
-:func:`with_harness` returns a program for :func:`engine.sandbox.execute`: the code under
+:func:`with_harness` returns a program for :func:`engine.tasks.sandbox.execute`: the code under
 test, then a harness that executes each *unit* (a piece of Python source) in one shared
 namespace, each under its own ``SIGALRM`` limit so one hanging test does not hide the
 others, and finally writes one line ``<nonce> <json list of bools>`` and exits before

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.errors import is_whole, require
 
-__all__ = ["is_positive", "is_whole", "require", "set_common_options"]
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise :class:`ConfigError` with ``message`` unless ``condition``."""
-    if not condition:
-        raise ConfigError(message)
-
-
-def is_whole(value: object, minimum: int | None = None) -> bool:
-    """``value`` is an ``int`` (not a ``bool``) and at least ``minimum``."""
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    return ok and (minimum is None or value >= minimum)  # type: ignore[operator]
-
-
-def is_positive(value: object) -> bool:
-    """``value`` is a finite number above 0 (not a ``bool``)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return ok and math.isfinite(value) and value > 0  # type: ignore[arg-type]
+__all__ = ["set_common_options"]
 
 
 def set_common_options(
@@ -34,7 +15,7 @@ def set_common_options(
 ) -> None:
     """Check the options every task takes and set them on ``task``; ``workers=None``
     becomes the CPU count."""
-    from engine.sandbox import MODES  # here, so importing the option checks stays cheap
+    from engine.tasks.sandbox import MODES  # here, so importing the option checks stays cheap
 
     require(
         is_whole(samples_per_problem, 1),

@@ -1,7 +1,7 @@
 """The task contract: a dataset split into problems, prompt pieces, and a scorer.
 
 A task knows nothing about models or tokenizers. The prompt builder
-(:mod:`engine.prompting`) asks it for text pieces and the chat template does the rest.
+(:mod:`engine.generation._prompting`) asks it for text pieces and the chat template does the rest.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ package's folder; its execution module is never imported) or a user JSONL file (
 Splits are fixed by the data (:mod:`engine.tasks._splits`): by default 8 train, 35
 holdout of the 164.
 
-Scoring runs each completion with the problem's tests in :mod:`engine.sandbox`. Every
+Scoring runs each completion with the problem's tests in :mod:`engine.tasks.sandbox`. Every
 top-level statement of ``check`` that contains an ``assert`` is one *test*, run in its own
 ``try`` with its own time limit, so one failing or hanging test does not hide the
 others. The harness reports its results on a line keyed by a random per-run nonce at the
@@ -26,13 +26,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from engine import sandbox
-from engine.backends import truncate_at_stop
-from engine.errors import DatasetError
-from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python
+from engine.errors import DatasetError, is_positive, require
+from engine.tasks import sandbox
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python, truncate_at_stop
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
-from engine.tasks._options import is_positive, require, set_common_options
+from engine.tasks._options import set_common_options
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import (
     Problem,

@@ -46,11 +46,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.backends import truncate_at_stop
-from engine.errors import DatasetError
-from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python
+from engine.errors import DatasetError, is_whole, require
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python, truncate_at_stop
 from engine.tasks._jsonl import RowError, load_jsonl, optional_str, require_str
-from engine.tasks._options import is_whole, require, set_common_options
+from engine.tasks._options import set_common_options
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import (
     Problem,

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from engine.errors import DatasetError
+from engine.errors import DatasetError, is_whole, require
 from engine.tasks._code import parse_python
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
-from engine.tasks._options import is_whole, require, set_common_options
+from engine.tasks._options import set_common_options
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import (
     Problem,

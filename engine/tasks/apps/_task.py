@@ -10,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from engine import sandbox
-from engine.backends import truncate_at_stop
-from engine.errors import ConfigError
-from engine.tasks._code import PYTHON_TAGS, fenced_blocks
-from engine.tasks._options import is_positive, is_whole, require, set_common_options
+from engine.errors import ConfigError, is_positive, is_whole, require
+from engine.tasks import sandbox
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, truncate_at_stop
+from engine.tasks._options import set_common_options
 from engine.tasks._splits import split_by_hash
 from engine.tasks.apps._load import DIFFICULTIES, bundled_dataset, load_problems
 from engine.tasks.apps._runner import read_results, runner_program

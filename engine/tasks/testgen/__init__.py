@@ -8,7 +8,7 @@ output is test code; every top-level ``assert`` of the answer, and every stateme
 an ``assert`` in the body of a test function (``def test_*``, ``def check``, or any
 argument-free function with asserts), is one *assert* (see :func:`extract_tests`).
 
-Scoring, all of it in :mod:`engine.sandbox`, through :mod:`engine.tasks._harness`:
+Scoring, all of it in :mod:`engine.tasks.sandbox`, through :mod:`engine.tasks._harness`:
 
 ``valid``
     the fraction of the answer's asserts that pass on the reference function. One run

@@ -8,8 +8,7 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from engine.backends import truncate_at_stop
-from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python
+from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python, truncate_at_stop
 from engine.tasks.base import Problem
 
 __all__ = ["CONTINUATION_STOPS", "MAX_ASSERTS", "Statement", "extract_tests", "open_test"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from engine import sandbox
+from engine.tasks import sandbox
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks.testgen._extract import Statement
 

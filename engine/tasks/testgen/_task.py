@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, is_positive, is_whole, require
 from engine.tasks import mutation
 from engine.tasks._code import parse_python
-from engine.tasks._options import is_positive, is_whole, require, set_common_options
+from engine.tasks._options import set_common_options
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import (
     Problem,

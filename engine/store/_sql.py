@@ -30,7 +30,7 @@ import sqlite_utils
 from engine.errors import StoreError, first_line
 
 #: 2: outcomes have a replicate number and per-problem metrics; 3: samples have a fidelity
-#: and their per-problem scores (multi-fidelity, engine.fidelity); 4: jobs and workers
+#: and their per-problem scores (multi-fidelity, engine.selection._fidelity); 4: jobs and workers
 SCHEMA_VERSION = 4
 
 #: Each table's columns (Python types: str, int, float) and primary key. A table whose

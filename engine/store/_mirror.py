@@ -1,6 +1,6 @@
 """Mirror a run's samples into Optuna's own tables, for Optuna's own tools.
 
-The store's tables (:mod:`engine.store`) are the truth about a run; Optuna's tools read
+The store's tables (:mod:`engine.store._store`) are the truth about a run; Optuna's tools read
 only Optuna's schema. :class:`OptunaMirror` copies each candidate's budget samples into a
 study of Optuna's tables in the *same* database, so that::
 

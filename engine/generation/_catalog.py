@@ -1,7 +1,7 @@
 """What a picker offers: the models and adapters this machine already has.
 
-Nothing here loads or converts a model; :mod:`engine.models` resolves the one a user
-picks, and :mod:`engine.adapters` the adapter on top of it.
+Nothing here loads or converts a model; :mod:`engine.generation._models` resolves the one a user
+picks, and :mod:`engine.generation._adapters` the adapter on top of it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 from huggingface_hub import scan_cache_dir
 
-from engine.adapters import registered_adapters
-from engine.models import BUNDLED_PACKAGE
+from engine.generation._adapters import registered_adapters
+from engine.generation._models import BUNDLED_PACKAGE
 
 _MIB = 1 << 20
 

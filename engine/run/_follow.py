@@ -23,8 +23,16 @@ from engine.events import (
     SampleRecorded,
     StageChanged,
 )
-from engine.records import CandidateEstimate, Run, Sample, TuneResult
-from engine.stages import BUDGET_STAGES, SELECTION, TUNING, answer_so_far
+from engine.records import (
+    BUDGET_STAGES,
+    SELECTION,
+    TUNING,
+    CandidateEstimate,
+    Run,
+    Sample,
+    TuneResult,
+)
+from engine.selection import answer_so_far
 from engine.store import Store
 
 
@@ -135,7 +143,7 @@ class RunFollower:
 
 def stored_answer(store: Store, run_id: str) -> TuneResult:
     """The answer of a run as the store holds it: the result it recorded when it finished,
-    else :func:`~engine.stages.answer_so_far` over its committed samples, its latest
+    else :func:`~engine.selection.answer_so_far` over its committed samples, its latest
     ranking and its winner, which is what the run itself answers when it stops there."""
     run = store.get_run(run_id)
     if run.status == "finished" and run.result:

@@ -9,8 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine._run import Execution, StopRequested
-from engine.candidates import Candidate, parse_candidate, unique_names
 from engine.errors import ConfigError, TunerError
 from engine.evaluation import Evaluator, Objective, build_evaluator, import_objective
 from engine.events import (
@@ -19,19 +17,15 @@ from engine.events import (
     RunFailed,
     Subscriber,
 )
-from engine.models import visible_gpus
+from engine.generation import Candidate, parse_candidate, unique_names, visible_gpus
 from engine.records import TuneResult
+from engine.run._execution import Execution, StopRequested
+from engine.run.worker import Workers
+from engine.selection import check_split
 from engine.settings import RunSettings
 from engine.space import SearchSpace
-from engine.stages import (
-    check_split,
-)
-from engine.store import (
-    Store,
-    new_run_id,
-)
+from engine.store import Store, new_run_id
 from engine.tasks import Task
-from engine.worker import Workers
 
 
 class Tuner:
@@ -42,7 +36,7 @@ class Tuner:
     names. Higher scores are better; noise is fine. An objective whose score is a mean
     over ``problems`` problems is called as ``objective(candidate, params, indices)`` and
     returns one score per problem index (or ``(scores, cost)``), so that a hopeless
-    configuration can stop after a few (``fidelity``, :mod:`engine.fidelity`).
+    configuration can stop after a few (``fidelity``, :mod:`engine.selection._fidelity`).
 
     Args:
         store: SQLite file path; ``None`` keeps the samples in memory.
@@ -60,7 +54,7 @@ class Tuner:
             ``batch_size``, ``device``.
 
     Stage 1 ends once the leader is the best with probability 0.9 or ``stage1_fraction``
-    of the budget is spent (see :mod:`engine.stages`). Call
+    of the budget is spent (see :mod:`engine.selection._decisions`). Call
     :meth:`subscribe` to receive :mod:`engine.events`, then :meth:`run`.
     """
 

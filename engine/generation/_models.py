@@ -218,7 +218,7 @@ def load_model(
     float32 on the CPU and bfloat16 (float16 where bf16 is unsupported) on CUDA; a
     ``torch.dtype`` or its name (``"float16"``) overrides. ``quantization`` (``"int8"``,
     ``"nf4"``) loads the weights through bitsandbytes, after checking that it works on the
-    device (:func:`engine.quantization.check_quantization`); ``trainable`` keeps quantized
+    device (:func:`engine.generation.check_quantization`); ``trainable`` keeps quantized
     weights in a layout that can be trained (see :func:`_probe_quantized`). The tokenizer
     pads on the left
     (generation continues the right edge) and has a pad token (its EOS if it had none).
@@ -230,7 +230,7 @@ def load_model(
     dtype = _resolve_dtype(dtype, target)
     quantized: dict[str, Any] = {}
     if quantization:
-        from engine.quantization import bnb_config
+        from engine.generation._quantization import bnb_config
 
         # Quantized weights are placed while loading; a quantized model cannot be moved.
         quantized = {"quantization_config": bnb_config(quantization, target)}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, ModelLoadError, first_line
-from engine.models import (
+from engine.generation._models import (
     ModelRef,
     cache_root,
     empty_model,

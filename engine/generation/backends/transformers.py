@@ -7,14 +7,15 @@ from typing import Any
 
 import torch
 
-from engine.adapters import AdapterRef, attach_adapter
-from engine.backends import Backend, Generation, truncate_at_stop
 from engine.errors import ConfigError, TunerError, first_line
-from engine.models import ModelRef, load_model
+from engine.generation._adapters import AdapterRef, attach_adapter
+from engine.generation._models import ModelRef, load_model
+from engine.generation.backends import Backend, Generation
+from engine.tasks import truncate_at_stop
 
 
 class TransformersBackend(Backend):
-    """Generates with a causal LM loaded once through :func:`engine.models.load_model`.
+    """Generates with a causal LM loaded once through :func:`engine.generation.load_model`.
 
     Prompts are sorted by token length and generated ``batch_size`` at a time with left
     padding (similar lengths waste little compute on padding); outputs come back in input

@@ -22,13 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.records import CandidateEstimate, Sample, TuneResult
-
-SAMPLING, SELECTION, TUNING, HOLDOUT = "sampling", "selection", "tuning", "holdout"
-#: The stages of a run, in order.
-STAGES = (SAMPLING, SELECTION, TUNING, HOLDOUT)
-#: The stages whose samples the budget pays for; the held-out score is extra.
-BUDGET_STAGES = (SAMPLING, TUNING)
+from engine.records import BUDGET_STAGES, CandidateEstimate, Sample, TuneResult
 
 #: Fewest stage-1 samples per candidate: the first is a shared default point, the rest
 #: give the propensity model something to balance.
@@ -43,7 +37,7 @@ EXPLORE_EACH = 4
 DEFAULT_ELIMINATION = 0.05
 #: Stage 1 ends once the leader is the best with this probability (:func:`selection_settled`).
 SETTLED = 0.9
-#: Default posterior draws behind a ranking's intervals and P(best) (engine.selection).
+#: Default posterior draws behind a ranking's intervals and P(best) (engine.selection._ranking).
 DEFAULT_DRAWS = 256
 #: How often top-two Thompson sampling samples the leader rather than the challenger
 #: (Russo's beta; 1/2 is his recommended default and within a factor 2 of optimal).

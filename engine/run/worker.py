@@ -3,7 +3,7 @@ samples.
 
 A run with workers (``workers`` other than 1, :class:`~engine.settings.RunSettings`)
 writes each sample it wants to the store as a :class:`~engine.records.Job`
-(:mod:`engine._run`). A :class:`Worker` claims one with a lease of ``lease`` seconds,
+(:mod:`engine.run._execution`). A :class:`Worker` claims one with a lease of ``lease`` seconds,
 renews the lease every quarter of it while it evaluates, and commits the sample and the
 end of the job in one transaction. A worker killed mid-job stops renewing: once its lease
 has run out, the next worker that asks takes the job. A worker that lost its lease
@@ -32,12 +32,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from engine import fidelity
-from engine.candidates import Candidate
 from engine.errors import ConfigError, TunerError
 from engine.evaluation import Evaluation, Evaluator, build_evaluator, import_objective
-from engine.fidelity import EarlyStop
+from engine.generation import Candidate
 from engine.records import Job
+from engine.selection import EarlyStop, plan
 from engine.settings import RunSettings
 from engine.space import SearchSpace
 from engine.store import LeaseLostError, Store, StoreError, TransientStoreError
@@ -210,7 +209,7 @@ class Worker:
             evaluator.prepare(SearchSpace(run.config["space"]))
             evaluator.attach(store)
             problems = evaluator.problem_count("tune")
-            chunks = fidelity.plan(problems, settings.seed, settings.fidelity) if problems else None
+            chunks = plan(problems, settings.seed, settings.fidelity) if problems else None
             self.runs[run_id] = _RunState(evaluator, chunks)
         return self.runs[run_id]
 
@@ -254,7 +253,7 @@ def _what(job: Job) -> str:
 
 class Workers:
     """The workers a run starts on its own machine: ``count`` processes of
-    ``python -m engine.worker`` serving run ``run_id`` of the store at ``store``, the
+    ``python -m engine.run.worker`` serving run ``run_id`` of the store at ``store``, the
     i-th on ``devices[i % len(devices)]`` (the run's device if ``devices`` is empty).
 
     With ``count`` 0 the run starts none and relies on workers started elsewhere
@@ -284,7 +283,7 @@ class Workers:
         self.processes = [self._spawn(i) for i in range(self.count)]
 
     def _spawn(self, i: int) -> subprocess.Popen:
-        command = [sys.executable, "-m", "engine.worker", "--store", self.store,
+        command = [sys.executable, "-m", "engine.run.worker", "--store", self.store,
                    "--run", self.run_id, "--lease", str(self.lease),
                    "--parent", str(os.getpid())]  # fmt: skip
         if self.devices:
@@ -340,8 +339,8 @@ class Workers:
 
 
 def worker_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The options of a worker, for ``python -m engine.worker`` and ``codellmtuner worker``."""
-    parser = parser or argparse.ArgumentParser(prog="python -m engine.worker")
+    """The options of a worker, for ``python -m engine.run.worker`` and ``codellmtuner worker``."""
+    parser = parser or argparse.ArgumentParser(prog="python -m engine.run.worker")
     parser.add_argument(
         "--store",
         default="samples.db",

@@ -60,7 +60,7 @@ def bnb_config(kind: str, device: str) -> Any:
     """The ``transformers.BitsAndBytesConfig`` for ``kind`` on ``device``.
 
     4-bit computes in bfloat16 on CUDA (float16 where bf16 is unsupported) and in float32
-    on the CPU, the precisions :func:`engine.models.load_model` uses unquantized.
+    on the CPU, the precisions :func:`engine.generation.load_model` uses unquantized.
     """
     import torch
     from transformers import BitsAndBytesConfig

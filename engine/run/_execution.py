@@ -1,10 +1,10 @@
-"""One execution of a :class:`~engine.tuner.Tuner` against an open store: stage 1,
+"""One execution of a :class:`~engine.run.Tuner` against an open store: stage 1,
 the selection, stage 3 and the held-out score, and the requests of viewers in other
 processes obeyed between samples.
 
 Each sample the run wants is a :class:`~engine.records.Job`. Without workers the run
 evaluates it in its own process and commits it before proposing the next. With workers
-(:mod:`engine.worker`) it writes up to as many jobs as there are workers to the store
+(:mod:`engine.run.worker`) it writes up to as many jobs as there are workers to the store
 and proposes the next one whenever a sample comes back, so a proposal is made before the
 samples still in flight are known: the one thing parallelism changes. Every proposal is
 still a function of the committed samples, the jobs in flight and the seed, and the jobs
@@ -27,10 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import optuna
 
-from engine import fidelity, selection
 from engine._faults import crash_point
 from engine.budget import format_amount
-from engine.cost import CostModel
 from engine.errors import TunerError
 from engine.evaluation import Evaluator
 from engine.events import (
@@ -43,32 +41,49 @@ from engine.events import (
     SampleRecorded,
     StageChanged,
 )
-from engine.fidelity import EarlyStop
-from engine.mirror import OptunaMirror
-from engine.records import CandidateEstimate, Job, Run, Sample, TuneResult
-from engine.stages import (
+from engine.records import (
     BUDGET_STAGES,
-    EXPLORE_EACH,
     HOLDOUT,
-    MIN_STAGE1_SAMPLES,
     SAMPLING,
     SELECTION,
-    SETTLED,
     TUNING,
+    CandidateEstimate,
+    Job,
+    Run,
+    Sample,
+    TuneResult,
+)
+from engine.selection import (
+    EXPLORE_EACH,
+    MIN_STAGE1_SAMPLES,
+    SETTLED,
+    CostModel,
+    EarlyStop,
+    Ranking,
     answer_so_far,
     budget_spent,
+    full_scores,
     next_stage1_candidate,
+    plan,
+    rank,
     safe_eliminations,
     sampler_seed,
     selection_settled,
     top_two,
     why_leader,
 )
-from engine.store import Store, StoreError, StoreFullError, TransientStoreError, abandoned
+from engine.store import (
+    OptunaMirror,
+    Store,
+    StoreError,
+    StoreFullError,
+    TransientStoreError,
+    abandoned,
+)
 
 if TYPE_CHECKING:
-    from engine.tuner import Tuner
-    from engine.worker import Workers
+    from engine.run._tuner import Tuner
+    from engine.run.worker import Workers
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -110,15 +125,13 @@ class Execution:
         self._outage = False  # a warning about the store is not written to it
         self.studies: dict[str, optuna.Study] = {}
         self.samples: dict[str, list[Sample]] = {name: [] for name in tuner.names}
-        self.selection: selection.Ranking | None = None  # the latest ranking, with its draws
+        self.selection: Ranking | None = None  # the latest ranking, with its draws
         self.winner: str | None = None  # stage 2's choice, once made
         self.eliminated: set[str] = set()  # out of stage 1 on the latest evidence
         self.lost_in_a_row = 0  # samples not recorded since the last one that was
         problems = evaluator.problem_count("tune")
         # Chunks of tuning problems every sample is scored in (None: no problems).
-        self.chunks = (
-            fidelity.plan(problems, tuner.seed, tuner.settings.fidelity) if problems else None
-        )
+        self.chunks = plan(problems, tuner.seed, tuner.settings.fidelity) if problems else None
 
     @property
     def ranking(self) -> tuple[CandidateEstimate, ...]:
@@ -361,7 +374,7 @@ class Execution:
         and stage 1 must not end (nor top-two sampling start) without it."""
         return self.selection is not None and all(self.samples.values())
 
-    def _active(self, ranking: selection.Ranking) -> list[int]:
+    def _active(self, ranking: Ranking) -> list[int]:
         """The candidates (indices) still in stage 1: all but those whose upper bound on
         the tuned score is below the leader's lower bound on the latest evidence."""
         t = self.tuner
@@ -491,7 +504,7 @@ class Execution:
 
     def _open_mirror(self) -> None:
         """Mirror each candidate's samples into Optuna's tables of the store's database
-        (:mod:`engine.mirror`), those of an earlier execution included."""
+        (:mod:`engine.store._mirror`), those of an earlier execution included."""
         url = OptunaMirror.url_of(self.tuner.store_path)
         if url is None:
             return
@@ -603,7 +616,7 @@ class Execution:
 
     def _pricing(self, c: int) -> tuple[Callable[[np.ndarray], np.ndarray] | None, float]:
         """Candidate ``c``'s cost per problem at unit points, learned from every sample
-        that cost something (:class:`engine.cost.CostModel`), and the share of the budget
+        that cost something (:class:`engine.selection.CostModel`), and the share of the budget
         left, which cools it (:meth:`engine.selection.Ranking.propose`). ``(None, 0)``
         with a samples budget, where every problem costs the same."""
         t = self.tuner
@@ -647,12 +660,8 @@ class Execution:
         pooled = sorted((s for n in t.names for s in self.samples[n]), key=_commit_order)
         if not pooled:
             return ()
-        effects = fidelity.problem_effects(
-            [s.problem_scores for s in pooled if not s.partial and s.problem_scores]
-        )
-        scores = [fidelity.full_estimate(s.problem_scores, effects) if s.partial else s.score
-                  for s in pooled]  # fmt: skip
-        self.selection = selection.rank(
+        scores = full_scores(pooled)
+        self.selection = rank(
             t.names, [t.space.unit(s.params) for s in pooled],
             [t.space.covariates(s.params) for s in pooled], [s.candidate for s in pooled],
             scores, trials=[s.trial for s in pooled],

@@ -11,7 +11,7 @@
 ``rag-K`` (``rag`` = ``rag-3``)
     worked examples rendered like ``fewshot-K``, but for each problem the K train
     problems whose instructions are most similar to its own (retrieval-augmented, see
-    :mod:`engine.retrieval`), never the problem itself. They are shown least similar
+    :mod:`engine.generation._retrieval`), never the problem itself. They are shown least similar
     first, so the most similar example sits right before the question. The retriever is
     fitted on the train split's instructions once per :func:`build_prompts` call.
 ``raw``
@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import ConfigError
 
-if TYPE_CHECKING:  # engine.candidates imports this module; keep it free of task imports
-    from engine.backends import Prompt
-    from engine.retrieval import Retriever
+if TYPE_CHECKING:  # engine.generation._candidates imports this module; keep it free of task imports
+    from engine.generation._retrieval import Retriever
+    from engine.generation.backends import Prompt
     from engine.tasks.base import Problem, Task
 
 DEFAULT_SHOTS = 3
@@ -104,9 +104,9 @@ def build_prompts(
 
     ``tokenizer`` supplies the chat template (unused, and may be ``None``, for ``raw`` or
     ``as_messages``); ``seed`` chooses the few-shot examples; ``retriever`` finds the
-    ``rag`` examples (``None``: :func:`engine.retrieval.default_retriever`) and is fitted
-    here on the train split's instructions. With ``as_messages``, a chat style's prompt is
-    its list of messages, for a backend that applies a server's template
+    ``rag`` examples (``None``: :func:`~engine.generation._retrieval.default_retriever`) and
+    is fitted here on the train split's instructions. With ``as_messages``, a chat style's
+    prompt is its list of messages, for a backend that applies a server's template
     (:attr:`Backend.chat_messages`); ``raw`` prompts are strings either way.
     """
     style = parse_style(style)
@@ -155,7 +155,7 @@ def _retrieved_examples(
     if not problems:  # spares loading an embedding model for nothing
         return []
     if retriever is None:
-        from engine.retrieval import default_retriever
+        from engine.generation._retrieval import default_retriever
 
         retriever = default_retriever()
     retriever.fit([task.instruction(p) for p in pool])

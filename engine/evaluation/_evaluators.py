@@ -21,13 +21,22 @@ from typing import Any
 import numpy as np
 
 from engine._faults import crash_point
-from engine.adapters import AdapterRef, check_adapter_fits, check_unseen, resolve_adapter
-from engine.backends import Backend, Prompt
-from engine.candidates import Candidate
 from engine.errors import ConfigError, TunerError
-from engine.models import ModelRef, resolve_device, resolve_model
-from engine.prompting import PromptStyle, build_prompts, parse_style
-from engine.quantization import check_quantization
+from engine.generation import (
+    AdapterRef,
+    Candidate,
+    ModelRef,
+    PromptStyle,
+    build_prompts,
+    check_adapter_fits,
+    check_quantization,
+    check_unseen,
+    parse_style,
+    resolve_adapter,
+    resolve_device,
+    resolve_model,
+)
+from engine.generation.backends import Backend, Prompt
 from engine.records import CI_HIGH, CI_LOW, Job, Sample
 from engine.settings import RunSettings
 from engine.space import SearchSpace, generation_kwargs
@@ -91,7 +100,7 @@ class Evaluator(abc.ABC):
 
     An evaluator whose score is a mean over problems says how many a split has
     (:meth:`problem_count`); :meth:`evaluate` then takes them in ``chunks`` (lists of
-    problem indices) and asks ``keep_going`` between chunks (:mod:`engine.fidelity`).
+    problem indices) and asks ``keep_going`` between chunks (:mod:`engine.selection._fidelity`).
     """
 
     candidates: tuple[str, ...]
@@ -138,7 +147,7 @@ class ObjectiveEvaluator(Evaluator):
     With ``problems`` (N > 0) the score is a mean over N problems and the objective says
     each one's: it is called as ``objective(candidate, params, indices)`` for a chunk of
     problem indices in ``0..N-1`` and returns one score per index (or ``(scores, cost)``),
-    which lets a run stop a hopeless configuration early (:mod:`engine.fidelity`).
+    which lets a run stop a hopeless configuration early (:mod:`engine.selection._fidelity`).
 
     The cost is the number of tokens the evaluation generated (rounded to a whole number):
     it is recorded as the sample's ``generated_tokens`` (and as the ``cost`` metric), which
@@ -340,7 +349,7 @@ class TaskEvaluator(Evaluator):
 
         def load_backend(spec: Candidate) -> Backend:
             if spec.server is not None:
-                from engine.backends.openai import OpenAIBackend
+                from engine.generation.backends.openai import OpenAIBackend
 
                 return OpenAIBackend(
                     spec.server, spec.model, concurrency=settings.concurrency,
@@ -348,7 +357,7 @@ class TaskEvaluator(Evaluator):
                 )  # fmt: skip
             ref, adapter = evaluator.resolved(spec)
             if evaluator.local_backend(spec) == "vllm":
-                from engine.backends.vllm import VLLMBackend
+                from engine.generation.backends.vllm import VLLMBackend
 
                 return VLLMBackend(ref, device=resolve_device(settings.device))
             if on_warning and settings.backend == "auto" and not warned:
@@ -357,7 +366,7 @@ class TaskEvaluator(Evaluator):
                     on_warning("generating with transformers: vLLM is not installed (pip "
                                "install 'codellmtuner[vllm]'), or the candidate has an "
                                "adapter or quantization")  # fmt: skip
-            from engine.backends.transformers import TransformersBackend
+            from engine.generation.backends.transformers import TransformersBackend
 
             return TransformersBackend(
                 ref, device=settings.device, batch_size=settings.batch_size,
@@ -388,7 +397,7 @@ class TaskEvaluator(Evaluator):
         Raises:
             ConfigError: ``vllm`` was asked for where it cannot run.
         """
-        from engine.backends.vllm import vllm_available
+        from engine.generation.backends.vllm import vllm_available
 
         cuda = resolve_device(self.device).startswith("cuda")
         plain = spec.adapter is None and spec.quantization is None

@@ -2,7 +2,7 @@
 
 vLLM batches continuously with a paged KV cache, several times faster than ``generate``
 on the same GPU. Prompts are handed over as token ids made by
-:func:`~engine.backends.transformers.prompt_ids`, so both backends see the same tokens (a
+:func:`~engine.generation.backends.transformers.prompt_ids`, so both backends see the same tokens (a
 rendered chat prompt already holds its BOS); each request carries its own seed, so a
 sampled output depends on its prompt, its seed and its place among the repeats of that
 prompt, never on which other prompts share the call.
@@ -14,10 +14,11 @@ import importlib.util
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.backends import Backend, Generation, Prompt, repeat_numbers, truncate_at_stop
-from engine.backends.transformers import prompt_ids
 from engine.errors import ConfigError, ModelLoadError, first_line
-from engine.models import ModelRef
+from engine.generation._models import ModelRef
+from engine.generation.backends import Backend, Generation, Prompt, repeat_numbers
+from engine.generation.backends.transformers import prompt_ids
+from engine.tasks import truncate_at_stop
 
 
 def vllm_available() -> bool:

@@ -150,6 +150,15 @@ def full_estimate(scores: Sequence[float], effects: np.ndarray | None) -> float:
     return mean - float(np.mean(effects[: len(scores)]))
 
 
+def full_scores(samples: Sequence[Sample]) -> list[float]:
+    """Each sample's score over every problem: its own where it scored them all, else
+    :func:`full_estimate` from the problem effects of the samples that did."""
+    effects = problem_effects(
+        [s.problem_scores for s in samples if not s.partial and s.problem_scores]
+    )
+    return [full_estimate(s.problem_scores, effects) if s.partial else s.score for s in samples]
+
+
 class EarlyStop:
     """``keep_going`` of one sample (:meth:`Evaluator.evaluate`): whether its problem
     scores so far are not clearly worse than the ``reference`` sample's on the same

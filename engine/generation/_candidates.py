@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePath
 
 from engine.errors import ConfigError
-from engine.prompting import parse_style
-from engine.quantization import parse_quantization
+from engine.generation._prompting import parse_style
+from engine.generation._quantization import parse_quantization
 
 SERVED = "openai:"
 
@@ -38,8 +38,8 @@ SPEC = "[NAME=]MODEL[+ADAPTER][@STYLE][:QUANT] or [NAME=]openai:MODEL@URL[@STYLE
 
 @dataclass(frozen=True)
 class Candidate:
-    """``model`` is a model source (:func:`engine.models.resolve_model`), ``adapter`` an
-    adapter folder or registered name (:func:`engine.adapters.resolve_adapter`),
+    """``model`` is a model source (:func:`engine.generation.resolve_model`), ``adapter`` an
+    adapter folder or registered name (:func:`engine.generation.resolve_adapter`),
     ``quantization`` ``"int8"``, ``"nf4"`` or ``None``, ``style`` a prompt style;
     ``server`` the base URL of the OpenAI-compatible server serving ``model`` (its id
     there), or ``None`` for a model loaded in process."""

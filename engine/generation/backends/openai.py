@@ -33,8 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from engine.backends import Backend, Generation, Prompt, repeat_numbers, truncate_at_stop
 from engine.errors import ConfigError, ServerError
+from engine.generation.backends import Backend, Generation, Prompt, repeat_numbers
+from engine.tasks import truncate_at_stop
 
 #: Waits before each retry of a failed request: connection refused or reset, a time-out,
 #: 429 or 5xx. About a quarter of a minute in all, enough for a server that restarts.

@@ -7,14 +7,14 @@ all of its samples:
 
 1. **PSM aligns the candidates' levels.** Each candidate's optimizer sampled where it
    expected to do well, so raw means mix "which model" with "which parameters it tried".
-   The propensity-score matched comparison on common support (:mod:`engine.psm`) gives
+   The propensity-score matched comparison on common support (:mod:`engine.selection._psm`) gives
    each candidate's mean over the parameters every candidate reaches. It sets the prior
    mean ``m_c`` of the surrogate, the level a surface is drawn around where the
    candidate has few samples of its own, in proportion to the share of samples on the
    common support (:meth:`_Samples.prior_means`): a comparison made on a sliver of the
    data moves the prior a sliver. Samples off the common support are *not* dropped: the
    surrogate conditions on every sample.
-2. **The surrogate models the surfaces** (:mod:`engine.surrogate`): one GP over every
+2. **The surrogate models the surfaces** (:mod:`engine.selection._surrogate`): one GP over every
    sample with a surface the candidates share and one of each candidate's own.
 3. **Posterior draws of each maximum.** Joint draws of a candidate's surface at every
    evaluated point, its own and the other candidates' (the configurations some
@@ -25,8 +25,8 @@ all of its samples:
    there every candidate's surface is its prior, and its maximum over many such points
    would reward ignorance, not evidence.
 
-The same draws drive stage 1 (:func:`engine.stages.top_two`,
-:func:`engine.stages.safe_eliminations`) and the switch to stage 3. The deployed
+The same draws drive stage 1 (:func:`engine.selection.top_two`,
+:func:`engine.selection.safe_eliminations`) and the switch to stage 3. The deployed
 parameters are each candidate's *incumbent*: its sample with the highest posterior mean,
 not its luckiest noisy score (which overstates what the parameters give: the winner's
 curse).
@@ -43,11 +43,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 from threadpoolctl import ThreadpoolController
 
-from engine import psm
 from engine.errors import ConfigError
 from engine.records import CandidateEstimate
-from engine.stages import DEFAULT_DRAWS
-from engine.surrogate import Hyperparameters, Surrogate
+from engine.selection import _psm as psm
+from engine.selection._decisions import DEFAULT_DRAWS
+from engine.selection._surrogate import Hyperparameters, Surrogate
 
 #: Thompson proposals (:meth:`Ranking.propose`) look this close around this many of a
 #: candidate's best samples, this many points each (unit coordinates).
@@ -98,7 +98,7 @@ class Ranking:
         explores in proportion to the chance of something better there, and the shape
         the candidates share steers a candidate with few samples of its own.
 
-        With a ``cost`` per point (:class:`engine.cost.CostModel`) and ``cooling`` in
+        With a ``cost`` per point (:class:`engine.selection.CostModel`) and ``cooling`` in
         (0, 1], the point is the one whose gain over the draw at the best sample is
         highest per ``cost ** cooling`` (cost-cooled Thompson sampling, as CArBO cools
         expected improvement per cost). Cooling goes from 1 at the start of a budget to
@@ -175,7 +175,7 @@ def rank(
         known_noise: Each score's variance where known in advance (e.g. p(1 - p)/m for a
             mean over m problems); ``None``: learned from the data alone.
         fidelity: Each score's share of the problems it is a mean over, in (0, 1] (a
-            sample stopped early: :mod:`engine.fidelity`); ``None``: 1 for every one.
+            sample stopped early: :mod:`engine.selection._fidelity`); ``None``: 1 for every one.
         use_psm: Centre each candidate's surface on its PSM-adjusted mean (else on the
             mean of all scores): the ablation of PSM's contribution.
         draws: Posterior draws behind the interval and ``prob_best`` (at least 16).
@@ -199,7 +199,7 @@ def rank(
 
 @dataclass(frozen=True)
 class _Samples:
-    """The samples as arrays, validated (by :func:`engine.psm.rank`, which also gives the
+    """The samples as arrays, validated (by :func:`engine.selection._psm.rank`, which also gives the
     matched comparison)."""
 
     names: list[str]
@@ -319,7 +319,7 @@ def _trial_numbers(labels: np.ndarray, trials: Sequence[int] | None) -> np.ndarr
 
 def _estimate(matched, column, chance, incumbent, confidence) -> CandidateEstimate:
     """A candidate's line: its draws of the maximum (``column``) summarised, beside the
-    PSM figures (``matched``, from :func:`engine.psm.rank`)."""
+    PSM figures (``matched``, from :func:`engine.selection._psm.rank`)."""
     if incumbent is None:
         return matched  # no samples: NaN estimates
     tail = (1 - confidence) / 2

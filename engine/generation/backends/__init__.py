@@ -1,11 +1,12 @@
 """Backends generate text for rendered prompts.
 
-The interface is deliberately narrow: :class:`~engine.backends.transformers.TransformersBackend`
-generates in process, :class:`~engine.backends.openai.OpenAIBackend` through an
-OpenAI-compatible server (vLLM, ``transformers serve``, TGI, llama.cpp). A prompt is a
-rendered string (see :mod:`engine.prompting`), or, for a backend whose server applies the
-chat template itself (``chat_messages``), the list of chat messages; generation arguments
-are already mapped to Hugging Face ``generate`` names (see
+The interface is deliberately narrow:
+:class:`~engine.generation.backends.transformers.TransformersBackend` generates in process,
+:class:`~engine.generation.backends.openai.OpenAIBackend` through an OpenAI-compatible
+server (vLLM, ``transformers serve``, TGI, llama.cpp). A prompt is a rendered string (see
+:mod:`engine.generation._prompting`), or, for a backend whose server applies the chat
+template itself (``chat_messages``), the list of chat messages; generation arguments are
+already mapped to Hugging Face ``generate`` names (see
 :func:`engine.space.generation_kwargs`). This module imports no machine-learning library.
 """
 
@@ -91,17 +92,4 @@ def repeat_numbers(prompts: Sequence[Prompt]) -> list[int]:
     return numbers
 
 
-def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Cut ``text`` before the earliest occurrence of any stop sequence.
-
-    Returns ``(text, found)``. Empty stop sequences are ignored. Backends cut their
-    generations with it and tasks cut raw continuations with it, so both cut alike.
-
-    >>> truncate_at_stop("a = 1\\ndef g():", ["\\ndef", "\\nclass"])
-    ('a = 1', True)
-    """
-    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-__all__ = ["Backend", "Generation", "Prompt", "repeat_numbers", "truncate_at_stop"]
+__all__ = ["Backend", "Generation", "Prompt", "repeat_numbers"]

@@ -13,11 +13,11 @@ Similarity is the cosine of the angle between two texts' vectors:
     words are not found.
 :class:`EmbeddingRetriever`
     a sentence-transformers model folder run with plain ``transformers`` on the CPU
-    (pooling and normalisation as its ``modules.json`` lists them). Semantic. The corpus
-    embeddings are cached in ``cache_root()/retrieval/<sha256>.npy`` (``cache_root`` from
-    :mod:`engine.models`), keyed by the model's fingerprint and every corpus text, so the
-    index of a train split is computed once and reused across runs; queries are embedded
-    on every call.
+(pooling and normalisation as its ``modules.json`` lists them). Semantic. The corpus
+embeddings are cached in ``cache_root()/retrieval/<sha256>.npy`` (``cache_root`` from
+:mod:`engine.generation._models`), keyed by the model's fingerprint and every corpus text,
+so the index of a train split is computed once and reused across runs; queries are embedded
+on every call.
 
 Ties are broken by the lower corpus index, so results are deterministic.
 :func:`default_retriever` picks, in order: the folder named by ``CODELLMTUNER_EMBEDDER``
@@ -237,7 +237,7 @@ class EmbeddingRetriever(Retriever):
     """
 
     def __init__(self, model_path: str | Path, *, label: str | None = None) -> None:
-        from engine.models import model_fingerprint
+        from engine.generation._models import model_fingerprint
 
         folder = Path(model_path).expanduser().resolve()
         self._encoder = _load_encoder(str(folder))
@@ -256,7 +256,7 @@ class EmbeddingRetriever(Retriever):
         return _unit_rows(_embed(self._encoder, queries)) @ self._corpus.T
 
     def _cached_embeddings(self, texts: list[str]) -> np.ndarray:
-        from engine.models import cache_root
+        from engine.generation._models import cache_root
 
         key = json.dumps([self._fingerprint, texts])  # ASCII: lone surrogates encode too
         path = cache_root() / "retrieval" / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
@@ -396,7 +396,7 @@ def _read_json(path: Path, folder: Path | str) -> Any:
 def _load_transformer(root: Path, folder: str) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    from engine.models import quiet_transformers
+    from engine.generation._models import quiet_transformers
 
     try:
         with quiet_transformers():

@@ -13,7 +13,7 @@ Tables:
 ``controls``     the process running each run (pid, host) and what viewers ask of it
                  (pause, stop), read by the run between samples
 ``jobs``         samples a run's coordinator wants, claimed by workers with a lease
-                 (:mod:`engine.worker`)
+                 (:mod:`engine.run.worker`)
 ``workers``      the worker processes serving the store, each with its last heartbeat
 
 A sample, its outcomes and its stage bookkeeping are written in one transaction, so a
@@ -21,7 +21,7 @@ process killed at any instant leaves either the whole sample or none of it.
 
 Several processes may write one store at once (two runs, a run and a viewer, workers on
 several hosts): every write transaction takes the store's write lock when it begins
-(SQLite's ``BEGIN IMMEDIATE``; an advisory lock in PostgreSQL, :mod:`engine._sql`), so it
+(SQLite's ``BEGIN IMMEDIATE``; an advisory lock in PostgreSQL, :mod:`engine.store._sql`), so it
 waits its turn for up to ``timeout`` seconds instead of failing on a lock upgrade, and
 opening a store whose schema is current writes nothing. Every database failure leaves a
 method as a :class:`StoreError` whose message says what to do; :class:`TransientStoreError`
@@ -53,7 +53,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import sqlite_utils
 
 from engine._faults import crash_point
-from engine._sql import (
+from engine.errors import StoreError
+from engine.records import SAMPLING, Job, Run, Sample
+from engine.store._sql import (
     SCHEMA_NAMES,
     SCHEMA_VERSION,
     Database,
@@ -66,9 +68,6 @@ from engine._sql import (
     is_url,
     store_error,
 )
-from engine.errors import StoreError
-from engine.records import Job, Run, Sample
-from engine.stages import SAMPLING
 
 __all__ = [
     "MAX_JOB_ATTEMPTS", "REQUESTS", "SCHEMA_NAMES", "SCHEMA_VERSION", "LeaseLostError",
@@ -397,7 +396,7 @@ class Store:
         rows = self._sql.query(
             "select * from outcomes where sample_id = ? order by rowid", [sample_id]
         )
-        # PostgreSQL's outcomes have a column "rowid" (engine._sql), SQLite's a hidden one.
+        # PostgreSQL's outcomes have a column "rowid" (engine.store._sql), SQLite's a hidden one.
         return [
             {**{k: v for k, v in r.items() if k != "rowid"},
              "metrics": json.loads(r["metrics"] or "{}")}
@@ -646,7 +645,7 @@ def _run_from_row(row: Mapping[str, Any]) -> Run:
 
 def _whole(amount: int | float) -> int | float:
     """A whole number as an int, as SQLite's integer columns give it back (PostgreSQL keeps
-    a budget in a float column, engine._sql)."""
+    a budget in a float column, engine.store._sql)."""
     return int(amount) if isinstance(amount, float) and amount.is_integer() else amount
 
 

@@ -1,0 +1,23 @@
+"""A run: the three stages over a store, in this process or with workers.
+
+:class:`Tuner` is the entry point: it holds a run's spec and its subscribers and runs
+an :class:`~engine.run._execution.Execution`, the stage machine. Workers
+(:mod:`engine.run.worker`, ``python -m engine.run.worker``) evaluate a run's jobs in
+other processes, on any host that reaches the store. :class:`RunFollower` turns a run's
+rows back into the events its tuner emits, for viewers in other processes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine._lazy import attach
+
+if TYPE_CHECKING:
+    from engine.run._execution import StopRequested
+    from engine.run._execution import _make_sampler as make_sampler
+    from engine.run._follow import RunFollower, is_live, live_status, stored_answer
+    from engine.run._tuner import Tuner
+    from engine.run.worker import Worker, Workers
+
+__getattr__, __dir__, __all__ = attach(__name__, __file__)
