@@ -4,14 +4,14 @@
         [--budgets 5 10 20 40] [--samplers tpe gp random] [--surfaces smooth/a ...]
 
 The engine gives every candidate its own Optuna study; ``--sampler`` picks its optimizer
-(``engine.make_sampler``, the engine's own configurations: TPE with 4 random startup
+(``engine.run.make_sampler``, the engine's own configurations: TPE with 4 random startup
 trials, multivariate and grouped; GPSampler with 4 startup trials; random). This measures
 them on *one* candidate's surface at a time, the way the engine drives a study:
 
 - the first evaluation is at ``SPACE.default_params()``, added to the study with
   ``optuna.trial.create_trial`` as the engine does (``_add_to_study``);
 - every later one is ``study.ask()`` -> ``SPACE.suggest`` -> a noisy observation ->
-  ``study.tell``, the sampler reseeded before each ask with ``engine.sampler_seed`` (as
+  ``study.tell``, the sampler reseeded before each ask with ``engine.selection.sampler_seed`` (as
   the engine reseeds it, so a resumed run proposes the same points);
 - surfaces: every candidate of every synthetic family
   (``benchmarks/_strategies/landscapes.py``, observation noise as the family states) and
@@ -62,7 +62,8 @@ from rich.table import Table
 
 from benchmarks._strategies.landscapes import FAMILIES, SPACE
 from benchmarks._strategies.replay import replay_family
-from engine import make_sampler, sampler_seed
+from engine.run import make_sampler
+from engine.selection import sampler_seed
 
 SAMPLERS = ("tpe", "gp", "random")
 BUDGETS = (5, 10, 20, 40)

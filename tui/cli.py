@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", metavar="RUN", help="run id, a unique prefix, or 'latest'")
     _store_flag(show)
 
-    from engine import worker_parser
+    from engine import Worker
 
-    worker_parser(sub.add_parser(
+    Worker.add_arguments(sub.add_parser(
         "worker", help="evaluate the jobs of runs with --workers, on any host that reaches "
         "the store",
     ))  # fmt: skip
@@ -459,10 +459,10 @@ def _existing_store(path: str) -> Iterator[Any]:
 
 
 def _worker(args: argparse.Namespace, console: Console) -> int:
-    from engine import serve_worker
+    from engine import Worker
 
     # SIGTERM lets the worker finish its job; Ctrl-C hands the job back at once.
-    serve_worker(args)
+    Worker.serve(args)
     return 0
 
 

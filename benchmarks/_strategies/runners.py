@@ -23,7 +23,8 @@ import numpy as np
 import optuna
 
 from benchmarks._strategies.landscapes import SPACE, Family
-from engine import Tuner, sampler_seed
+from engine import Tuner
+from engine.selection import sampler_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -41,7 +41,10 @@ from engine.settings import RunSettings
 from engine.space import SearchSpace
 from engine.store import LeaseLostError, Store, StoreError, TransientStoreError
 
-__all__ = ["DEFAULT_LEASE", "Worker", "Workers", "serve", "worker_parser"]
+__all__ = ["DEFAULT_LEASE", "Worker", "Workers"]
+
+#: How a run starts its workers, and how to start one by hand on the run's own host.
+PROGRAM = "python -m engine.run.worker"
 
 #: Seconds a claim lasts without a renewal: how long a killed worker's job waits before
 #: another worker takes it. A live worker renews it every quarter of it.
@@ -104,6 +107,42 @@ class Worker:
     def stop(self) -> None:
         """Finish the job in progress, then stop."""
         self._stop.set()
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Add a worker's options to ``parser`` (for ``python -m engine.run.worker`` and
+        ``codellmtuner worker``): one flag per argument of :class:`Worker`."""
+        parser.add_argument(
+            "--store",
+            default="samples.db",
+            help="the store's path, or a postgresql:// URL (default: samples.db)",
+        )
+        parser.add_argument(
+            "--device", default=None, help="where models run (cuda:1, cpu); default: the run's own"
+        )
+        parser.add_argument(
+            "--run", dest="run_id", default=None, help="serve this run only, and stop when it ends"
+        )
+        parser.add_argument(
+            "--lease",
+            type=float,
+            default=DEFAULT_LEASE,
+            help=f"seconds a claim lasts without renewal (default {DEFAULT_LEASE:g})",
+        )
+        # The run that starts a worker: the worker stops when it ends.
+        parser.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
+        return parser
+
+    @classmethod
+    def serve(cls, args: argparse.Namespace) -> int:
+        """Run a worker with the parsed options of :meth:`add_arguments` until it is
+        stopped (SIGTERM finishes the job in progress; Ctrl-C hands it back at once);
+        returns the samples it committed. Bad input and an unusable store raise
+        :class:`TunerError`."""
+        worker = cls(args.store, device=args.device, run_id=args.run_id, lease=args.lease,
+                     parent=args.parent)  # fmt: skip
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+        return worker.run()
 
     def run(self) -> int:
         """Serve until stopped (or, with ``run_id``, until that run ends); returns the
@@ -338,44 +377,9 @@ class Workers:
                 process.wait()
 
 
-def worker_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The options of a worker, for ``python -m engine.run.worker`` and ``codellmtuner worker``."""
-    parser = parser or argparse.ArgumentParser(prog="python -m engine.run.worker")
-    parser.add_argument(
-        "--store",
-        default="samples.db",
-        help="the store's path, or a postgresql:// URL (default: samples.db)",
-    )
-    parser.add_argument(
-        "--device", default=None, help="where models run (cuda:1, cpu); default: the run's own"
-    )
-    parser.add_argument(
-        "--run", dest="run_id", default=None, help="serve this run only, and stop when it ends"
-    )
-    parser.add_argument(
-        "--lease",
-        type=float,
-        default=DEFAULT_LEASE,
-        help=f"seconds a claim lasts without renewal (default {DEFAULT_LEASE:g})",
-    )
-    # The run that starts a worker: the worker stops when it ends.
-    parser.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
-    return parser
-
-
-def serve(args: argparse.Namespace) -> int:
-    """Run a worker with parsed ``args`` until it is stopped (SIGTERM finishes the job in
-    progress; Ctrl-C hands it back at once); returns the samples it committed. Bad input
-    and an unusable store raise :class:`TunerError`."""
-    worker = Worker(args.store, device=args.device, run_id=args.run_id, lease=args.lease,
-                    parent=args.parent)  # fmt: skip
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    return worker.run()
-
-
 if __name__ == "__main__":
     try:
-        serve(worker_parser().parse_args())
+        Worker.serve(Worker.add_arguments(argparse.ArgumentParser(prog=PROGRAM)).parse_args())
     except TunerError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
