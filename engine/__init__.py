@@ -83,10 +83,19 @@ if TYPE_CHECKING:
         Sample,
         TuneResult,
     )
-    from engine.run import RunFollower, Tuner, Worker, is_live, live_status, stored_answer
+    from engine.run import (
+        RunFollower,
+        Tuner,
+        Worker,
+        is_live,
+        live_status,
+        stored_answer,
+        stored_balance,
+    )
     from engine.selection import Balance, answer_so_far, balance, leader, propensity, why_leader
     from engine.settings import DEFAULT_CANDIDATES, DEFAULT_TASK, OPTIONS, Option, RunSettings
     from engine.space import MIN_SAMPLING_TEMPERATURE, PARAM_NAMES, SearchSpace, generation_kwargs
+    from engine.spec import RunSpec
     from engine.store import Store, dashboard_url
     from engine.tasks import TASKS, get_task
 

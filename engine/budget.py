@@ -128,13 +128,6 @@ class Budget:
         except (KeyError, TypeError, AttributeError):
             raise ConfigError(f"a stored budget must be {{amount, unit}}, got {data!r}") from None
 
-    @classmethod
-    def of_run(cls, run: Any) -> Budget:
-        """The budget of a stored :class:`engine.store._store.Run`: its config's ``budget``, or
-        ``run.budget`` samples for runs stored before budgets had units."""
-        stored = (run.config or {}).get("budget")
-        return cls.from_dict(stored) if stored else cls(run.budget, "samples")
-
     def to_dict(self) -> dict[str, Any]:
         return {"amount": self.amount, "unit": self.unit}
 

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import ConfigError, ModelLoadError
 from engine.records import HOLDOUT
 from engine.space import generation_kwargs
+from engine.spec import RunSpec
 
 if TYPE_CHECKING:
+    from engine.generation import Candidate
     from engine.records import Run, Sample
     from engine.tasks.base import Task
 
@@ -81,18 +83,18 @@ def model_generation_config(model_dir: str | Path) -> dict[str, Any]:
     return base
 
 
-def stored_candidate(run: Run, name: str) -> dict[str, Any] | None:
-    """Candidate ``name`` of a stored run as :meth:`Candidate.to_dict` gave it."""
-    return next((c for c in run.config.get("candidates", []) if c["name"] == name), None)
+def stored_candidate(run: Run, name: str) -> Candidate | None:
+    """Candidate ``name`` of a stored run, ``None`` where the run has none of that name."""
+    return next((c for c in RunSpec.of_run(run).candidates if c.name == name), None)
 
 
-def model_dir_of(candidate: Mapping[str, Any] | None) -> Path | None:
-    """The folder of a stored candidate's model (:meth:`Candidate.to_dict`), or ``None``
-    where it has none here (a served model, a hub id not in this machine's cache)."""
+def model_dir_of(candidate: Candidate | None) -> Path | None:
+    """The folder of a stored candidate's model, or ``None`` where it has none here (a
+    served model, a hub id not in this machine's cache)."""
     from engine.generation import resolve_model
 
     try:
-        return resolve_model(candidate["model"]).path if candidate else None
+        return resolve_model(candidate.model).path if candidate else None
     except ModelLoadError:
         return None
 

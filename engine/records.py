@@ -100,13 +100,14 @@ class Job:
 
 @dataclass(frozen=True)
 class Run:
-    """A run's row: ``config`` holds everything needed to resume it."""
+    """A run's row: ``config`` holds everything needed to resume it, read by
+    :meth:`engine.spec.RunSpec.of_run`."""
 
     id: str
     created_at: float
     status: str
     stage: str
-    budget: int | float  # the amount; its unit is config["budget"] (engine.budget.Budget.of_run)
+    budget: int | float  # the amount; its unit is in the config (engine.spec.RunSpec.of_run)
     seed: int
     config: dict[str, Any]
     winner: str | None = None

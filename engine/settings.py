@@ -337,12 +337,6 @@ class RunSettings:
             values[size] = values.get(size) or 0
         return cls(**values)
 
-    @classmethod
-    def of_run(cls, run: Any) -> RunSettings:
-        """The settings a stored :class:`~engine.records.Run` ran with: its config, with
-        the seed and budget of its row (only there for old runs)."""
-        return cls.from_dict({**run.config, "seed": run.seed, "budget": Budget.of_run(run)})
-
     def task(self, name: str) -> Any:
         """Task ``name`` as these settings load it: their dataset and completions per
         problem, and their train size where given (else the task's own default)."""

@@ -17,19 +17,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 import tomllib
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
 
 #: Sampling temperatures below this are indistinguishable from greedy decoding and
 #: make some kernels produce inf/nan, so the sampled range starts here.
@@ -52,6 +49,9 @@ class Range:
         return self.low == self.high
 
     def distribution(self) -> BaseDistribution:
+        # Optuna is imported where it is used: a viewer reads a run's space without it.
+        from optuna.distributions import FloatDistribution, IntDistribution
+
         if self.integer:
             return IntDistribution(int(self.low), int(self.high), log=self.log)
         return FloatDistribution(self.low, self.high, log=self.log)
@@ -141,6 +141,11 @@ class SearchSpace:
         self.ranges: dict[str, Range] = {
             name: _validated(name, ranges.get(name, _BOUNDS[name][0])) for name in PARAM_NAMES
         }
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and self.ranges == other.ranges
+
+    __hash__ = None  # type: ignore[assignment]  # mutable ranges: equal spaces may change
 
     # -- construction ----------------------------------------------------------------------
 
@@ -233,6 +238,8 @@ class SearchSpace:
 
     def distributions(self, sampling: bool) -> dict[str, BaseDistribution]:
         """Optuna distributions of one branch, including the ``sampling`` switch."""
+        from optuna.distributions import CategoricalDistribution
+
         dists: dict[str, BaseDistribution] = {}
         if self.allows_greedy and self.allows_sampling:
             dists["sampling"] = CategoricalDistribution([False, True])

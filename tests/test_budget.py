@@ -2,6 +2,7 @@ import pytest
 
 from engine import Budget, ConfigError, Sample
 from engine.budget import format_amount
+from engine.spec import RunSpec
 
 
 @pytest.mark.parametrize(
@@ -109,8 +110,9 @@ def test_dict_round_trip_and_runs_stored_before_units():
 
     class OldRun:  # a runs row written before budgets had units
         budget = 12
+        seed = 3
         config = {"candidates": []}
 
-    assert Budget.of_run(OldRun()) == Budget(12, "samples")
+    assert RunSpec.of_run(OldRun()).settings.budget == Budget(12, "samples")
     with pytest.raises(ConfigError, match="stored budget"):
         Budget.from_dict({"unit": "tokens"})

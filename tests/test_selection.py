@@ -9,8 +9,7 @@ from scipy.optimize import approx_fprime
 
 from engine import SearchSpace
 from engine.selection import rank
-from engine.selection._psm import prob_best
-from engine.selection._ranking import Learned, refit_size
+from engine.selection._ranking import Learned, prob_best, refit_size
 from engine.selection._surrogate import (
     Hyperparameters,
     Surrogate,

@@ -35,7 +35,7 @@ def test_every_flag_of_run_is_a_run_option_or_says_what_the_run_is_about():
 
 
 def test_the_tuner_stores_every_option_with_the_same_default():
-    config = Tuner(objective=landscape, candidates=["a", "b"]).config()
+    config = Tuner(objective=landscape, candidates=["a", "b"]).spec.to_dict()
     defaults = RunSettings().to_dict()
     for option in OPTIONS:
         assert config[option.name] == defaults[option.name], option.name

@@ -364,7 +364,7 @@ def _runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def _print_runs(store: Any, args: argparse.Namespace, console: Console) -> None:
-    from engine import live_status
+    from engine import RunSpec, live_status
     from tui.format import budget_used
 
     table = Table(title=f"runs in {store.path}", title_justify="left")  # without a password
@@ -372,10 +372,10 @@ def _print_runs(store: Any, args: argparse.Namespace, console: Console) -> None:
     for column in ("status", "stage", "task", "candidates", "budget", "winner"):
         table.add_column(column, no_wrap=column == "budget")  # "3.2/30 minutes" in one piece
     for run in store.runs():
-        names = ", ".join(c["name"] for c in run.config.get("candidates", []))
+        spec = RunSpec.of_run(run)
         table.add_row(
             run.id, live_status(store, run), run.stage,
-            str(run.config.get("task") or "objective"), names,
+            spec.task or "objective", ", ".join(spec.names),
             budget_used(store, run), run.winner or "",
         )  # fmt: skip
     console.print(table)
@@ -397,7 +397,7 @@ def _show(args: argparse.Namespace, console: Console) -> int:
 
 
 def _print_run(store: Any, run_id: str, console: Console) -> None:
-    from engine import stored_answer
+    from engine import stored_answer, stored_balance
     from tui.format import budget_used, format_metrics, format_params
     from tui.headless import balance_table, ranking_table
 
@@ -411,7 +411,7 @@ def _print_run(store: Any, run_id: str, console: Console) -> None:
     if answer.ranking:
         title = f"ranking after {answer.n_samples}"
         console.print(ranking_table(answer.ranking, title, winner=answer.best_candidate))
-        balance = run_balance(store, run)
+        balance = stored_balance(store, run.id)
         if balance is not None:
             console.print(balance_table(balance))
             console.print(balance.summary(), soft_wrap=True, markup=False)
@@ -421,23 +421,6 @@ def _print_run(store: Any, run_id: str, console: Console) -> None:
                       f"(tuning score {answer.best_score:.3f})")  # fmt: skip
         if answer.holdout:
             console.print(f"held-out: {format_metrics(answer.holdout)}")
-
-
-def run_balance(store: Any, run: Any) -> Any:
-    """:func:`engine.balance` of a stored run's budget samples (stages sampling and
-    tuning) in its search space's covariates, as its ranking matched them; ``None``
-    without samples."""
-    from engine import BUDGET_STAGES, SearchSpace, balance
-
-    samples = [s for s in store.samples(run.id) if s.stage in BUDGET_STAGES]
-    if not samples:
-        return None
-    space = SearchSpace(run.config["space"])
-    return balance(
-        [c["name"] for c in run.config["candidates"]],
-        [space.covariates(s.params) for s in samples], [s.candidate for s in samples],
-        names=SearchSpace.COVARIATE_NAMES,
-    )  # fmt: skip
 
 
 def _export(args: argparse.Namespace, console: Console) -> int:

@@ -14,7 +14,7 @@ from engine import (
     HUMANEVAL_PROBLEMS,
     HUMANEVAL_SAMPLES,
     Run,
-    RunSettings,
+    RunSpec,
     Store,
     answer_sample,
     humaneval_samples,
@@ -64,10 +64,11 @@ def run_summary(store: Store, run: Run) -> dict[str, Any] | None:
     answer = stored_answer(store, run.id)
     if not answer.n_samples:
         return None
+    candidate = stored_candidate(run, answer.best_candidate)
     return {
         "run": answer.run_id, "candidate": answer.best_candidate, "params": answer.best_params,
         "score": answer.best_score, "holdout": answer.holdout,
-        "model": stored_candidate(run, answer.best_candidate),
+        "model": candidate.to_dict() if candidate else None,
     }  # fmt: skip
 
 
@@ -95,26 +96,32 @@ def _export_generation_config(
 ) -> Written:
     model_dir, whose = args.model_dir, "its"
     if model_dir is None:
-        model_dir, whose = model_dir_of(summary["model"]), summary["candidate"]
+        candidate = stored_candidate(run, summary["candidate"])
+        model_dir, whose = model_dir_of(candidate), summary["candidate"]
     path = write_generation_config(summary["params"], args.output, model_dir=model_dir)
     over = f"over {whose} generation config" if model_dir else "no model folder to merge"
     return path, f"{summary['candidate']}: {summary['params']}; {over}", None
 
 
 def _export_vllm(args: argparse.Namespace, store: Store, run: Run, summary: dict) -> Written:
-    model = summary["model"] or {}
+    candidate = stored_candidate(run, summary["candidate"])
     path = write_vllm(summary["params"], args.output, seed=run.seed,
-                      n=RunSettings.of_run(run).samples_per_problem)  # fmt: skip
-    source = str(model_dir_of(model) or model.get("model", summary["candidate"]))
-    command = vllm_serve_command(source, summary["params"], adapter=model.get("adapter"),
-                                 quantization=model.get("quantization"))  # fmt: skip
+                      n=RunSpec.of_run(run).settings.samples_per_problem)  # fmt: skip
+    source = str(
+        model_dir_of(candidate) or (candidate.model if candidate else summary["candidate"])
+    )
+    command = vllm_serve_command(
+        source, summary["params"], adapter=candidate.adapter if candidate else None,
+        quantization=candidate.quantization if candidate else None,
+    )  # fmt: skip
     return path, f"{summary['candidate']}; serve it with", command
 
 
 def _export_humaneval_samples(
     args: argparse.Namespace, store: Store, run: Run, summary: dict
 ) -> Written:
-    if not run.config.get("task"):
+    spec = RunSpec.of_run(run)
+    if not spec.task:
         raise ConfigError(f"run {run.id} tuned a Python objective; it has no completions")
     samples = store.samples(run.id)
     if args.sample is None:
@@ -126,8 +133,9 @@ def _export_humaneval_samples(
             raise StoreError(f"run {run.id} has no sample {args.sample}; name one as "
                              "CANDIDATE:TRIAL, as the log does (`smollm2@raw:3`)")  # fmt: skip
         sample = min(found, key=lambda s: s.stage == HOLDOUT)  # its held-out one is trial 0
-    task = RunSettings.of_run(run).task(run.config["task"])
-    style = (stored_candidate(run, sample.candidate) or {}).get("style", "chat")
+    task = spec.settings.task(spec.task)
+    candidate = stored_candidate(run, sample.candidate)
+    style = candidate.style if candidate else "chat"
     outcomes = store.completions(sample.id)
     lines, problems = humaneval_samples(task, style, outcomes)
     path = write_jsonl(lines, args.output, HUMANEVAL_SAMPLES)

@@ -73,7 +73,7 @@ def format_params(params: Mapping[str, Any]) -> str:
 
 def budget_used(store: Any, run: Any) -> str:
     """``"5/9 samples"``: what a stored run has spent of its budget, in the budget's unit."""
-    from engine import Budget
+    from engine import RunSpec
 
-    budget = Budget.of_run(run)
+    budget = RunSpec.of_run(run).settings.budget
     return budget.format_used(budget.spent(store.samples(run.id)))

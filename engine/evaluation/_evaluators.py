@@ -40,6 +40,7 @@ from engine.generation.backends import Backend, Prompt
 from engine.records import CI_HIGH, CI_LOW, Job, Sample
 from engine.settings import RunSettings
 from engine.space import SearchSpace, generation_kwargs
+from engine.spec import RunSpec
 from engine.store import Store
 from engine.tasks import Problem, ProblemOutcome, Task
 from engine.tasks.base import problem_interval
@@ -612,20 +613,28 @@ def _cache_key(
 
 
 def build_evaluator(
-    task: str | Task | None,
-    objective: Objective | None,
-    candidates: Sequence[Candidate],
-    settings: RunSettings,
+    spec: RunSpec,
     *,
-    problems: int = 0,
+    objective: Objective | None = None,
+    task: Task | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> Evaluator:
-    """The evaluator of a run of ``task`` or ``objective`` (over ``problems``) with these
-    candidates and settings, as the run and its workers build it."""
-    if objective is not None:
+    """The evaluator of a run with ``spec``, as the run, its resumption and its workers
+    all build it: the objective (``objective``, else the one the spec's import path
+    names) over the spec's problems, or the spec's task (``task``, an object given in
+    its place, else loaded by name with the spec's settings) on its candidates."""
+    settings = spec.settings
+    if spec.objective:
+        if objective is None:
+            if not isinstance(spec.objective, str):
+                raise ConfigError("this run tuned a Python function: pass it as objective=")
+            objective = import_objective(spec.objective)
         return ObjectiveEvaluator(
-            objective, [c.name for c in candidates],
-            require_cost=settings.budget.unit == "tokens", problems=problems,
+            objective, spec.names, require_cost=settings.budget.unit == "tokens",
+            problems=spec.problems,
         )  # fmt: skip
-    assert task is not None
-    return TaskEvaluator.from_settings(task, candidates, settings, on_warning=on_warning)
+    if task is None and spec.task is None:
+        raise ConfigError("a run needs a task or an objective")
+    return TaskEvaluator.from_settings(
+        task or spec.task, spec.candidates, settings, on_warning=on_warning
+    )

@@ -1,7 +1,10 @@
 """A run: the three stages over a store, in this process or with workers.
 
 :class:`Tuner` is the entry point: it holds a run's spec and its subscribers and runs
-an :class:`~engine.run._execution.Execution`, the stage machine. Workers
+an :class:`~engine.run._execution.Execution`, the stage machine, which reads its
+:class:`~engine.run._evidence.Evidence`, asks :class:`~engine.run._proposals.Proposals`
+where to sample, and has a :class:`~engine.run._dispatch.Dispatch` evaluate there (in
+process, or through workers). Workers
 (:mod:`engine.run.worker`, ``python -m engine.run.worker``) evaluate a run's jobs in
 other processes, on any host that reaches the store. :class:`RunFollower` turns a run's
 rows back into the events its tuner emits, for viewers in other processes.
@@ -15,8 +18,14 @@ from engine._lazy import attach
 
 if TYPE_CHECKING:
     from engine.run._execution import StopRequested
-    from engine.run._execution import _make_sampler as make_sampler
-    from engine.run._follow import RunFollower, is_live, live_status, stored_answer
+    from engine.run._follow import (
+        RunFollower,
+        is_live,
+        live_status,
+        stored_answer,
+        stored_balance,
+    )
+    from engine.run._proposals import make_sampler
     from engine.run._tuner import Tuner
     from engine.run.worker import Worker, Workers
 

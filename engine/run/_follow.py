@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 
-from engine.budget import Budget
 from engine.events import (
     Event,
     Message,
@@ -32,7 +31,9 @@ from engine.records import (
     Sample,
     TuneResult,
 )
-from engine.selection import answer_so_far
+from engine.selection import Balance, answer_so_far, balance
+from engine.space import SearchSpace
+from engine.spec import RunSpec
 from engine.store import Store
 
 
@@ -51,7 +52,8 @@ class RunFollower:
         self.store = store
         run = store.get_run(run_id)
         self.run_id = run.id
-        self.budget = Budget.of_run(run)
+        self.spec = RunSpec.of_run(run)
+        self.budget = self.spec.settings.budget
         self._started = False
         self._last_sample = 0
         self._last_ranking = 0
@@ -78,9 +80,8 @@ class RunFollower:
         return events
 
     def _run_started(self, run: Run) -> RunStarted:
-        names = tuple(c["name"] for c in run.config.get("candidates", []))
         return RunStarted(
-            run.id, names, self.budget.amount, len(self._samples),
+            run.id, tuple(self.spec.names), self.budget.amount, len(self._samples),
             budget_unit=self.budget.unit, budget_used=self._budget_used,
         )  # fmt: skip
 
@@ -151,6 +152,20 @@ def stored_answer(store: Store, run_id: str) -> TuneResult:
     history = store.rankings(run.id)
     ranking = [CandidateEstimate(**e) for e in history[-1]["entries"]] if history else []
     return answer_so_far(run.id, store.samples(run.id), ranking, winner=run.winner)
+
+
+def stored_balance(store: Store, run_id: str) -> Balance | None:
+    """:func:`~engine.selection.balance` of a stored run's budget samples (stages
+    sampling and tuning) in its search space's covariates, as its ranking matched them;
+    ``None`` without samples."""
+    spec = RunSpec.of_run(store.get_run(run_id))
+    samples = [s for s in store.samples(run_id) if s.stage in BUDGET_STAGES]
+    if not samples:
+        return None
+    return balance(
+        spec.names, [spec.space.covariates(s.params) for s in samples],
+        [s.candidate for s in samples], names=SearchSpace.COVARIATE_NAMES,
+    )  # fmt: skip
 
 
 def live_status(store: Store, run: Run) -> str:

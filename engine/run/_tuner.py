@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from engine.budget import Budget
 from engine.errors import ConfigError, TunerError
 from engine.evaluation import Evaluator, Objective, build_evaluator, import_objective
 from engine.events import (
@@ -19,11 +20,12 @@ from engine.events import (
 )
 from engine.generation import Candidate, parse_candidate, unique_names, visible_gpus
 from engine.records import TuneResult
-from engine.run._execution import Execution, StopRequested
+from engine.run._execution import Execution, RunPlan, StopRequested
 from engine.run.worker import Workers
 from engine.selection import check_split
 from engine.settings import RunSettings
 from engine.space import SearchSpace
+from engine.spec import RunSpec
 from engine.store import Store, new_run_id
 from engine.tasks import Task
 
@@ -77,30 +79,31 @@ class Tuner:
             raise ConfigError("problems= is for an objective; a task has its own problems")
         settings = RunSettings.of(**{**(vars(settings) if settings else {}), **options})
         # An objective named by its import path can be evaluated in other processes.
-        self.objective_path = objective if isinstance(objective, str) else None
-        if self.objective_path is not None:
-            objective = import_objective(self.objective_path)
+        objective_path = objective if isinstance(objective, str) else None
+        if objective_path is not None:
+            objective = import_objective(objective_path)
         if isinstance(task, Task):
             settings = replace(settings, samples_per_problem=task.samples_per_problem)
-        self.settings = settings
-        self.budget = settings.budget
-        self.seed = settings.seed
-        self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         if objective is not None:
-            self.candidates = unique_names(
+            members = unique_names(
                 Candidate(name=str(c), model="") if not isinstance(c, Candidate) else c
                 for c in candidates
             )
         else:
-            self.candidates = unique_names(
+            members = unique_names(
                 c if isinstance(c, Candidate) else parse_candidate(c) for c in candidates
             )
-        self.names = [c.name for c in self.candidates]
-        samples = self.budget.amount if self.budget.unit == "samples" else None
-        check_split(len(self.names), settings.stage1_fraction, samples)
+        samples = settings.budget.amount if settings.budget.unit == "samples" else None
+        check_split(len(members), settings.stage1_fraction, samples)
+        #: What this run is, as the store keeps it (:class:`~engine.spec.RunSpec`).
+        self.spec = RunSpec(
+            candidates=tuple(members), settings=settings,
+            space=space if isinstance(space, SearchSpace) else SearchSpace(space),
+            task=task.name if isinstance(task, Task) else task,
+            objective=objective_path or objective is not None, problems=problems,
+        )  # fmt: skip
         self.objective = objective
-        self.problems = problems
-        self.task = task
+        self.task = task  # a name, or a Task object this process evaluates
         self.store_path = ":memory:" if store is None else str(store)
         self.run_id = run_id or new_run_id()
         self._subscribers: list[Subscriber] = []
@@ -125,30 +128,40 @@ class Tuner:
         """
         with contextlib.closing(Store(store)) as s:
             run = s.get_run(run_id)
-        config = run.config
-        if isinstance(config.get("objective"), str) and objective is None:
-            objective = config["objective"]
-        if config.get("objective") and objective is None:
+        spec = RunSpec.of_run(run)
+        if isinstance(spec.objective, str) and objective is None:
+            objective = spec.objective
+        if spec.objective and objective is None:
             raise ConfigError(f"run {run.id} tuned a Python objective; pass objective= to resume")
-        settings = RunSettings.of_run(run)
         return cls(
-            candidates=[Candidate(**c) for c in config["candidates"]],
-            task=None if objective else config["task"], objective=objective, store=store,
-            space=SearchSpace(config["space"]), run_id=run.id, settings=settings,
-            problems=config.get("problems", 0) if objective else 0,
+            candidates=spec.candidates, task=None if objective else spec.task,
+            objective=objective, store=store, space=spec.space, run_id=run.id,
+            settings=spec.settings, problems=spec.problems if objective else 0,
         )  # fmt: skip
 
-    def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this tuner (stored with the run)."""
-        task_name = self.task.name if isinstance(self.task, Task) else self.task
-        return {
-            **self.settings.to_dict(),
-            "task": task_name,
-            "objective": self.objective_path or self.objective is not None,
-            "problems": self.problems,
-            "candidates": [c.to_dict() for c in self.candidates],
-            "space": self.space.to_dict(),
-        }
+    @property
+    def settings(self) -> RunSettings:
+        return self.spec.settings
+
+    @property
+    def budget(self) -> Budget:
+        return self.spec.settings.budget
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.spec.space
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        return self.spec.candidates
+
+    @property
+    def names(self) -> list[str]:
+        return self.spec.names
+
+    @property
+    def problems(self) -> int:
+        return self.spec.problems
 
     # -- control ----------------------------------------------------------------------------
 
@@ -174,6 +187,7 @@ class Tuner:
             callback(event)
 
     def _checkpoint(self) -> None:
+        """Between samples: hold while paused; raise :class:`StopRequested` once stopped."""
         self._running.wait()
         if self._stop.is_set():
             raise StopRequested
@@ -200,9 +214,11 @@ class Tuner:
             self._emit(RunFailed(self.run_id, str(error)))
             raise
         try:
+            plan = RunPlan(self.run_id, self.spec, self.store_path)
             store = Store(self.store_path)
             try:
-                return Execution(self, store, evaluator, workers).execute()
+                return Execution(plan, store, evaluator, workers, emit=self._emit,
+                                 checkpoint=self._checkpoint).execute()  # fmt: skip
             finally:
                 store.close()
         finally:
@@ -216,9 +232,9 @@ class Tuner:
         if self.objective is not None:
             raise ConfigError("a run of a Python objective runs in the process that has it")
         with contextlib.closing(Store(self.store_path)) as store:
-            store.create_run(
-                self.run_id, budget=self.budget.amount, seed=self.seed, config=self.config()
-            )
+            settings = self.settings
+            store.create_run(self.run_id, budget=settings.budget.amount, seed=settings.seed,
+                             config=self.spec.to_dict())  # fmt: skip
 
     def _fail_saved_run(self, message: str) -> None:
         """A run recorded by :meth:`save` records why it could not start; a new run leaves
@@ -240,7 +256,7 @@ class Tuner:
                 count = max(1, gpus)
         if count in (None, 1):
             return None
-        if self.objective is not None and self.objective_path is None:
+        if self.spec.objective is True:
             raise ConfigError(
                 "workers evaluate an objective given by its import path: pass "
                 "objective='module:function', or workers=1"
@@ -251,6 +267,7 @@ class Tuner:
 
     def _evaluator(self) -> Evaluator:
         return build_evaluator(
-            self.task, self.objective, self.candidates, self.settings, problems=self.problems,
+            self.spec, objective=self.objective,
+            task=self.task if isinstance(self.task, Task) else None,
             on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),
         )  # fmt: skip

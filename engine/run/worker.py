@@ -33,12 +33,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from engine.errors import ConfigError, TunerError
-from engine.evaluation import Evaluation, Evaluator, build_evaluator, import_objective
-from engine.generation import Candidate
+from engine.evaluation import Evaluation, Evaluator, build_evaluator
 from engine.records import Job
 from engine.selection import EarlyStop, plan
-from engine.settings import RunSettings
-from engine.space import SearchSpace
+from engine.spec import RunSpec
 from engine.store import LeaseLostError, Store, StoreError, TransientStoreError
 
 __all__ = ["DEFAULT_LEASE", "Worker", "Workers"]
@@ -229,25 +227,19 @@ class Worker:
     def _state(self, store: Store, run_id: str) -> _RunState:
         """What this worker needs for ``run_id``, built on its first job."""
         if run_id not in self.runs:
-            run = store.get_run(run_id)
-            settings = RunSettings.of_run(run)
+            spec = RunSpec.of_run(store.get_run(run_id))
             if self.device is not None:
-                settings = replace(settings, device=self.device)
-            objective = run.config.get("objective")
-            if objective is True:
+                spec = replace(spec, settings=replace(spec.settings, device=self.device))
+            if spec.objective is True:
                 raise ConfigError(
                     f"run {run_id} tuned a Python objective given as a function: workers "
                     "evaluate one given by its import path, objective='module:function'"
                 )
-            evaluator = build_evaluator(
-                run.config["task"], import_objective(objective) if objective else None,
-                [Candidate(**c) for c in run.config["candidates"]], settings,
-                problems=run.config.get("problems", 0),
-                on_warning=lambda text: self.say(f"warning: {text}"),
-            )  # fmt: skip
-            evaluator.prepare(SearchSpace(run.config["space"]))
+            evaluator = build_evaluator(spec, on_warning=lambda text: self.say(f"warning: {text}"))
+            evaluator.prepare(spec.space)
             evaluator.attach(store)
             problems = evaluator.problem_count("tune")
+            settings = spec.settings
             chunks = plan(problems, settings.seed, settings.fidelity) if problems else None
             self.runs[run_id] = _RunState(evaluator, chunks)
         return self.runs[run_id]

@@ -1,37 +1,34 @@
-"""Model selection by propensity-score matching (stage 2).
+"""Propensity-score matching: each candidate's mean over the parameters every candidate
+reaches (stage 2's comparison on common support).
 
 Each candidate's optimizer sampled the decoding space where *it* expected to do well, so
-raw means mix "which model" with "which parameters it happened to try". :func:`rank`
-removes that confounding: it models P(candidate | parameters), imputes every candidate's
-score at every pooled parameter point from its nearest sample on those propensities, and
-compares all candidates on the same, common set of points. The method, its choices and a
-worked example are in ``docs/psm.md``.
+raw means mix "which model" with "which parameters it happened to try".
+:func:`matched_means` removes that confounding: it models P(candidate | parameters),
+imputes every candidate's score at every pooled parameter point from its nearest sample
+on those propensities, and compares all candidates on the same, common set of points. The
+ranking (:mod:`engine.selection._ranking`) centres each candidate's surface on that mean;
+its intervals and P(best) come from the surface's posterior draws. The method, its
+choices and a worked example are in ``docs/psm.md``.
 
 The small pure functions (:func:`propensity_logits`, :func:`logistic_scores`,
 :func:`logits_from_scores`, :func:`logit_distances`, :func:`match_weights`,
-:func:`point_ids`, :func:`replicate_weights`, :func:`upper_tail_mean`, :func:`prob_best`)
-are the method's steps; :func:`rank` only validates, composes them and bootstraps.
-:func:`balance` checks the result the way matching studies report it: standardised mean
-differences of every covariate before and after the same matching.
+:func:`point_ids`, :func:`replicate_weights`) are the method's steps;
+:func:`matched_means` only validates and composes them. :func:`balance` checks the result
+the way matching studies report it: standardised mean differences of every covariate
+before and after the same matching.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from engine.errors import ConfigError
 from engine.records import CandidateEstimate
-
-Criterion = Literal["peak", "mean"]
-
-#: Default upper-tail fraction of the "peak" criterion: the mean of the best quarter.
-DEFAULT_QUANTILE = 0.25
 
 # Distances this close count as a tie: identical parameter points (every greedy sample,
 # say) get identical logits, so their outcomes are averaged rather than picked by order.
@@ -84,7 +81,7 @@ def logistic_scores(z: np.ndarray, labels: np.ndarray, k: int, c: float = 1.0) -
     Same model, same optimum (tested against scikit-learn): minimise ``c * sum(log-loss)
     + ||coef||^2 / 2`` with unpenalised intercepts; for k = 2 the binary model (class 0's
     score is 0), above it the symmetric multinomial one. Written out because
-    :func:`rank` refits it 200 times per call, and scikit-learn's per-fit overhead was
+    :func:`matched_means` refits it 200 times per call, and scikit-learn's per-fit overhead was
     three quarters of that time; Newton needs about six steps on problems this small.
     """
     n, d = z.shape
@@ -195,21 +192,6 @@ def replicate_weights(points: np.ndarray) -> np.ndarray:
     return same / same.sum(axis=1, keepdims=True)
 
 
-def upper_tail_mean(values: np.ndarray, quantile: float) -> float:
-    """Mean of the best ``quantile`` fraction of ``values`` (the upper-tail mean, CVaR).
-
-    The boundary value enters with a fractional weight, so the result moves smoothly with
-    ``quantile``; ``quantile=1`` is the mean.
-
-    >>> upper_tail_mean(np.array([1.0, 2.0, 3.0, 4.0]), 0.3)  # (4 + 0.2 * 3) / 1.2
-    3.833333333333333
-    """
-    ordered = np.sort(values)[::-1]
-    mass = quantile * ordered.size
-    weights = np.clip(mass - np.arange(ordered.size), 0.0, 1.0)
-    return float(weights @ ordered / mass)
-
-
 # -- composing them ------------------------------------------------------------------------
 
 
@@ -218,12 +200,8 @@ class _Fit:
     """One pass of the pipeline over k candidates (labels 0..k-1)."""
 
     mean: np.ndarray  # (k,) adjusted mean
-    peak: np.ndarray  # (k,) upper-tail mean of the imputed scores
     matched: np.ndarray  # (k,) distinct own samples used
     overlap: float
-
-    def score(self, criterion: Criterion) -> np.ndarray:
-        return self.peak if criterion == "peak" else self.mean
 
 
 def _candidate_weights(distance, points, own, caliper: float) -> np.ndarray:
@@ -250,11 +228,11 @@ def _matching(x, points, labels, k: int, caliper: float) -> list[np.ndarray]:
     return [_candidate_weights(distance, points, labels == c, caliper) for c in range(k)]
 
 
-def _fit(x, points, labels, y, k: int, q: float, caliper: float) -> _Fit:
-    """Propensity -> matching -> common support -> per-candidate mean and peak.
+def _fit(x, points, labels, y, k: int, caliper: float) -> _Fit:
+    """Propensity -> matching -> common support -> per-candidate mean.
 
     ``x`` (n, d) covariates, ``points`` their :func:`point_ids`, ``labels`` 0..k-1 (all
-    present), ``y`` scores; ``q`` the peak's quantile.
+    present), ``y`` scores.
     """
     weights = _matching(x, points, labels, k, caliper)
     imputed = np.column_stack([w @ y[labels == c] for c, w in enumerate(weights)])
@@ -264,7 +242,6 @@ def _fit(x, points, labels, y, k: int, q: float, caliper: float) -> _Fit:
         groups = [y[labels == c] for c in range(k)]
         return _Fit(
             mean=np.array([g.mean() for g in groups]),
-            peak=np.array([upper_tail_mean(g, q) for g in groups]),
             matched=np.zeros(k, dtype=int),
             overlap=0.0,
         )
@@ -272,7 +249,6 @@ def _fit(x, points, labels, y, k: int, q: float, caliper: float) -> _Fit:
     common = imputed[support]
     return _Fit(
         mean=common.mean(axis=0),
-        peak=np.array([upper_tail_mean(common[:, c], q) for c in range(k)]),
         matched=used,
         overlap=float(support.mean()),
     )
@@ -281,68 +257,49 @@ def _fit(x, points, labels, y, k: int, q: float, caliper: float) -> _Fit:
 # -- the public entry point ----------------------------------------------------------------
 
 
-def rank(
+def matched_means(
     candidates: Sequence[str],
     covariates: ArrayLike,
     treatment: Sequence[str],
     outcome: ArrayLike,
     *,
-    criterion: Criterion = "peak",
-    quantile: float = DEFAULT_QUANTILE,
     caliper: float = 0.2,
-    n_bootstrap: int = 200,
-    confidence: float = 0.9,
-    random_state: int | None = 0,
 ) -> list[CandidateEstimate]:
-    """Rank candidates on samples drawn from different parameter distributions, best first.
+    """Each candidate's mean on common support, from samples drawn from different
+    parameter distributions, best first.
 
     Args:
         candidates: Candidate names, unique; a name without samples is ranked last.
         covariates: (n, d) numeric decoding parameters of each sample, finite.
         treatment: The candidate of each sample (n names from ``candidates``).
         outcome: The score of each sample (n, finite; higher is better).
-        criterion: ``"peak"`` ranks by the upper-tail mean of the matched scores (what
-            tuning the winner further can reach); ``"mean"`` by the adjusted mean.
-        quantile: Upper-tail fraction of the ``"peak"`` criterion, in (0, 1].
         caliper: Matching caliper in standard deviations of the propensity logits
             (0.2 is the usual rule; ``math.inf`` disables it); see :func:`logit_distances`.
-        n_bootstrap: Bootstrap resamples (within each candidate, whole pipeline refit) for
-            the interval and ``prob_best``; 0 skips them.
-        confidence: Coverage of the percentile interval, in (0, 1).
-        random_state: Seed of the bootstrap; the point estimates do not depend on it.
 
     Returns:
-        One :class:`CandidateEstimate` per candidate, sorted by ``score`` (ties keep the
-        order of ``candidates``).
+        One :class:`CandidateEstimate` per candidate, sorted by ``score``, the adjusted
+        mean (ties keep the order of ``candidates``); ``ci_low``, ``ci_high`` and
+        ``prob_best`` are NaN: the ranking's come from its posterior draws.
 
     Raises:
         ConfigError: On malformed input (lengths, unknown names, NaN) or options.
     """
     names = _check_candidates(candidates)
     x, labels, y = _check_samples(names, covariates, treatment, outcome)
-    _check_options(criterion, quantile, caliper, n_bootstrap, confidence)
+    if not caliper > 0:
+        raise ConfigError(f"caliper must be positive (math.inf disables it), got {caliper}")
     counts = np.bincount(labels, minlength=len(names))
     active = np.flatnonzero(counts)  # candidates with samples, renumbered 0..k-1 below
     estimates = [_empty(name) for name in names]
     if active.size:
         compact = np.searchsorted(active, labels)
-        data = (x, point_ids(x), compact, y, active.size, quantile, caliper)
-        point = _fit(*data)
-        draws = _bootstrap(*data, criterion, n_bootstrap, np.random.default_rng(random_state))
-        ci_low, ci_high, prob_best = _summarise(draws, confidence, active.size)
+        fit = _fit(x, point_ids(x), compact, y, active.size, caliper)
         for j, c in enumerate(active):
-            estimates[c] = CandidateEstimate(
-                candidate=names[c],
-                score=float(point.score(criterion)[j]),
-                ci_low=float(ci_low[j]),
-                ci_high=float(ci_high[j]),
-                adjusted_mean=float(point.mean[j]),
-                raw_mean=float(y[labels == c].mean()),
-                n=int(counts[c]),
-                matched=int(point.matched[j]),
-                overlap=point.overlap,
-                prob_best=float(prob_best[j]),
-            )
+            estimates[c] = replace(
+                estimates[c], score=float(fit.mean[j]), adjusted_mean=float(fit.mean[j]),
+                raw_mean=float(y[labels == c].mean()), n=int(counts[c]),
+                matched=int(fit.matched[j]), overlap=fit.overlap,
+            )  # fmt: skip
     order = sorted(range(len(names)), key=lambda i: sort_key(estimates[i].score, i))
     return [estimates[i] for i in order]
 
@@ -352,7 +309,7 @@ def propensity(
 ) -> np.ndarray:
     """P(candidate | decoding parameters) of every sample: an (n, k) array, rows sum to 1.
 
-    The propensity model :func:`rank` matches on, exposed so a viewer can show whether
+    The propensity model :func:`matched_means` matches on, exposed so a viewer can show whether
     the candidates' samples overlap (where they do not, matching has no support).
     Candidates without samples get probability 0.
     """
@@ -376,7 +333,7 @@ BALANCE_BAR = 0.1
 
 @dataclass(frozen=True)
 class Balance:
-    """Covariate balance of :func:`rank`'s matched comparison, as :func:`balance` computes it.
+    """Covariate balance of :func:`matched_means`'s comparison, as :func:`balance` computes it.
 
     ``before`` and ``after`` hold, per covariate, the largest absolute standardised mean
     difference over all pairs of candidates, before matching and after it; ``pairs``
@@ -443,7 +400,7 @@ def balance(
     after adjustment?"), so a smaller SMD after matching means the means moved together,
     not that the spread grew.
 
-    *After* is the comparison :func:`rank` makes: only the pooled samples on common
+    *After* is the comparison :func:`matched_means` makes: only the pooled samples on common
     support, where candidate c's covariates enter with the matching weights that impute
     c's score there (:func:`_candidate_weights`, the same matrices ``rank`` uses). A
     sample of c carries the total weight it gets over the common points, so c's weighted
@@ -464,11 +421,11 @@ def balance(
     finite. Candidates without samples are left out.
 
     Args:
-        candidates, covariates, treatment, caliper: as for :func:`rank`.
+        candidates, covariates, treatment, caliper: as for :func:`matched_means`.
         names: A name per covariate column (default ``x0``, ``x1``, ...).
 
     Raises:
-        ConfigError: On malformed input, as :func:`rank`.
+        ConfigError: On malformed input, as :func:`matched_means`.
     """
     labels_in = list(treatment)
     cand = _check_candidates(candidates)
@@ -529,39 +486,6 @@ def _smd(difference: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.where(np.abs(difference) <= _TIE * np.maximum(1.0, scale), 0.0, difference / scale)
 
 
-def _bootstrap(x, points, labels, y, k, q, caliper, criterion, n_draws, rng) -> np.ndarray:
-    """(n_draws, k) criterion values, resampling each candidate's own samples."""
-    groups = [np.flatnonzero(labels == c) for c in range(k)]
-    draws = np.empty((n_draws, k))
-    for b in range(n_draws):
-        idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
-        fit = _fit(x[idx], points[idx], labels[idx], y[idx], k, q, caliper)
-        draws[b] = fit.score(criterion)
-    return draws
-
-
-def _summarise(draws: np.ndarray, confidence: float, k: int):
-    """Percentile interval and P(best) per candidate; NaN without draws."""
-    if draws.shape[0] == 0:
-        nan = np.full(k, np.nan)
-        return nan, nan, nan
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
-    return low, high, prob_best(draws)
-
-
-def prob_best(maxima: np.ndarray) -> np.ndarray:
-    """The share of draws (rows) in which each column is the highest; ties share a win,
-    NaN columns never win.
-
-    >>> prob_best(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [3.0, 1.0]])).tolist()
-    [0.625, 0.375]
-    """
-    values = np.where(np.isnan(maxima), -np.inf, maxima)
-    best = values == values.max(axis=1, keepdims=True)
-    return (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
-
-
 def sort_key(score: float, index: int) -> tuple[float, int]:
     """Best first, NaN last, ties in the candidates' order."""
     return (-score if not math.isnan(score) else math.inf, index)
@@ -613,20 +537,3 @@ def _check_samples(names, covariates, treatment, outcome):
     if unknown:
         raise ConfigError(f"treatment names not among the candidates: {', '.join(unknown)}")
     return x, np.array([index[t] for t in labels_in], dtype=int), y
-
-
-def _check_options(criterion, quantile, caliper, n_bootstrap, confidence) -> None:
-    if criterion not in ("peak", "mean"):
-        raise ConfigError(f"unknown criterion {criterion!r}; choose 'peak' or 'mean'")
-    if not 0 < quantile <= 1:
-        raise ConfigError(f"quantile must be in (0, 1], got {quantile}")
-    if not caliper > 0:
-        raise ConfigError(f"caliper must be positive (math.inf disables it), got {caliper}")
-    if (
-        isinstance(n_bootstrap, bool)
-        or not isinstance(n_bootstrap, (int, np.integer))
-        or n_bootstrap < 0
-    ):
-        raise ConfigError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
-    if not 0 < confidence < 1:
-        raise ConfigError(f"confidence must be in (0, 1), got {confidence}")

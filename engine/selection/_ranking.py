@@ -45,8 +45,8 @@ from threadpoolctl import ThreadpoolController
 
 from engine.errors import ConfigError
 from engine.records import CandidateEstimate
-from engine.selection import _psm as psm
 from engine.selection._decisions import DEFAULT_DRAWS
+from engine.selection._psm import matched_means, sort_key
 from engine.selection._surrogate import Hyperparameters, Surrogate
 
 #: Thompson proposals (:meth:`Ranking.propose`) look this close around this many of a
@@ -199,8 +199,8 @@ def rank(
 
 @dataclass(frozen=True)
 class _Samples:
-    """The samples as arrays, validated (by :func:`engine.selection._psm.rank`, which also gives the
-    matched comparison)."""
+    """The samples as arrays, validated (by :func:`~engine.selection._psm.matched_means`,
+    which also gives the matched comparison)."""
 
     names: list[str]
     unit: np.ndarray
@@ -214,8 +214,7 @@ class _Samples:
     @classmethod
     def of(cls, names, unit, covariates, treatment, outcome, known_noise,
            fidelity=None) -> _Samples:  # fmt: skip
-        matched = psm.rank(names, covariates, treatment, outcome, criterion="mean",
-                           n_bootstrap=0)  # fmt: skip
+        matched = matched_means(names, covariates, treatment, outcome)
         index = {name: i for i, name in enumerate(names)}
         known = None if known_noise is None else np.asarray(known_noise, dtype=float)
         if fidelity is not None:
@@ -249,6 +248,18 @@ class _Samples:
         return overall + matched[0].overlap * (adjusted - adjusted.mean())
 
 
+def prob_best(maxima: np.ndarray) -> np.ndarray:
+    """The share of draws (rows) in which each column is the highest; ties share a win,
+    NaN columns never win.
+
+    >>> prob_best(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [3.0, 1.0]])).tolist()
+    [0.625, 0.375]
+    """
+    values = np.where(np.isnan(maxima), -np.inf, maxima)
+    best = values == values.max(axis=1, keepdims=True)
+    return (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
+
+
 @functools.cache
 def _controller() -> ThreadpoolController:
     return ThreadpoolController()  # finding the BLAS libraries takes milliseconds: once
@@ -280,13 +291,13 @@ def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
             means = model.mean(c, x_unit[own])
             best = int(np.argmax(means))
             incumbents[c] = (int(numbers[own][best]), float(means[best]))
-    chance = psm.prob_best(maxima)
+    chance = prob_best(maxima)
     by_name = samples.matched
     estimates = [
         _estimate(by_name[names[c]], maxima[:, c], chance[c], incumbents.get(c), confidence)
         for c in range(k)
     ]
-    order = sorted(range(k), key=lambda c: psm.sort_key(estimates[c].score, c))
+    order = sorted(range(k), key=lambda c: sort_key(estimates[c].score, c))
     ranked = tuple(estimates[c] for c in order)
     if not len(y):
         return Ranking(ranked, tuple(names), maxima)
@@ -319,7 +330,7 @@ def _trial_numbers(labels: np.ndarray, trials: Sequence[int] | None) -> np.ndarr
 
 def _estimate(matched, column, chance, incumbent, confidence) -> CandidateEstimate:
     """A candidate's line: its draws of the maximum (``column``) summarised, beside the
-    PSM figures (``matched``, from :func:`engine.selection._psm.rank`)."""
+    PSM figures (``matched``, from :func:`~engine.selection._psm.matched_means`)."""
     if incumbent is None:
         return matched  # no samples: NaN estimates
     tail = (1 - confidence) / 2

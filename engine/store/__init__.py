@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from engine._lazy import attach
 
 if TYPE_CHECKING:
-    from engine.store._mirror import OptunaMirror, dashboard_url
+    from engine.store._mirror import MirrorSubscriber, OptunaMirror, dashboard_url
     from engine.store._store import (
         SCHEMA_VERSION,
         LeaseLostError,

@@ -33,7 +33,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -43,12 +43,14 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 
 from engine.errors import StoreError, first_line
+from engine.events import Event, RunStarted, SampleRecorded
 from engine.records import Sample
 
 if TYPE_CHECKING:
     from engine.space import SearchSpace
+    from engine.store._store import Store
 
-__all__ = ["MIRRORED_STAGES", "OptunaMirror", "dashboard_url", "running_means"]
+__all__ = ["MIRRORED_STAGES", "MirrorSubscriber", "OptunaMirror", "dashboard_url", "running_means"]
 
 #: The stages whose samples are mirrored: those that spend the budget. A held-out score
 #: is measured on other problems, so it is no point of the candidate's tuning landscape.
@@ -216,6 +218,79 @@ class OptunaMirror:
             # schema check) each raise their own types, and a mirror that raised any of
             # them would stop the run it only reports on.
             raise _store_error(doing, self.url, error) from error
+
+
+class MirrorSubscriber:
+    """Keeps the mirror of run ``run_id`` up to date: a subscriber of the run's events.
+
+    When the run starts (:class:`~engine.events.RunStarted`) it mirrors the samples the
+    store already holds (those of an earlier execution), then each budget sample as it is
+    recorded (:class:`~engine.events.SampleRecorded`). A failure costs one warning, the
+    first time, through ``warn``: the store has every sample, and the next sync of the
+    candidate adds what this one did not (a database that was briefly away, say).
+    """
+
+    def __init__(
+        self,
+        mirror: OptunaMirror,
+        store: Store,
+        run_id: str,
+        space: SearchSpace,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.mirror, self.store, self.run_id, self.space = mirror, store, run_id, space
+        self.warn = warn
+        self.samples: list[Sample] = []  # the run's samples recorded so far
+        self._warned = False
+
+    @classmethod
+    def open(
+        cls,
+        location: str,
+        store: Store,
+        run_id: str,
+        space: SearchSpace,
+        warn: Callable[[str], None],
+    ) -> MirrorSubscriber | None:
+        """The subscriber that mirrors into the database of the store at ``location``;
+        ``None`` for an in-memory store, or (after a warning) where the mirror cannot
+        be opened."""
+        url = OptunaMirror.url_of(location)
+        if url is None:
+            return None
+        try:
+            return cls(OptunaMirror(url), store, run_id, space, warn)
+        except StoreError as error:
+            warn(_may_miss(error))
+            return None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.samples = self.store.samples(self.run_id)
+            self._sync(event.candidates)
+        elif isinstance(event, SampleRecorded) and event.sample.stage in MIRRORED_STAGES:
+            self.samples.append(event.sample)
+            self._sync([event.sample.candidate])
+
+    def close(self) -> None:
+        with contextlib.suppress(StoreError):
+            self.mirror.close()
+
+    def _sync(self, candidates: Sequence[str]) -> None:
+        for name in candidates:
+            try:
+                self.mirror.sync(self.run_id, name, self.samples, self.space)
+            except StoreError as error:
+                self._failed(error)
+
+    def _failed(self, error: StoreError) -> None:
+        if not self._warned:
+            self._warned = True
+            self.warn(_may_miss(error))
+
+
+def _may_miss(error: StoreError) -> str:
+    return f"optuna-dashboard may miss samples of this run: {error}; the store keeps them all"
 
 
 def _open(url: str) -> RDBStorage:

