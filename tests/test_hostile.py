@@ -494,7 +494,7 @@ class ScriptedTuner(Tuner):
         s = self.settings
         return TaskEvaluator(
             self.task, self.candidates, load_backend=lambda spec: self.backend,
-            seed=self.seed, tune_size=s.tune_size, holdout_size=s.holdout_size,
+            seed=s.seed, tune_size=s.tune_size, holdout_size=s.holdout_size,
         )  # fmt: skip
 
 

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from engine._lazy import attach
 
 if TYPE_CHECKING:
-    from engine.run._execution import StopRequested
     from engine.run._follow import (
         RunFollower,
         is_live,
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
         stored_balance,
     )
     from engine.run._proposals import make_sampler
+    from engine.run._session import StopRequested
     from engine.run._tuner import Tuner
     from engine.run.worker import Worker, Workers
 

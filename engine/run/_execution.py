@@ -1,28 +1,21 @@
-"""The stage machine: one execution of a run against an open store.
+"""The stage machine: the three stages of one run, over an open store.
 
 Stage 1 samples every candidate and then whoever may be best, until the selection is
 settled (:meth:`Execution._stage1`); stage 2 selects the leader; stage 3 spends the rest
 of the budget on the winner (:meth:`Execution._stage3`), whose best parameters are then
-scored once on held-out problems. Between samples the run obeys :meth:`Tuner.stop
-<engine.run.Tuner.stop>` and :meth:`~engine.run.Tuner.pause`, and the same requests made
-through the store by a viewer in another process.
+scored once on held-out problems.
 
 What the run knows is its :class:`~engine.run._evidence.Evidence`; where it samples next
 comes from :class:`~engine.run._proposals.Proposals`; who evaluates a sample is its
-:class:`~engine.run._dispatch.Dispatch` (this process, or workers). The execution tells
-the world through ``emit``: its events go to the tuner's subscribers, to the store (the
-warnings, for viewers elsewhere) and to the Optuna mirror.
+:class:`~engine.run._dispatch.Dispatch` (this process, or workers); its row, the requests
+of viewers and its events are its :class:`~engine.run._session.Session`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import socket
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,10 +25,7 @@ from engine.budget import format_amount
 from engine.errors import TunerError
 from engine.evaluation import Evaluator
 from engine.events import (
-    Event,
-    Message,
     RankingUpdated,
-    RunFailed,
     RunFinished,
     RunStarted,
     SampleRecorded,
@@ -49,13 +39,13 @@ from engine.records import (
     SELECTION,
     TUNING,
     Job,
-    Run,
     Sample,
     TuneResult,
 )
 from engine.run._dispatch import Dispatch, InProcess, ToWorkers
 from engine.run._evidence import Evidence
 from engine.run._proposals import Proposals
+from engine.run._session import RunPlan, Session, StopRequested
 from engine.run.worker import Workers
 from engine.selection import (
     EXPLORE_EACH,
@@ -73,33 +63,16 @@ from engine.selection import (
     top_two,
     why_leader,
 )
-from engine.spec import RunSpec
-from engine.store import MirrorSubscriber, Store, StoreFullError, TransientStoreError
+from engine.store import Store, StoreFullError, TransientStoreError
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["Execution", "RunPlan", "StopRequested"]
+__all__ = ["Execution"]
 
 #: Samples in a row that may fail to be written (disk full, store locked) before the run
 #: stops: a disk that stays full must not burn hours of evaluations that cannot be kept.
 MAX_LOST_SAMPLES = 3
-#: Seconds between two looks at the store while a run is paused on request.
-REQUEST_POLL = 0.5
-
-
-class StopRequested(Exception):
-    """Raised between samples when the run was asked to stop."""
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What an execution runs: run ``run_id`` of ``spec``, in the store at ``location``
-    (a path or URL, as the user gave it)."""
-
-    run_id: str
-    spec: RunSpec
-    location: str
 
 
 class Execution:
@@ -124,15 +97,11 @@ class Execution:
         emit: Subscriber,
         checkpoint: Callable[[], None],
     ) -> None:
-        self.plan, self.store, self.evaluator = plan, store, evaluator
+        self.store, self.evaluator = store, evaluator
         self.run_id, spec = plan.run_id, plan.spec
         self.names, self.settings, self.budget = spec.names, spec.settings, spec.settings.budget
-        self._emit_to_subscribers, self._check_here = emit, checkpoint
-        self.subscribers: list[Subscriber] = [self._keep_message]
-        self.mirror: MirrorSubscriber | None = None
+        self.session = Session(plan, store, emit=emit, checkpoint=checkpoint)
         evaluator.attach(store)
-        store.on_wait = self._store_waits
-        self._outage = False  # a warning about the store is not written to it
         self.evidence = Evidence(
             self.run_id, self.names, spec.space, self.settings, evaluator.known_variance
         )
@@ -145,8 +114,8 @@ class Execution:
                 self.run_id,
                 self._take_in,
                 workers,
-                checkpoint=self._checkpoint,
-                warn=self._warn,
+                checkpoint=self.session.checkpoint,
+                warn=self.session.warn,
             )  # fmt: skip
         )
         self.winner: str | None = None  # stage 2's choice, once made
@@ -165,57 +134,36 @@ class Execution:
         try:
             return self._execute()
         finally:
-            if self.mirror is not None:
-                self.mirror.close()
+            self.session.close()
 
     def _execute(self) -> TuneResult:
+        session = self.session
         try:
-            run = self._open_run()
+            run = session.open()
             self._replay()
-            self.mirror = MirrorSubscriber.open(self.plan.location, self.store, self.run_id,
-                                                self.plan.spec.space, self._warn)  # fmt: skip
-            if self.mirror is not None:
-                self.subscribers.append(self.mirror)
             used, budget = self.evidence.used(), self.budget
-            self._emit(RunStarted(self.run_id, tuple(self.names), budget.amount, used,
-                                  budget.unit, self.evidence.spent()))  # fmt: skip
+            session.emit(RunStarted(self.run_id, tuple(self.names), budget.amount, used,
+                                    budget.unit, self.evidence.spent()))  # fmt: skip
             if used:  # resumed: every decision starts from the evidence so far
                 self._rank(stage=TUNING if run.winner else SAMPLING)
             self.winner = run.winner or self._stage1()
             result = self._stage3(self.winner)
         except StopRequested:
-            self._set_stopped()
+            session.stopped()
             result = self._answer(self.winner)
-            self._emit(RunFinished(self.run_id, result, stopped=True))
+            session.emit(RunFinished(self.run_id, result, stopped=True))
             return result
         except KeyboardInterrupt:
-            self._set_stopped()
+            session.stopped()
             raise
         except TunerError as error:
-            self._fail(str(error))
+            session.failed(str(error))
             raise
         except Exception as error:
-            self._fail(f"{type(error).__name__}: {error}")
+            session.failed(f"{type(error).__name__}: {error}")
             raise
-        try:
-            self.store.update_run(self.run_id, status="finished", result=result.to_dict())
-        except TransientStoreError as error:
-            message = f"the result could not be recorded ({error}); {self._resume_hint()}"
-            self._fail(message)
-            raise type(error)(message) from error
-        self._emit(RunFinished(self.run_id, result))
+        session.finished(result)
         return result
-
-    def _open_run(self) -> Run:
-        if not self.store.has_run(self.run_id):
-            run = self.store.create_run(self.run_id, budget=self.budget.amount,
-                                        seed=self.settings.seed,
-                                        config=self.plan.spec.to_dict())  # fmt: skip
-        else:
-            self.store.update_run(self.run_id, status="running", error=None)
-            run = self.store.get_run(self.run_id)
-        self.store.claim_run(self.run_id, os.getpid(), socket.gethostname())
-        return run
 
     def _replay(self) -> None:
         """Rebuild the evidence from the store, and the jobs still in flight: nothing is
@@ -226,71 +174,6 @@ class Execution:
             committed.append((sample.candidate, sample.stage, sample.trial))
             self.evidence.add(sample)
         self.dispatch.replay(committed, last)
-
-    def _set_stopped(self) -> None:
-        # Left "running" if the store cannot take it: a resume treats both alike.
-        with contextlib.suppress(TransientStoreError):
-            self.store.update_run(self.run_id, status="stopped")
-
-    def _fail(self, message: str) -> None:
-        # Recording the failure may fail too (the store is full, locked or damaged): the
-        # error still reaches the subscribers and the caller.
-        with contextlib.suppress(TunerError):
-            if self.store.has_run(self.run_id):
-                self.store.update_run(self.run_id, status="failed", error=message)
-        self._emit(RunFailed(self.run_id, message))
-
-    def _resume_hint(self) -> str:
-        store = self.plan.location
-        option = "" if store == "samples.db" else f" --store {store}"
-        return f"then `codellmtuner resume {self.run_id}{option}` continues the run"
-
-    # -- events and requests ----------------------------------------------------------------
-
-    def _emit(self, event: Event) -> None:
-        self._emit_to_subscribers(event)
-        for subscriber in self.subscribers:
-            subscriber(event)
-
-    def _warn(self, text: str) -> None:
-        self._emit(Message(self.run_id, "warning", text))
-
-    def _keep_message(self, event: Event) -> None:
-        """Warnings go to the store too, so a viewer attached from elsewhere sees them."""
-        if isinstance(event, Message) and not self._outage:
-            # A full or locked store must not turn a warning into a failure: subscribers
-            # (the CLI, the app) still receive it.
-            with contextlib.suppress(TransientStoreError):
-                self.store.add_message(self.run_id, event.level, event.text)
-
-    def _store_waits(self, text: str) -> None:
-        """The store's server does not answer and the store waits for it: one warning,
-        for the subscribers only (writing it to the store would wait too)."""
-        self._outage = True
-        try:
-            self._warn(text)
-        finally:
-            self._outage = False
-
-    def _checkpoint(self) -> None:
-        """Between samples: obey the requests made here and through the store."""
-        self._check_here()
-        request = self._request()  # one read of the store per sample
-        if request == "pause":
-            self._emit(Message(self.run_id, "info", "paused on request"))
-            while request == "pause":
-                time.sleep(REQUEST_POLL)
-                self._check_here()
-                request = self._request()
-            self._emit(Message(self.run_id, "info", "going on"))
-        if request == "stop":
-            raise StopRequested
-
-    def _request(self) -> str | None:
-        try:
-            return self.store.control(self.run_id).request
-        except TransientStoreError:  # a store busy for a minute: ask again next time
-            return None
 
     # -- the budget ---------------------------------------------------------------------------
 
@@ -331,7 +214,7 @@ class Execution:
             f"until P(best) >= {SETTLED} or {format_amount(whole, budget.unit)} "
             f"{budget.unit} are spent"
         )
-        self._emit(StageChanged(self.run_id, SAMPLING, detail))
+        self.session.emit(StageChanged(self.run_id, SAMPLING, detail))
         while True:
             self.dispatch.await_capacity()
             name = self._next_stage1(target)
@@ -347,7 +230,7 @@ class Execution:
         winner = ranking[0].candidate
         self.store.update_run(self.run_id, winner=winner, stage=TUNING)
         crash_point("selected")
-        self._emit(StageChanged(self.run_id, SELECTION, why_leader(ranking), winner=winner))
+        self.session.emit(StageChanged(self.run_id, SELECTION, why_leader(ranking), winner=winner))
         return winner
 
     def _next_stage1(self, target: float) -> str | None:
@@ -378,24 +261,24 @@ class Execution:
         every = list(range(len(names)))
         out = {names[c] for c in safe_eliminations(ranking.maxima, every, alpha)}
         for name in sorted(out - self.eliminated, key=names.index):
-            self._emit(Message(self.run_id, "info", (
+            self.session.say(
                 f"{name} is out of stage 1: with {1 - alpha:.0%} confidence its tuned score "
                 f"is below {ranking.estimates[0].candidate}'s"
-            )))  # fmt: skip
+            )
         self.eliminated = out
         return [c for c in every if names[c] not in out]
 
     def _warn_if_spent(self) -> None:
         spent = self._committed_or_promised()
         if budget_spent(spent, self.budget.amount):
-            self._warn(
+            self.session.warn(
                 f"stage 1 spent {self.budget.format_used(spent)} of the budget "
                 f"({MIN_STAGE1_SAMPLES} samples per candidate at least); nothing is left to "
                 "tune the winner: give a larger budget or a smaller stage-1 fraction"
             )
 
     def _stage3(self, winner: str) -> TuneResult:
-        self._emit(StageChanged(self.run_id, TUNING, winner, winner=winner))
+        self.session.emit(StageChanged(self.run_id, TUNING, winner, winner=winner))
         while True:
             self.dispatch.await_capacity()
             if budget_spent(self._committed_or_promised(), self.budget.amount):
@@ -407,7 +290,7 @@ class Execution:
         holdout = None
         if self.evaluator.has_holdout:
             detail = f"scoring {winner} on held-out"
-            self._emit(StageChanged(self.run_id, HOLDOUT, detail, winner=winner))
+            self.session.emit(StageChanged(self.run_id, HOLDOUT, detail, winner=winner))
             holdout = self._holdout(winner)
         return self._answer(winner, holdout)
 
@@ -418,7 +301,7 @@ class Execution:
         job = Job(self.run_id, winner, HOLDOUT, 0, self._answer(winner).best_params,
                   split="holdout")  # fmt: skip
         while True:
-            self._checkpoint()
+            self.session.checkpoint()
             try:
                 return self.dispatch.holdout(job)
             except TransientStoreError as error:
@@ -432,7 +315,7 @@ class Execution:
         A sample that could not be recorded (the store is full or locked) leaves the run
         as if it was never proposed: the same sample is proposed again, exactly as a
         resumed run would."""
-        self._checkpoint()
+        self.session.checkpoint()
         trial_number = len(self.evidence.samples[name]) + self.dispatch.in_flight(name)
         job, trial, reference = self.proposals.propose(name, stage, trial_number, self.winner)
         try:
@@ -449,12 +332,12 @@ class Execution:
         crash_point("committed")
         self.evidence.add(sample, trial)
         budget = self.budget
-        self._emit(SampleRecorded(self.run_id, sample, self.evidence.spent(), budget.amount,
+        self.session.emit(SampleRecorded(self.run_id, sample, self.evidence.spent(), budget.amount,
                                   budget.unit))  # fmt: skip
         if sample.stage not in BUDGET_STAGES:
             return
         if sample.partial:
-            self._emit(Message(self.run_id, "info", stopper.why(sample)))
+            self.session.say(stopper.why(sample))
         self._rank(stage=sample.stage)
 
     def _lost(self, what: str, error: TransientStoreError) -> None:
@@ -464,9 +347,9 @@ class Execution:
             remedy = "free space" if isinstance(error, StoreFullError) else "when it is free"
             raise type(error)(
                 f"{self.lost_in_a_row} samples in a row could not be recorded ({error}); "
-                f"committed samples are kept: {remedy}, {self._resume_hint()}"
+                f"committed samples are kept: {remedy}, {self.session.resume_hint()}"
             ) from error
-        self._warn(f"{what} was not recorded ({error}); the run goes on and takes it again")
+        self.session.warn(f"{what} was not recorded ({error}); the run goes on and takes it again")
 
     # -- the ranking and the answer -----------------------------------------------------------
 
@@ -480,8 +363,8 @@ class Execution:
             self.store.add_ranking(self.run_id, count, stage, entries)
         except TransientStoreError as error:
             # The samples are the truth; the ranking history only replays how it evolved.
-            self._warn(f"the ranking after {count} samples was not recorded ({error})")
-        self._emit(RankingUpdated(self.run_id, ranking.estimates, count))
+            self.session.warn(f"the ranking after {count} samples was not recorded ({error})")
+        self.session.emit(RankingUpdated(self.run_id, ranking.estimates, count))
 
     def _answer(
         self, winner: str | None = None, holdout: dict[str, float] | None = None

@@ -20,7 +20,8 @@ from engine.events import (
 )
 from engine.generation import Candidate, parse_candidate, unique_names, visible_gpus
 from engine.records import TuneResult
-from engine.run._execution import Execution, RunPlan, StopRequested
+from engine.run._execution import Execution
+from engine.run._session import RunPlan, StopRequested
 from engine.run.worker import Workers
 from engine.selection import check_split
 from engine.settings import RunSettings

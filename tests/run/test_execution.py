@@ -23,8 +23,9 @@ from engine import (
 from engine.evaluation import build_evaluator
 from engine.generation import Candidate
 from engine.run._evidence import Evidence
-from engine.run._execution import Execution, RunPlan, StopRequested
+from engine.run._execution import Execution
 from engine.run._proposals import Proposals
+from engine.run._session import RunPlan, StopRequested
 from tests.objectives import PEAKS, landscape, problem_landscape
 
 
