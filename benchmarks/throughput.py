@@ -166,8 +166,8 @@ def transformers_rows(backend, prompts: list[str], kwargs: dict, sizes: list[int
 def server_rows(model_dir, messages: list, kwargs: dict, widths: list[int], log) -> list[Row]:
     """The prompts (as chat messages: the server renders its template) through
     ``transformers serve`` with continuous batching, at each number of requests in flight."""
-    from benchmarks._serve import transformers_serve
     from engine.generation.backends.openai import OpenAIBackend
+    from tests.servers import transformers_serve
 
     served = transformers_serve(model_dir, log, continuous_batching=True)
     try:

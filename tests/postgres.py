@@ -19,13 +19,14 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 INSTALL = "install Debian's PostgreSQL server: apt-get install postgresql"
 
@@ -42,12 +43,6 @@ def server_binaries() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresServer:
     """A PostgreSQL server of the test session, in a folder of its own under /tmp.
 
@@ -60,7 +55,7 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="codellmtuner-pg-"))
         self.data, self.sockets = self.root / "data", self.root / "sockets"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self._names = itertools.count()
         self.as_root = os.geteuid() == 0
         if self.as_root:  # the server's user must own its folder

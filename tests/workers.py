@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from engine import Store, Tuner
+from tests import ROOT
 from tests.objectives import landscape
 
-ROOT = Path(__file__).resolve().parents[1]
 #: An objective the workers import: ``landscape`` after CODELLMTUNER_TEST_SLEEP seconds.
 SLEEPY = "tests.objectives:sleepy_landscape"
 

@@ -10,7 +10,7 @@ over unit coordinates ``u`` of the parameters (:func:`unit_coordinates`), where 
 a Gaussian bump of value 1 at the mode's centre and ``ripple`` is ``<= 0`` and exactly 0 at
 the highest mode's centre. So a candidate's optimum is, by construction, the centre of its
 highest mode with value ``base + height`` (the ``peak`` stated in :class:`Surface`), which
-``tests/test_benchmark_strategies.py`` checks against random and perturbed points.
+``tests/benchmarks/test_strategies_benchmark.py`` checks against random and perturbed points.
 
 Greedy decoding (temperature 0) has no top_p / top_k; it is placed where the engine's
 propensity covariates put it (:meth:`engine.space.SearchSpace.covariates`): temperature 0

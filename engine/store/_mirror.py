@@ -18,7 +18,7 @@ store's. With Optuna 5.1 they are ``studies``, ``study_directions``,
 ``alembic_version``: none clashes with the store's (``meta``, ``runs``, ``samples``,
 ``outcomes``, ``generations``, ``rankings``, ``messages``, ``controls``, ``jobs``,
 ``workers``), and the store checks only that its own are present, so each side ignores
-the other's tables (tests/test_mirror.py checks both).
+the other's tables (tests/store/test_mirror.py checks both).
 
 The mirror is a convenience: a failure must never stop a run. Every public method raises
 only :class:`~engine.errors.StoreError`, with a one-line message, so a caller can warn once

@@ -31,11 +31,11 @@ import pytest
 from engine import Store
 from engine._faults import ENV as CRASH_ENV
 from engine.store._store import Run, Sample
+from tests import ROOT
 from tests.stores import committed_samples
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "crash"
 # 2 candidates: 4 stage-1 samples, then 4 stage-3 samples of the winner (trials 2-5: the
 # last two come after TPE's 4 random startup trials, so they depend on the study rebuilt

@@ -36,9 +36,9 @@ from engine.run import RunFollower
 from engine.store import StoreFullError
 from engine.store._sql import TABLES
 from engine.store._store import Job, Sample
+from tests import ROOT
 from tests.objectives import landscape
 
-ROOT = Path(__file__).resolve().parents[1]
 LINUX = sys.platform.startswith("linux")
 
 

@@ -43,9 +43,8 @@ from engine.generation import parse_candidate, parse_style, resolve_model
 from engine.generation._models import BUNDLED_ALIASES
 from engine.space import PARAM_NAMES
 from engine.tasks import get_task
+from tests import ROOT
 from tui.cli import main, one_line
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: Reproducible in CI (derandomize) and no example database left in the work tree.
 FUZZ = settings(

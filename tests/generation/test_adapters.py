@@ -121,7 +121,8 @@ def test_an_adapter_for_modules_the_model_lacks_is_refused(tiny_model_dir, tmp_p
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     config["target_modules"] = ["c_attn"]  # a GPT-2 module name
     (adapter_dir / "adapter_config.json").write_text(json.dumps(config))
-    assert LoraConfig  # the config stays a valid LoRA config
+    # the config stays a valid LoRA config: what is refused is the model, not the file
+    assert LoraConfig.from_pretrained(str(adapter_dir)).target_modules == {"c_attn"}
     with pytest.raises(ConfigError, match="does not fit model"):
         check_adapter_fits(resolve_adapter(str(adapter_dir)), resolve_model(str(tiny_model_dir)))
 

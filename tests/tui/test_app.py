@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, Select, SelectionList, Static
 
 from engine import Store, Tuner
+from tests import ROOT
 from tests.apphelpers import finished_store, run_app, wait_until
 from tests.objectives import landscape
 from tui.app import CodeLLMTunerApp
@@ -18,8 +18,6 @@ from tui.history.screen import HistoryScreen
 from tui.run.screen import RunScreen
 from tui.run.sources import FollowedRun
 from tui.setup.screen import SetupScreen
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def slow_landscape(candidate, params):

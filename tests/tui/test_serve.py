@@ -7,18 +7,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests import ROOT
+from tests.servers import free_port
+
 pytest.importorskip("textual_serve")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 async def _first_screen(port: int, timeout: float = 60.0) -> str:
@@ -43,7 +38,7 @@ async def _first_screen(port: int, timeout: float = 60.0) -> str:
 
 @pytest.mark.slow
 def test_serve_draws_the_setup_screen_in_a_browser_session(tmp_path):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "serve", "--port", str(port),
          "--store", str(tmp_path / "samples.db")],

@@ -1,6 +1,6 @@
 """Snapshots of the main screens at 80x24 (SSH) and 120x40.
 
-Update after an intended change with ``pytest tests/test_app_snapshots.py
+Update after an intended change with ``pytest tests/tui/test_app_snapshots.py
 --snapshot-update`` and review the SVGs under ``tests/__snapshots__``.
 """
 

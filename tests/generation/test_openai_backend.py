@@ -17,20 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._serve import free_port, transformers_serve
 from engine.errors import ConfigError, ServerError
 from engine.generation import parse_candidate, resolve_model
 from engine.generation.backends.openai import OpenAIBackend
 from engine.generation.backends.transformers import TransformersBackend
 from engine.space import generation_kwargs
 from engine.store import Store
-from tests.servers import Relay
+from tests import ROOT
+from tests.servers import Relay, free_port, transformers_serve
 from tests.stores import committed_samples
 
 pytest.importorskip("fastapi", reason="transformers serve needs transformers[serving]")
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 GREEDY = generation_kwargs({"temperature": 0, "max_new_tokens": 12})
 HOT = generation_kwargs({"temperature": 1.5, "top_p": 1.0, "top_k": 0, "max_new_tokens": 12})
 RAW = ["def add(a, b):", "class Stack:\n    def __init__(self):", "import math"]

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -40,10 +39,9 @@ from engine.store import (
 )
 from engine.store._sql import WRITE_LOCK, redact
 from engine.store._store import RunControl
+from tests import ROOT
 from tests.objectives import landscape
 from tests.postgres import PostgresServer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sample(trial: int, run_id: str = "r1", candidate: str = "a", **kw) -> Sample:

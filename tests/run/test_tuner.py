@@ -23,9 +23,8 @@ from engine import (
     TunerError,
 )
 from engine.selection import EXPLORE_EACH, MIN_STAGE1_SAMPLES
+from tests import ROOT
 from tests.objectives import OPTIMA, cost_landscape, landscape, noisy_landscape, token_landscape
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_objective_api_finds_the_best_candidate_and_its_optimum():

@@ -14,9 +14,7 @@ import torch
 from engine.errors import ConfigError, ModelLoadError
 from engine.generation import ModelRef, load_model, resolve_device, resolve_model
 from engine.generation._models import cache_root, materialize, model_fingerprint
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests import ROOT
 
 # -- resolving ------------------------------------------------------------------------------
 

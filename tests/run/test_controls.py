@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from engine import Store, live_status
+from tests import ROOT
 from tui.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _start_writer(path: Path, budget: int = 60) -> subprocess.Popen:

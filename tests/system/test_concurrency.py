@@ -29,12 +29,11 @@ from engine.events import Event
 from engine.run import RunFollower
 from engine.store import StoreLockedError
 from engine.store._store import Sample
+from tests import ROOT
 from tests.apphelpers import run_app, wait_until
 from tests.objectives import landscape
 from tui.app import CodeLLMTunerApp
 from tui.run.screen import RunScreen
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # A writer process: imports, says "ready", waits for the go file, then runs.
 WRITER = """
