@@ -13,13 +13,9 @@ from typing import TYPE_CHECKING
 from engine._lazy import attach
 
 if TYPE_CHECKING:
-    from engine.evaluation._evaluators import (
-        Evaluation,
-        Evaluator,
-        Objective,
-        TaskEvaluator,
-        build_evaluator,
-        import_objective,
-    )
+    from engine.evaluation._base import Evaluation, Evaluator, Objective, import_objective
+    from engine.evaluation._build import build_evaluator
+    from engine.evaluation._objective import ObjectiveEvaluator
+    from engine.evaluation._task import TaskEvaluator
 
 __getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -1,27 +1,20 @@
-"""Evaluators: turn (candidate, decoding parameters) into a scored sample.
-
-:class:`ObjectiveEvaluator` wraps a user's callable. :class:`TaskEvaluator` is the real
-thing: prompts a model on a task split, generates (through the completion cache),
-scores the completions in the sandbox and aggregates the task's metrics.
-"""
+"""A task as an evaluator: prompts a model on a task split, generates through the
+completion cache, scores the completions in the sandbox and aggregates the task's
+metrics, chunk by chunk."""
 
 from __future__ import annotations
 
-import abc
 import hashlib
-import importlib
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from engine._faults import crash_point
-from engine.errors import ConfigError, TunerError
+from engine.errors import ConfigError
+from engine.evaluation._base import Evaluation, Evaluator, KeepGoing
 from engine.generation import (
     AdapterRef,
     Candidate,
@@ -37,231 +30,12 @@ from engine.generation import (
     resolve_model,
 )
 from engine.generation.backends import Backend, Prompt
-from engine.records import CI_HIGH, CI_LOW, Job, Sample
+from engine.records import CI_HIGH, CI_LOW
 from engine.settings import RunSettings
 from engine.space import SearchSpace, generation_kwargs
-from engine.spec import RunSpec
 from engine.store import Store
 from engine.tasks import Problem, ProblemOutcome, Task
 from engine.tasks.base import problem_interval
-
-Objective = Callable[..., Any]
-#: Called after each chunk but the last with the per-problem scores so far (in the
-#: chunks' order); ``False`` stops the evaluation there.
-KeepGoing = Callable[[Sequence[float]], bool]
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What one evaluation produced: the objective value, all metrics, and its cost.
-
-    ``problem_scores`` are the scores of the problems evaluated, in the order they were
-    (empty for an evaluator without problems); ``fidelity`` is their share of the split.
-    """
-
-    score: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    cached: int = 0  # problems whose completion came from the cache
-    seconds: float = 0.0
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
-    problem_scores: tuple[float, ...] = ()
-    fidelity: float = 1.0
-
-    def sample(self, job: Job) -> Sample:
-        """The sample this evaluation of ``job``'s point makes, to be committed."""
-        return Sample(
-            run_id=job.run_id, candidate=job.candidate, stage=job.stage, trial=job.trial,
-            params=job.params, score=self.score, metrics=self.metrics,
-            prompt_tokens=self.prompt_tokens, generated_tokens=self.generated_tokens,
-            cached=self.cached, seconds=self.seconds, fidelity=self.fidelity,
-            problem_scores=self.problem_scores,
-        )  # fmt: skip
-
-
-def import_objective(path: str) -> Objective:
-    """The objective a ``"module:function"`` path names (``"package.module:name"``)."""
-    module, _, name = path.partition(":")
-    if not module or not name:
-        raise ConfigError(f"objective {path!r}: give it as 'module:function'")
-    try:
-        found = getattr(importlib.import_module(module), name)
-    except ImportError as error:
-        raise ConfigError(f"objective {path!r}: cannot import {module} ({error})") from None
-    except AttributeError:
-        raise ConfigError(f"objective {path!r}: {module} has no {name!r}") from None
-    if not callable(found):
-        raise ConfigError(f"objective {path!r} is not callable")
-    return found
-
-
-class Evaluator(abc.ABC):
-    """Evaluates candidates; ``split`` is ``"tune"`` or ``"holdout"``.
-
-    An evaluator whose score is a mean over problems says how many a split has
-    (:meth:`problem_count`); :meth:`evaluate` then takes them in ``chunks`` (lists of
-    problem indices) and asks ``keep_going`` between chunks (:mod:`engine.selection._fidelity`).
-    """
-
-    candidates: tuple[str, ...]
-
-    def problem_count(self, split: str) -> int:
-        """The problems of ``split`` a score is a mean over (0: the score is no such mean,
-        and every evaluation is whole)."""
-        return 0
-
-    def prepare(self, space: SearchSpace | None = None) -> None:  # noqa: B027 - optional hook
-        """Validate everything cheap to validate before the run starts, ``space`` being
-        the decoding space the run searches."""
-
-    def attach(self, store: Store) -> None:  # noqa: B027 - optional hook
-        """Use ``store`` (opened after :meth:`prepare` succeeded) for caching."""
-
-    @property
-    def has_holdout(self) -> bool:
-        return False
-
-    def known_variance(self, score: float, fidelity: float = 1.0) -> float:
-        """What is known in advance of the noise of a tuning ``score`` over a ``fidelity``
-        share of the problems, as a variance (0: nothing; the surrogate then learns it
-        from the data)."""
-        return 0.0
-
-    @abc.abstractmethod
-    def evaluate(
-        self,
-        candidate: str,
-        params: dict[str, Any],
-        *,
-        split: str,
-        chunks: Sequence[Sequence[int]] | None = None,
-        keep_going: KeepGoing | None = None,
-    ) -> Evaluation:
-        """Evaluate ``candidate`` at ``params`` on ``split``: on every problem in one go
-        (``chunks`` None), or chunk by chunk, stopping where ``keep_going`` says."""
-
-
-class ObjectiveEvaluator(Evaluator):
-    """Calls ``objective(candidate, params)``; it returns a score or ``(score, cost)``.
-
-    With ``problems`` (N > 0) the score is a mean over N problems and the objective says
-    each one's: it is called as ``objective(candidate, params, indices)`` for a chunk of
-    problem indices in ``0..N-1`` and returns one score per index (or ``(scores, cost)``),
-    which lets a run stop a hopeless configuration early (:mod:`engine.selection._fidelity`).
-
-    The cost is the number of tokens the evaluation generated (rounded to a whole number):
-    it is recorded as the sample's ``generated_tokens`` (and as the ``cost`` metric), which
-    is what a tokens budget counts. A minutes budget counts the call's measured wall-clock
-    time. With ``require_cost`` (a tokens budget), a score without a cost is an error,
-    since such samples would never spend the budget.
-    """
-
-    def __init__(
-        self,
-        objective: Objective,
-        candidates: Sequence[str],
-        *,
-        require_cost: bool = False,
-        problems: int = 0,
-    ) -> None:
-        if not callable(objective):
-            raise ConfigError("objective must be callable as objective(candidate, params)")
-        if isinstance(problems, bool) or not isinstance(problems, int) or problems < 0:
-            raise ConfigError(f"problems must be a whole number >= 0, got {problems!r}")
-        self.objective = objective
-        self.candidates = tuple(candidates)
-        self.require_cost = require_cost
-        self.problems = problems
-
-    def problem_count(self, split: str) -> int:
-        return self.problems
-
-    def evaluate(
-        self,
-        candidate: str,
-        params: dict[str, Any],
-        *,
-        split: str,
-        chunks: Sequence[Sequence[int]] | None = None,
-        keep_going: KeepGoing | None = None,
-    ) -> Evaluation:
-        start = time.perf_counter()
-        if not self.problems:
-            score, cost = self._call(candidate, params)
-            return _objective_evaluation(score, cost, time.perf_counter() - start)
-        chunks = chunks if chunks is not None else [range(self.problems)]
-        scores: list[float] = []
-        total_cost: float | None = None
-        for i, chunk in enumerate(chunks):
-            values, cost = self._call(candidate, params, list(chunk))
-            scores += self._problem_scores(candidate, values, len(chunk))
-            if cost is not None:
-                total_cost = (total_cost or 0.0) + cost
-            if i < len(chunks) - 1 and keep_going is not None and not keep_going(scores):
-                break
-        evaluation = _objective_evaluation(
-            float(np.mean(scores)), total_cost, time.perf_counter() - start
-        )
-        return replace(
-            evaluation, problem_scores=tuple(scores), fidelity=len(scores) / self.problems
-        )
-
-    def _call(self, candidate: str, params: dict[str, Any], *chunk: list[int]) -> tuple:
-        """The objective's value and cost (None if it gave none), checked."""
-        value = self.objective(candidate, dict(params), *chunk)
-        cost = None
-        if isinstance(value, tuple):
-            value, cost = value
-        if not chunk:
-            value = _number(value, f"objective returned {value!r} for {candidate}; "
-                                   "expected a number")  # fmt: skip
-            if not math.isfinite(value):
-                raise TunerError(f"objective returned {value} for {candidate} at {params}")
-        if cost is None:
-            if self.require_cost:
-                raise TunerError(
-                    f"objective returned a score without a cost for {candidate}; a tokens "
-                    "budget needs the objective to return (score, generated_tokens)"
-                )
-            return value, None
-        cost = _number(cost, f"objective returned cost {cost!r} for {candidate}; "
-                             "expected a number")  # fmt: skip
-        if not math.isfinite(cost) or cost < 0:
-            raise TunerError(f"objective returned cost {cost} for {candidate}; expected >= 0")
-        return value, cost
-
-    @staticmethod
-    def _problem_scores(candidate: str, values: Any, expected: int) -> list[float]:
-        try:
-            scores = [float(v) for v in values]
-        except (TypeError, ValueError):
-            raise TunerError(
-                f"objective returned {values!r} for {candidate}; with problems it must "
-                "return one number per problem index it was given"
-            ) from None
-        if len(scores) != expected or not all(math.isfinite(v) for v in scores):
-            raise TunerError(
-                f"objective returned {len(scores)} scores for {candidate} where {expected} "
-                "problems were asked, or a score that is not finite"
-            )
-        return scores
-
-
-def _number(value: Any, message: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TunerError(message) from None
-
-
-def _objective_evaluation(score: float, cost: float | None, seconds: float) -> Evaluation:
-    if cost is None:
-        return Evaluation(score=score, metrics={"score": score}, seconds=seconds)
-    return Evaluation(
-        score=score, metrics={"score": score, "cost": cost},
-        generated_tokens=round(cost), seconds=seconds,
-    )  # fmt: skip
 
 
 class TaskEvaluator(Evaluator):
@@ -612,29 +386,3 @@ def _cache_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def build_evaluator(
-    spec: RunSpec,
-    *,
-    objective: Objective | None = None,
-    task: Task | None = None,
-    on_warning: Callable[[str], None] | None = None,
-) -> Evaluator:
-    """The evaluator of a run with ``spec``, as the run, its resumption and its workers
-    all build it: the objective (``objective``, else the one the spec's import path
-    names) over the spec's problems, or the spec's task (``task``, an object given in
-    its place, else loaded by name with the spec's settings) on its candidates."""
-    settings = spec.settings
-    if spec.objective:
-        if objective is None:
-            if not isinstance(spec.objective, str):
-                raise ConfigError("this run tuned a Python function: pass it as objective=")
-            objective = import_objective(spec.objective)
-        return ObjectiveEvaluator(
-            objective, spec.names, require_cost=settings.budget.unit == "tokens",
-            problems=spec.problems,
-        )  # fmt: skip
-    if task is None and spec.task is None:
-        raise ConfigError("a run needs a task or an objective")
-    return TaskEvaluator.from_settings(
-        task or spec.task, spec.candidates, settings, on_warning=on_warning
-    )
