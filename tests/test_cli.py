@@ -9,14 +9,14 @@ import pytest
 from transformers import GenerationConfig
 
 from engine import Store
-from tui.cli import main
+from tui.commands import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "tui.commands", *args], cwd=ROOT, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine import Store, live_status
-from tui.cli import main
+from tui.commands import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
