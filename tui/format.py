@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
+
+from rich.console import Console
 
 from engine import CI_HIGH, CI_LOW
+
+#: The width of a console that is not a terminal: wide enough that no line is ever
+#: wrapped or a table cell cut short, whatever it holds.
+UNWRAPPED_WIDTH = 100_000
+
+
+def output_console(file: IO[str] | None = None) -> Console:
+    """A console on ``file`` (default: stdout, looked up at each print). A terminal keeps
+    its width; anything else (a log file, a pipe) gets one line per line printed: lines
+    are not wrapped and tables are as wide as their cells.
+
+    Rich gives a non-terminal 80 columns, which would break a run's log mid-record (a
+    sample's line at its parameters, a candidate's name in a table) for whoever greps it.
+    """
+    console = Console(file=file)
+    if console.is_terminal:
+        return console
+    return Console(file=file, width=UNWRAPPED_WIDTH, soft_wrap=True)
 
 
 def duration(seconds: float | None) -> str:

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from tui.commands import app, control, export, finetune, run, show, worker
 from tui.commands.common import print_error
+from tui.format import output_console
 
 #: Set (to anything) to see the traceback of an internal error instead of one line.
 DEBUG_ENV = "CODELLMTUNER_DEBUG"
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # bad arguments (2, one error line) or --help (0)
         return stop.code if isinstance(stop.code, int) else 2
-    console = Console()
+    console = output_console()  # a log file gets one line per record
     # SIGTERM (kill, a scheduler's time limit) stops like Ctrl-C: committed samples stay.
     signal.signal(signal.SIGTERM, _interrupt)
     # SIGINT too: a shell starts background jobs with it ignored, and a `kill -INT` sent
