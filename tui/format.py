@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from engine import CI_HIGH, CI_LOW
+
+if TYPE_CHECKING:
+    from engine import Budget
 
 #: The width of a console that is not a terminal: wide enough that no line is ever
 #: wrapped or a table cell cut short, whatever it holds.
@@ -91,9 +94,32 @@ def format_params(params: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def budget_used(store: Any, run: Any) -> str:
-    """``"5/9 samples"``: what a stored run has spent of its budget, in the budget's unit."""
+def budget_used(store: Any, run: Any, *, explain: bool = False) -> str:
+    """``"5/9 samples"``: what a stored run has spent of its budget, in the budget's unit;
+    with ``explain``, a samples budget over by a fraction says why (:func:`budget_over`)."""
     from engine import Budget
 
     budget = Budget.of_run(run)
-    return budget.format_used(budget.spent(store.samples(run.id)))
+    used = budget.spent(store.samples(run.id))
+    why = budget_over(budget, used) if explain else ""
+    return f"{budget.format_used(used)} ({why})" if why else budget.format_used(used)
+
+
+def budget_over(budget: Budget, used: float) -> str:
+    """Why ``used`` is over a samples ``budget`` by a fraction, as in "9.3/9 samples (0.3
+    over: ...)"; empty where it is not.
+
+    A sample stopped early (multi-fidelity) costs only the share of problems it scored, so
+    what is spent need not be whole; and the run never cuts a sample short to fit the
+    budget, so the one that crosses it counts all it cost. Read without this, "9.3/9"
+    looks like a run that overran its budget by mistake.
+    """
+    over = used - budget.amount
+    if budget.unit != "samples" or over <= 0 or float(used).is_integer():
+        return ""
+    # To a tenth, as format_used shows a fraction of a sample: "9.2/9" is 0.2 over.
+    amount = f"{over:.1f}" if over >= 0.05 else "less than 0.1"
+    return (
+        f"{amount} over: samples stopped early cost the share of problems they scored, and "
+        "no sample is cut short to fit the budget"
+    )

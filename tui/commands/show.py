@@ -92,7 +92,7 @@ def _print_run(store: Any, run_id: str, console: Console) -> None:
     from tui.headless import balance_table, ranking_table
 
     run = store.get_run(run_id)
-    used = budget_used(store, run)
+    used = budget_used(store, run, explain=True)
     console.print(f"[bold]run {run.id}[/] {run.status}, stage {run.stage}, "
                   f"{used}, seed {run.seed}")  # fmt: skip
     if run.error:
