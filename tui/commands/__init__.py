@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from tui.commands import app, control, export, finetune, run, show, worker
-from tui.commands.common import print_error
+from tui.commands.common import DEFAULT_STORE, print_error
 from tui.format import output_console
 
 #: Set (to anything) to see the traceback of an internal error instead of one line.
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pick the code LLM and decoding parameters for one code task.",
     )
     parser.add_argument(
-        "--store", dest="app_store", default="samples.db", metavar="STORE",
+        "--store", dest="app_store", default=DEFAULT_STORE, metavar="STORE",
         help="the store the app opens when no COMMAND is given (default: samples.db)",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
