@@ -128,6 +128,25 @@ class Budget:
         except (KeyError, TypeError, AttributeError):
             raise ConfigError(f"a stored budget must be {{amount, unit}}, got {data!r}") from None
 
+    def format_over(self, used: float) -> str:
+        """Why ``used`` is over a samples budget by a fraction, as in "9.3/9 samples (0.3
+        over: ...)"; empty where it is not.
+
+        A sample stopped early (multi-fidelity) costs only the share of problems it scored,
+        so what is spent need not be whole; and the run never cuts a sample short to fit
+        the budget, so the one that crosses it counts all it cost. Read without this,
+        "9.3/9" looks like a run that overran its budget by mistake.
+        """
+        over = used - self.amount
+        if self.unit != "samples" or over <= 0 or float(used).is_integer():
+            return ""
+        # To a tenth, as format_used shows a fraction of a sample: "9.2/9" is 0.2 over.
+        amount = f"{over:.1f}" if over >= 0.05 else "less than 0.1"
+        return (
+            f"{amount} over: samples stopped early cost the share of problems they scored, "
+            "and no sample is cut short to fit the budget"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {"amount": self.amount, "unit": self.unit}
 

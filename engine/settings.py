@@ -43,7 +43,8 @@ class Option:
         parse: text (a flag's value, a form field) to a value; raises ``ValueError`` (or
             :class:`ConfigError` with its own message) for text it cannot read.
         check: raises :class:`ConfigError` for a value no run can use.
-        flag: the command-line flag (``--`` + the name with dashes unless given).
+        flag: the command-line flag, written out in the declaration so that a search for
+            ``--eliminate`` finds it; the form names its field after it too.
         short: a one-letter flag, if any.
         label: the form's label.
         main: shown in the form's main grid (else under "more").
@@ -100,12 +101,12 @@ def _option(
     default: Any,
     help: str,
     *,
+    flag: str,
     parse: Callable[[str], Any] = str,
     check: Callable[[Any], None] | None = None,
     label: str = "",
     main: bool = False,
     choices: tuple[str, ...] = (),
-    flag: str = "",
     short: str | None = None,
     metavar: str | None = None,
     none_means: str = "",
@@ -208,101 +209,101 @@ class RunSettings:
     budget: Budget = _option(
         Budget(9), "what stages 1 and 3 may spend: samples (9), generated tokens "
         "('20000 tokens', 20000tok) or minutes of evaluation (30m, 1.5h)",
-        parse=Budget.parse, label="budget", main=True, metavar="AMOUNT",
+        parse=Budget.parse, label="budget", main=True, metavar="AMOUNT", flag="--budget",
     )  # fmt: skip
     seed: int = _option(
         0, "seeds the optimizers, the ranking's bootstrap and sampled generation",
-        parse=int, check=_whole("seed", 0, MAX_SEED), label="seed", main=True,
+        parse=int, check=_whole("seed", 0, MAX_SEED), label="seed", main=True, flag="--seed",
     )  # fmt: skip
     dataset: str | None = _option(
         None, "a JSONL file of problems in the task's format", label="dataset", main=True,
-        none_means="the task's own data", metavar="FILE",
+        none_means="the task's own data", metavar="FILE", flag="--dataset",
     )  # fmt: skip
     tune_size: int = _option(
         6, "tuning problems per sample (0 = the whole tuning split)", parse=int,
-        check=_whole("problems", 0), label="problems", main=True, flag="--problems",
-        metavar="N",
+        check=_whole("problems", 0), label="problems", main=True, metavar="N", flag="--problems",
     )  # fmt: skip
     samples_per_problem: int = _option(
         1, "completions per problem in each sample, the n of pass@k and EM@k", parse=int,
         check=_whole("samples per problem", 1), label="n/problem", main=True, short="-n",
-        metavar="N",
+        metavar="N", flag="--samples-per-problem",
     )  # fmt: skip
     train_size: int | None = _option(
         None, "problems in the task's train split: the few-shot/RAG pool, and what "
         "finetune trained on", parse=int, check=_optional(_whole("train size", 0)),
-        label="train", main=True, none_means="the task's", metavar="N",
+        label="train", main=True, none_means="the task's", metavar="N", flag="--train-size",
     )  # fmt: skip
     holdout_size: int = _option(
         10, "held-out problems the winner is scored on at the end (0 = all)", parse=int,
-        check=_whole("held-out problems", 0), label="held-out", flag="--holdout-problems",
-        metavar="N",
+        check=_whole("held-out problems", 0), label="held-out", metavar="N",
+        flag="--holdout-problems",
     )  # fmt: skip
     metric: str | None = _option(
         None, "the task metric to maximise", label="metric", none_means="the task's first",
+        flag="--metric",
     )  # fmt: skip
     sampler: str = _option(
         "thompson", "how a candidate's next parameters are proposed: by Thompson sampling of "
         "the surrogate every candidate shares, or by the candidate's own Optuna study",
         check=_one_of("sampler", SAMPLERS),
-        label="sampler", choices=SAMPLERS,
+        label="sampler", choices=SAMPLERS, flag="--sampler",
     )  # fmt: skip
     stage1_fraction: float = _option(
         0.5, "roughly the share of the budget stage 1 spends", parse=float, check=_fraction,
-        label="stage-1 share", metavar="F",
+        label="stage-1 share", metavar="F", flag="--stage1-fraction",
     )  # fmt: skip
     eliminate: float = _option(
         DEFAULT_ELIMINATION, "drop a candidate from stage 1 while its tuned score is below "
         "the leader's with 1 - this confidence (0 turns it off)", parse=float,
-        check=_elimination, label="eliminate at", metavar="ALPHA",
+        check=_elimination, label="eliminate at", metavar="ALPHA", flag="--eliminate",
     )  # fmt: skip
     psm: bool = _option(
         True, "centre each candidate's surrogate on its PSM-matched mean (off: on the mean "
         "of all scores)", parse=_on_off, check=_boolean("psm"), label="PSM",
-        choices=("on", "off"),
+        choices=("on", "off"), flag="--psm",
     )  # fmt: skip
     fidelity: str = _option(
         "auto", "score each sample's problems in chunks, in one seeded order, and stop a "
         "configuration once a paired test says it is worse than the best one known "
         "(off: every sample scores every problem)", check=_one_of("fidelity", FIDELITIES),
-        label="fidelity", choices=FIDELITIES,
+        label="fidelity", choices=FIDELITIES, flag="--fidelity",
     )  # fmt: skip
     draws: int = _option(
         DEFAULT_DRAWS, "posterior draws behind each ranking's intervals and P(best)",
-        parse=int, check=_whole("draws", 16), label="draws", metavar="N",
+        parse=int, check=_whole("draws", 16), label="draws", metavar="N", flag="--draws",
     )  # fmt: skip
     backend: str = _option(
         "auto", "what generates with models loaded in process: vllm (CUDA only), "
         "transformers, or auto (vllm on CUDA where it is installed, else transformers)",
-        check=_one_of("backend", BACKENDS), label="backend", choices=BACKENDS,
+        check=_one_of("backend", BACKENDS), label="backend", choices=BACKENDS, flag="--backend",
     )  # fmt: skip
     batch_size: int = _option(
         0, "prompts generated at once by transformers, halved on out-of-memory (0 = what "
         "the free GPU memory holds on CUDA, 16 on the CPU)", parse=int,
-        check=_whole("batch size", 0), label="batch size", metavar="N",
+        check=_whole("batch size", 0), label="batch size", metavar="N", flag="--batch-size",
     )  # fmt: skip
     device: str = _option(
-        "auto", "where models run: auto, cpu, cuda, cuda:1, ...", label="device",
+        "auto", "where models run: auto, cpu, cuda, cuda:1, ...", label="device", flag="--device",
     )  # fmt: skip
     threads: int = _option(
         0, "CPU threads for generating in process (0 = torch's default, one per core; on a "
         "CPU shared with other work, fewer can be several times faster)", parse=int,
-        check=_whole("threads", 0), label="threads", metavar="N",
+        check=_whole("threads", 0), label="threads", metavar="N", flag="--threads",
     )  # fmt: skip
     concurrency: int = _option(
         8, "requests in flight at once to a served candidate's server", parse=int,
-        check=_whole("concurrency", 1), label="concurrency", metavar="N",
+        check=_whole("concurrency", 1), label="concurrency", metavar="N", flag="--concurrency",
     )  # fmt: skip
     workers: int | None = _option(
         None, "processes that evaluate samples at once, each with its own models (0 = none "
         "here: workers started with `codellmtuner worker` on any host take the jobs)",
         parse=int, check=_optional(_whole("workers", 0)), label="workers", metavar="N",
-        none_means="one per visible GPU, else 1",
+        none_means="one per visible GPU, else 1", flag="--workers",
     )  # fmt: skip
     request_timeout: float = _option(
         300.0, "seconds a server may take to answer one request before it is retried",
         parse=float, check=_positive("request timeout"), label="request timeout",
-        metavar="SECONDS",
+        metavar="SECONDS", flag="--request-timeout",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -351,9 +352,5 @@ class RunSettings:
 _BEFORE_IT_EXISTED = {"eliminate": 0.0, "fidelity": "off"}
 
 OPTIONS: tuple[Option, ...] = tuple(
-    replace(
-        f.metadata["option"], name=f.name,
-        flag=f.metadata["option"].flag or "--" + f.name.replace("_", "-"),
-    )
-    for f in fields(RunSettings)
-)  # fmt: skip
+    replace(f.metadata["option"], name=f.name) for f in fields(RunSettings)
+)

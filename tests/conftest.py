@@ -7,7 +7,9 @@ It needs no network and no bundled model, and loads through the same code as any
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,26 @@ def wide_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
     return folder
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The skipped tests counted by reason, one line each, most first.
+
+    Whole groups skip where a system package is missing (bubblewrap for the sandbox,
+    PostgreSQL for the shared store: the README names them); ``-ra`` lists each skip by
+    its place in the code, and a hundred lines of those hide what is missing.
+    """
+    reasons = Counter(_skip_reason(r) for r in terminalreporter.stats.get("skipped", ()))
+    if not reasons:
+        return
+    terminalreporter.section("skipped, by reason", sep="-")
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"{count:5d}  {reason}")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    # A skip's longrepr is (path, line, "Skipped: reason"); pytest.skip() and a skipif
+    # mark alike.
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")

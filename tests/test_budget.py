@@ -116,3 +116,15 @@ def test_dict_round_trip_and_runs_stored_before_units():
     assert RunSpec.of_run(OldRun()).settings.budget == Budget(12, "samples")
     with pytest.raises(ConfigError, match="stored budget"):
         Budget.from_dict({"unit": "tokens"})
+
+
+def test_a_samples_budget_over_by_a_fraction_says_why():
+    why = Budget(9).format_over(9.333333333)
+    assert why.startswith("0.3 over: samples stopped early cost the share of problems")
+    assert why.endswith("no sample is cut short to fit the budget")
+    assert Budget(9).format_over(9.04).startswith("less than 0.1 over:")
+    # Not over, over by whole samples (stage 1's minimum, which the run warns of), or
+    # a unit no sample is a fraction of: nothing to explain.
+    assert Budget(9).format_over(8.5) == Budget(9).format_over(10) == ""
+    assert Budget(800, "tokens").format_over(812) == ""
+    assert Budget(2.0, "minutes").format_over(2.5) == ""

@@ -13,7 +13,8 @@ from engine.errors import ConfigError
 from tests.apphelpers import run_app
 from tests.objectives import landscape
 from tui.app import CodeLLMTunerApp
-from tui.cli import _option_values, build_parser
+from tui.commands import build_parser
+from tui.commands.run import option_values
 from tui.setup.screen import SetupScreen
 
 #: What a run is about, not how it runs: flags of `run` outside RunSettings.
@@ -32,6 +33,18 @@ def test_every_flag_of_run_is_a_run_option_or_says_what_the_run_is_about():
     assert set(actions) == {o.name for o in OPTIONS} | ABOUT | DISPLAY
     for option in OPTIONS:
         assert actions[option.name].default == option.default, option.name
+
+
+#: Flags named after what the user counts rather than after the field.
+RENAMED = {"tune_size": "--problems", "holdout_size": "--holdout-problems"}
+
+
+def test_a_flag_is_its_options_name_with_dashes_unless_renamed():
+    # Each flag is written out where its option is declared, so that grep finds it; this
+    # keeps them to the rule they were once derived by.
+    for option in OPTIONS:
+        assert option.flag == RENAMED.get(option.name, "--" + option.name.replace("_", "-"))
+    assert len({o.flag for o in OPTIONS}) == len(OPTIONS)
 
 
 def test_the_tuner_stores_every_option_with_the_same_default():
@@ -82,9 +95,9 @@ def test_a_form_field_reads_and_checks_like_its_flag(tmp_path):
         assert tuner.run_id == "mine"
 
     run_app(app, test, size=(120, 40))
-    assert _option_values(build_parser().parse_args(["run", "--eliminate", "0"]))["eliminate"] == 0
+    assert option_values(build_parser().parse_args(["run", "--eliminate", "0"]))["eliminate"] == 0
     with pytest.raises(ConfigError, match=r"elimination level must be in \[0, 0.5\)"):
-        _option_values(build_parser().parse_args(["run", "--eliminate", "0.7"]))
+        option_values(build_parser().parse_args(["run", "--eliminate", "0.7"]))
 
 
 @pytest.mark.parametrize(

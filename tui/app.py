@@ -107,6 +107,6 @@ class CodeLLMTunerApp(App):
 
     async def action_quit(self) -> None:
         if isinstance(self.live, LiveRun) and self.live.running:
-            # The engine finishes the sample in progress and commits it; see tui.cli.
+            # The engine finishes the sample in progress and commits it (tui.commands.app).
             self.live.stop()
-        self.exit()  # a run in a process of its own goes on: tui.cli says how to reach it
+        self.exit()  # a run in a process of its own goes on: tui.commands.app says where

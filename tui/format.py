@@ -4,9 +4,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
+
+from rich.console import Console
 
 from engine import CI_HIGH, CI_LOW
+
+if TYPE_CHECKING:
+    pass
+
+#: The width of a console that is not a terminal: wide enough that no line is ever
+#: wrapped or a table cell cut short, whatever it holds.
+UNWRAPPED_WIDTH = 100_000
+
+
+def output_console(file: IO[str] | None = None) -> Console:
+    """A console on ``file`` (default: stdout, looked up at each print). A terminal keeps
+    its width; anything else (a log file, a pipe) gets one line per line printed: lines
+    are not wrapped and tables are as wide as their cells.
+
+    Rich gives a non-terminal 80 columns, which would break a run's log mid-record (a
+    sample's line at its parameters, a candidate's name in a table) for whoever greps it.
+    """
+    console = Console(file=file)
+    if console.is_terminal:
+        return console
+    return Console(file=file, width=UNWRAPPED_WIDTH, soft_wrap=True)
 
 
 def duration(seconds: float | None) -> str:
@@ -71,9 +94,13 @@ def format_params(params: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def budget_used(store: Any, run: Any) -> str:
-    """``"5/9 samples"``: what a stored run has spent of its budget, in the budget's unit."""
+def budget_used(store: Any, run: Any, *, explain: bool = False) -> str:
+    """``"5/9 samples"``: what a stored run has spent of its budget, in the budget's unit;
+    with ``explain``, a samples budget over by a fraction says why
+    (:meth:`engine.Budget.format_over`)."""
     from engine import RunSpec
 
     budget = RunSpec.of_run(run).settings.budget
-    return budget.format_used(budget.spent(store.samples(run.id)))
+    used = budget.spent(store.samples(run.id))
+    why = budget.format_over(used) if explain else ""
+    return f"{budget.format_used(used)} ({why})" if why else budget.format_used(used)

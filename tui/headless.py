@@ -26,7 +26,7 @@ from engine import (
     StageChanged,
     why_leader,
 )
-from tui.format import format_metrics, format_params, number
+from tui.format import format_metrics, format_params, number, output_console
 
 if TYPE_CHECKING:
     from engine import Balance
@@ -71,10 +71,11 @@ def _count(done: int, total: float | None) -> str:
 
 
 class HeadlessView:
-    """Renders a run on a console; subscribe it to a :class:`engine.Tuner`."""
+    """Renders a run on a console (default: :func:`tui.format.output_console`, one line
+    per record where stdout is not a terminal); subscribe it to a :class:`engine.Tuner`."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console()
+        self.console = console or output_console()
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),

@@ -109,5 +109,3 @@ class Evaluator(abc.ABC):
     ) -> Evaluation:
         """Evaluate ``candidate`` at ``params`` on ``split``: on every problem in one go
         (``chunks`` None), or chunk by chunk, stopping where ``keep_going`` says."""
-
-

@@ -135,5 +135,3 @@ def _objective_evaluation(score: float, cost: float | None, seconds: float) -> E
         score=score, metrics={"score": score, "cost": cost},
         generated_tokens=round(cost), seconds=seconds,
     )  # fmt: skip
-
-

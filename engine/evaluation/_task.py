@@ -384,5 +384,3 @@ def _cache_key(
         parts.append(replicate)
     blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-

@@ -28,7 +28,7 @@ from engine.export import (
 from engine.generation import build_prompts
 from engine.generation.backends.transformers import prompt_ids
 from engine.tasks import get_task
-from tui.cli import main
+from tui.commands import main
 
 MAX_NEW_TOKENS = 16
 HOLDOUT = 3

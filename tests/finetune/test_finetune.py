@@ -374,7 +374,7 @@ def test_too_few_train_problems_asks_for_a_larger_train_size(model_source, nothi
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from tui.finetune import add_parser
+    from tui.commands.finetune import add_parser
 
     parser = argparse.ArgumentParser(prog="codellmtuner")
     add_parser(parser.add_subparsers(dest="command"))
@@ -382,12 +382,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_command_trains_registers_and_prints_how_to_use_it(model_source):
-    from tui.finetune import command
+    from tui.commands import finetune as finetune_command
 
     args = _parse(["finetune", "--task", "conala", "-m", model_source, "--epochs", "1",
                    "--train-size", str(TRAIN_SIZE), "--max-length", "128"])  # fmt: skip
     out = io.StringIO()
-    assert command(args, Console(file=out, width=300)) == 0
+    assert finetune_command.finetune(args, Console(file=out, width=300)) == 0
 
     text = out.getvalue()
     assert "15 training and 4 validation problems" in text
@@ -407,7 +407,7 @@ def test_command_trains_registers_and_prints_how_to_use_it(model_source):
 
 
 def test_command_defaults():
-    from tui.finetune import METHOD_NAMES
+    from tui.commands.finetune import METHOD_NAMES
 
     assert tuple(METHODS) == METHOD_NAMES
     rates = {name: m.learning_rate for name, m in METHODS.items()}  # as --lr's help says

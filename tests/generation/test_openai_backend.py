@@ -160,7 +160,7 @@ def test_a_server_that_never_answers_times_out(served):
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "tui.commands", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
@@ -215,7 +215,7 @@ def test_a_server_killed_mid_run_fails_the_sample_cleanly_and_the_run_resumes(
     server = transformers_serve(tiny_model_dir, tmp_path / "log", port=port)
     db = tmp_path / "s.db"
     args = _run(server.url, server.model, tiny_model_dir, db, "--param", "temperature=0:1")
-    run = subprocess.Popen([sys.executable, "-m", "tui.cli", *args], cwd=ROOT,
+    run = subprocess.Popen([sys.executable, "-m", "tui.commands", *args], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     try:

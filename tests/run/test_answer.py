@@ -9,7 +9,7 @@ import pytest
 
 from engine import SampleRecorded, Store, Tuner, TuneResult
 from engine.run import RunFollower
-from tui.cli import main
+from tui.commands import main
 from tui.format import format_params
 from tui.run.state import RunState
 

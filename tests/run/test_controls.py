@@ -14,7 +14,7 @@ import pytest
 
 from engine import Store, live_status
 from tests import ROOT
-from tui.cli import main
+from tui.commands import main
 
 
 def _start_writer(path: Path, budget: int = 60) -> subprocess.Popen:

@@ -161,7 +161,7 @@ def test_what_workers_cannot_take_is_one_clear_line(tmp_path, objective, store, 
 
 def test_a_worker_on_a_store_it_cannot_open_says_so_in_one_line(tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "worker", "--store", str(tmp_path / "no" / "x.db")],
+        [sys.executable, "-m", "tui.commands", "worker", "--store", str(tmp_path / "no" / "x.db")],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2
@@ -179,7 +179,7 @@ def test_a_task_run_with_two_workers_scores_as_the_run_itself(tiny_model_dir: Pa
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for workers, name in (("1", "alone"), ("2", "two")):
         result = subprocess.run(
-            [sys.executable, "-m", "tui.cli", *args, "--workers", workers, "--run-id", name,
+            [sys.executable, "-m", "tui.commands", *args, "--workers", workers, "--run-id", name,
              "--store", str(tmp_path / f"{name}.db")],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip

@@ -512,7 +512,7 @@ def test_a_server_that_is_not_there_fails_at_once_in_one_line(postgres_server: P
 
 
 def test_the_command_line_and_the_app_take_a_url(postgres_url, tmp_path, monkeypatch, capsys):
-    from tui.cli import main
+    from tui.commands import main
     from tui.run.launch import log_path
 
     Tuner(objective=landscape, candidates=["a", "b"], budget=4, seed=0, store=postgres_url,

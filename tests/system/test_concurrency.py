@@ -114,7 +114,7 @@ def test_runs_writing_one_store_at_once_lose_nothing_and_a_follower_sees_each_sa
     writers = [_writer(path, run_id, seed, 15, 0.02, go) for seed, run_id in
                enumerate(objective_runs)]  # fmt: skip
     cli = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "run", "--headless", "-c", f"tiny={tiny_model_dir}",
+        [sys.executable, "-m", "tui.commands", "run", "--headless", "-c", f"tiny={tiny_model_dir}",
          "--budget", "3", "--problems", "1", "--holdout-problems", "1",
          "--param", "max_new_tokens=8:16", "--store", str(path), "--run-id", "cli"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -236,7 +236,7 @@ def finished(tmp_path) -> Path:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "tui.commands", *args], cwd=ROOT, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
 

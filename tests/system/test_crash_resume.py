@@ -72,7 +72,7 @@ def _resume_args(db: Path) -> list[str]:
 
 
 def _command(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "tui.cli", *args]
+    return [sys.executable, "-m", "tui.commands", *args]
 
 
 def _cli(args: list[str], crash: str | None = None) -> subprocess.CompletedProcess:

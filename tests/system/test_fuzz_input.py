@@ -7,7 +7,7 @@ under the CLI (``SearchSpace``, ``Budget.parse``, ``parse_candidate``, ``resolve
 ``get_task``) must either accept an input or raise a :class:`TunerError` with a one-line
 message; any other exception is a bug.
 
-The CLI runs in-process (``tui.cli.main``) for speed, and as a real subprocess for a few
+The CLI runs in-process (``tui.commands.main``) for speed, and as a real subprocess for a few
 cases. No input may ever start a run or load a model: each ``run`` gets a last candidate
 that names a missing folder ("the guard"), so an input the fuzzer happens to make valid
 stops at that candidate, still before the store is opened. Where the API can say what
@@ -44,7 +44,8 @@ from engine.generation._models import BUNDLED_ALIASES
 from engine.space import PARAM_NAMES
 from engine.tasks import get_task
 from tests import ROOT
-from tui.cli import main, one_line
+from tui.commands import main
+from tui.commands.common import one_line
 
 #: Reproducible in CI (derandomize) and no example database left in the work tree.
 FUZZ = settings(
@@ -698,12 +699,12 @@ def test_messages_quoting_user_text_stay_one_line(tmp_path: Path) -> None:
 
 
 def test_an_internal_error_is_one_line_unless_debugging(monkeypatch) -> None:
-    import tui.cli
+    import tui.commands
 
     def broken(args, console):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setitem(tui.cli.COMMANDS, "runs", broken)
+    monkeypatch.setitem(tui.commands.COMMANDS, "runs", broken)
     code, stderr = _main(["runs"])
     assert code == 1 and stderr.strip().splitlines() == [
         "error: internal error (RuntimeError: boom); CODELLMTUNER_DEBUG=1 shows the traceback"
@@ -729,7 +730,7 @@ def test_the_real_command_prints_one_line(tmp_path: Path, args: list[str], menti
     env = {**os.environ, "CODELLMTUNER_CACHE": str(tmp_path / "cache")}
     store = ["--store", str(db)] if args[0] == "run" else []
     result = subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args, *store],
+        [sys.executable, "-m", "tui.commands", *args, *store],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     _one_error_line(result.returncode, result.stderr, mentions=mention)

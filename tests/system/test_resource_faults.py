@@ -463,7 +463,7 @@ def test_every_damaged_page_of_a_store_is_explained_not_raised_raw(tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "tui.commands", *args], cwd=ROOT, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
 

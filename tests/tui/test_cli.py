@@ -9,12 +9,12 @@ from transformers import GenerationConfig
 
 from engine import Store
 from tests import ROOT
-from tui.cli import main
+from tui.commands import main
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "tui.commands", *args], cwd=ROOT, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
 
@@ -118,6 +118,26 @@ def test_runs_and_show_print_the_budget_in_its_unit(tmp_path, capsys):
     assert f"{spent}/800 tokens" in capsys.readouterr().out
     assert main(["show", "tokens-run", "--store", str(db)]) == 0
     assert f"{spent}/800 tokens" in capsys.readouterr().out
+
+
+def test_show_says_why_a_samples_budget_is_over_by_a_fraction(tmp_path, capsys):
+    from engine import Budget, Tuner
+    from tests.objectives import PROBLEMS, problem_landscape
+
+    db = tmp_path / "samples.db"
+    Tuner(objective=problem_landscape, problems=PROBLEMS, candidates=["a", "b"], budget=6,
+          store=db, run_id="over").run()  # fmt: skip
+    # Configurations stopped early cost their share of the problems (6.5 samples today).
+    used = Budget(6).spent(Store(db).samples("over"))
+    assert 6 < used < 7 and used != int(used)
+    assert main(["show", "over", "--store", str(db)]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # as one line, however it wrapped
+    assert (
+        f"{used:.1f}/6 samples ({used - 6:.1f} over: samples stopped early cost the share "
+        "of problems they scored, and no sample is cut short to fit the budget)"
+    ) in out
+    assert main(["runs", "--store", str(db)]) == 0
+    assert f"{used:.1f}/6 samples" in capsys.readouterr().out  # a table cell stays short
 
 
 def test_watch_needs_a_known_run_and_a_terminal(tmp_path):

@@ -1,6 +1,7 @@
 """The headless view's progress bars, for budgets in samples and in tokens."""
 
 import io
+import re
 
 from rich.console import Console
 
@@ -50,3 +51,25 @@ def test_a_samples_budget_keeps_its_bars():
     # bars end at what each candidate got
     counts = sorted(view.progress.tasks[b].fields["count"] for b in view._bars.values())
     assert counts == ["3/3", "3/3"]
+
+
+LONG = ["a-candidate-whose-name-is-longer-than-a-terminal-line-could-hold-" + c for c in "xy"]
+
+
+def long_landscape(candidate: str, params: dict) -> float:
+    """:func:`landscape` of ``a`` and ``b`` under names too long for 80 columns."""
+    return landscape("ab"[LONG.index(candidate)], params)
+
+
+def test_a_log_file_gets_one_line_per_record(capsys):
+    # captured stdout is no terminal, as a log file is not: Rich would give it 80 columns
+    tuner = Tuner(objective=long_landscape, candidates=LONG, budget=6, stage1_fraction=0.7)
+    tuner.subscribe(HeadlessView())
+    tuner.run()
+    lines = capsys.readouterr().out.splitlines()
+    # a sample's record: stage, whole name, trial, score, params, time and tokens
+    record = re.compile(rf"  (sampling|tuning) +({'|'.join(LONG)}) #\d+ +score .*\d tok")
+    assert sum(bool(record.fullmatch(line)) for line in lines) == 6, lines
+    assert not [line for line in lines if line.startswith(("rep=", "top_p=", "max=", "0."))]
+    # the ranking table: one row per candidate, its name whole
+    assert sum(name in line and "│" in line for line in lines for name in LONG) == 2, lines

@@ -40,7 +40,7 @@ async def _first_screen(port: int, timeout: float = 60.0) -> str:
 def test_serve_draws_the_setup_screen_in_a_browser_session(tmp_path):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "tui.commands", "serve", "--port", str(port),
          "--store", str(tmp_path / "samples.db")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -57,7 +57,8 @@ def launch(run_id: str, store_path: str) -> LaunchedRun:
     """
     log = log_path(store_path, run_id)
     store = store_path if Store.is_url(store_path) else str(Path(store_path).resolve())
-    command = [sys.executable, "-m", "tui.cli", "resume", run_id, "--headless", "--store", store]
+    command = [sys.executable, "-m", "tui.commands", "resume", run_id, "--headless"]
+    command += ["--store", store]
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:

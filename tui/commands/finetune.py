@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def command(args: argparse.Namespace, console: Console) -> int:
+def finetune(args: argparse.Namespace, console: Console) -> int:
     """Run ``finetune`` as ``args`` say; returns the exit status (0, or 130 on Ctrl-C with
     the best checkpoint so far kept). Errors the user can fix raise ``TunerError``."""
     task = get_task(args.task, dataset=args.dataset, n_train=args.train_size)

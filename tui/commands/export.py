@@ -28,12 +28,14 @@ from engine import (
     write_vllm,
 )
 from engine.errors import ConfigError, StoreError
+from tui.commands.common import add_store_flag, existing_store
 
 #: What an exporter returns: the file written, what it holds, and a command to run next.
 Written = tuple[Any, str, str | None]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> None:
+    """Register ``export``."""
     export = subparsers.add_parser(
         "export", help="write a run's best parameters, or its completions, for other tools"
     )
@@ -55,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="humaneval-samples: the sample whose completions to export, as the log names "
         "it (default: the held-out sample, else the answer's)",
     )  # fmt: skip
-    return export
+    add_store_flag(export)
 
 
 def run_summary(store: Store, run: Run) -> dict[str, Any] | None:
@@ -72,8 +74,13 @@ def run_summary(store: Store, run: Run) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
-def command(args: argparse.Namespace, console: Console, store: Store) -> int:
-    """Write what ``--format`` names for run ``args.run`` of ``store``; print where."""
+def export(args: argparse.Namespace, console: Console) -> int:
+    """Write what ``--format`` names for run ``args.run`` of ``args.store``; print where."""
+    with existing_store(args.store) as store:
+        return _export(args, console, store)
+
+
+def _export(args: argparse.Namespace, console: Console, store: Store) -> int:
     run = store.get_run(args.run)
     summary = run_summary(store, run)
     if summary is None:
