@@ -56,8 +56,8 @@ from engine.selection import (
     answer_so_far,
     budget_spent,
     next_stage1_candidate,
-    plan,
     safe_eliminations,
+    sample_chunks,
     sampler_seed,
     selection_settled,
     top_two,
@@ -105,9 +105,11 @@ class Execution:
         self.evidence = Evidence(
             self.run_id, self.names, spec.space, self.settings, evaluator.known_variance
         )
-        self.proposals = Proposals(self.run_id, self.evidence, self._chunks())
+        chunks = sample_chunks(evaluator.problem_count("tune"), self.settings.seed,
+                               self.settings.fidelity)  # fmt: skip
+        self.proposals = Proposals(self.run_id, self.evidence, chunks)
         self.dispatch: Dispatch = (
-            InProcess(store, self.run_id, self._take_in, evaluator, self.proposals.chunks)
+            InProcess(store, self.run_id, self._take_in, evaluator, chunks)
             if workers is None
             else ToWorkers(
                 store,
@@ -121,11 +123,6 @@ class Execution:
         self.winner: str | None = None  # stage 2's choice, once made
         self.eliminated: set[str] = set()  # out of stage 1 on the latest evidence
         self.lost_in_a_row = 0  # samples not recorded since the last one that was
-
-    def _chunks(self) -> list[list[int]] | None:
-        """The chunks of tuning problems every sample is scored in (None: no problems)."""
-        problems = self.evaluator.problem_count("tune")
-        return plan(problems, self.settings.seed, self.settings.fidelity) if problems else None
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -85,20 +85,12 @@ class Tuner:
             objective = import_objective(objective_path)
         if isinstance(task, Task):
             settings = replace(settings, samples_per_problem=task.samples_per_problem)
-        if objective is not None:
-            members = unique_names(
-                Candidate(name=str(c), model="") if not isinstance(c, Candidate) else c
-                for c in candidates
-            )
-        else:
-            members = unique_names(
-                c if isinstance(c, Candidate) else parse_candidate(c) for c in candidates
-            )
+        members = _candidates(candidates, names_only=objective is not None)
         samples = settings.budget.amount if settings.budget.unit == "samples" else None
         check_split(len(members), settings.stage1_fraction, samples)
         #: What this run is, as the store keeps it (:class:`~engine.spec.RunSpec`).
         self.spec = RunSpec(
-            candidates=tuple(members), settings=settings,
+            candidates=members, settings=settings,
             space=space if isinstance(space, SearchSpace) else SearchSpace(space),
             task=task.name if isinstance(task, Task) else task,
             objective=objective_path or objective is not None, problems=problems,
@@ -272,3 +264,12 @@ class Tuner:
             task=self.task if isinstance(self.task, Task) else None,
             on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),
         )  # fmt: skip
+
+
+def _candidates(given: Sequence[str | Candidate], *, names_only: bool) -> tuple[Candidate, ...]:
+    """The candidates as given: an objective's by name, a task's by model spec."""
+    if names_only:
+        return tuple(unique_names(
+            c if isinstance(c, Candidate) else Candidate(name=str(c), model="") for c in given
+        ))  # fmt: skip
+    return tuple(unique_names(c if isinstance(c, Candidate) else parse_candidate(c) for c in given))

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from engine.errors import ConfigError, TunerError
 from engine.evaluation import Evaluation, Evaluator, build_evaluator
 from engine.records import Job
-from engine.selection import EarlyStop, plan
+from engine.selection import EarlyStop, sample_chunks
 from engine.spec import RunSpec
 from engine.store import LeaseLostError, Store, StoreError, TransientStoreError
 
@@ -238,9 +238,9 @@ class Worker:
             evaluator = build_evaluator(spec, on_warning=lambda text: self.say(f"warning: {text}"))
             evaluator.prepare(spec.space)
             evaluator.attach(store)
-            problems = evaluator.problem_count("tune")
             settings = spec.settings
-            chunks = plan(problems, settings.seed, settings.fidelity) if problems else None
+            chunks = sample_chunks(evaluator.problem_count("tune"), settings.seed,
+                                   settings.fidelity)  # fmt: skip
             self.runs[run_id] = _RunState(evaluator, chunks)
         return self.runs[run_id]
 

@@ -38,7 +38,14 @@ if TYPE_CHECKING:
         top_two,
         why_leader,
     )
-    from engine.selection._fidelity import FIDELITIES, EarlyStop, full_scores, plan, rungs
+    from engine.selection._fidelity import (
+        FIDELITIES,
+        EarlyStop,
+        full_scores,
+        plan,
+        rungs,
+        sample_chunks,
+    )
     from engine.selection._psm import Balance, balance, propensity
     from engine.selection._ranking import Ranking, rank
 

@@ -105,6 +105,12 @@ def plan(n: int, seed: int, fidelity: str = "auto") -> list[list[int]]:
     return [order[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
+def sample_chunks(problems: int, seed: int, fidelity: str) -> list[list[int]] | None:
+    """The chunks every sample of a run is scored in (:func:`plan`), by the run itself or
+    by a worker; ``None`` where the score is no mean over problems."""
+    return plan(problems, seed, fidelity) if problems else None
+
+
 def stop_p_value(scores: Sequence[float], reference: Sequence[float]) -> float:
     """One-sided p-value that ``scores`` are no worse than ``reference`` on the same
     problems (paired, the Wilcoxon signed-rank test; tied problems are left out, as in
