@@ -79,8 +79,8 @@ class Execution:
     """One execution of ``plan`` against the open ``store``.
 
     Args:
-        evaluator: scores the run's samples (here, or, with ``workers``, the held-out
-            score's size and the noise of a score).
+        evaluator: scores the run's samples in this process; with ``workers`` the run
+            still asks it how many problems a score is a mean over, and how noisy one is.
         workers: the workers a run starts; ``None``: the run evaluates its samples itself.
         emit: hands an event to the run's subscribers.
         checkpoint: called between samples; raises :class:`StopRequested` to stop the
