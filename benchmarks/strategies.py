@@ -92,7 +92,8 @@ QUICK_MULTIPLIERS = (0.5, 1.0)
 class Record:
     """One strategy's run: its choice's true score and whether it is the best candidate;
     ``scale`` is its budget over the family's ``B``, ``seconds`` its wall time,
-    ``prob_best`` the P(best) it stated for its choice (NaN if none)."""
+    ``prob_best`` the P(best) it stated for its choice (NaN if none), at the end and
+    ``switch_prob_best`` when it chose."""
 
     family: str
     strategy: str
@@ -103,6 +104,7 @@ class Record:
     scale: float = 1.0
     seconds: float = 0.0
     prob_best: float = math.nan
+    switch_prob_best: float = math.nan
 
 
 def run_cell(family: str, seed: int, budgets: tuple[int, ...], base: int) -> list[Record]:
@@ -119,7 +121,8 @@ def run_cell(family: str, seed: int, budgets: tuple[int, ...], base: int) -> lis
             score = fam.true(choice.candidate, choice.params)
             right = choice.candidate == fam.best_candidate
             records.append(Record(family, name, seed, budget, score, right,
-                                  round(budget / base, 4), seconds, choice.prob_best))  # fmt: skip
+                                  round(budget / base, 4), seconds, choice.prob_best,
+                                  choice.switch_prob_best))  # fmt: skip
     return records
 
 
@@ -243,6 +246,55 @@ def calibration(records: list[Record], families: Sequence[str]) -> list[str]:
         stated = float(np.mean([r.prob_best for r in mine]))
         right = float(np.mean([r.right for r in mine]))
         lines.append(f"{family}: stated {stated:.2f}, right {right:.2f}")
+    return lines
+
+
+#: Edges of the bins of stated P(best) in the reliability table.
+RELIABILITY_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+def expected_calibration_error(stated: Sequence[float], right: Sequence[bool]) -> float:
+    """The runs' mean gap between stated P(best) and the right rate, bin by bin
+    (:data:`RELIABILITY_BINS`), weighted by the runs in each bin.
+
+    >>> round(expected_calibration_error([0.9, 0.9, 0.3, 0.3], [True, False, False, False]), 3)
+    0.35
+    """
+    stated, right = np.asarray(stated, float), np.asarray(right, float)
+    bins = np.clip(np.digitize(stated, RELIABILITY_BINS[1:-1]), 0, len(RELIABILITY_BINS) - 2)
+    gap = sum(abs(stated[bins == b].mean() - right[bins == b].mean()) * (bins == b).sum()
+              for b in np.unique(bins))  # fmt: skip
+    return float(gap / len(stated))
+
+
+def reliability(records: list[Record], families: Sequence[str]) -> list[str]:
+    """Three-stage's stated P(best) of its choice at ``B`` (at the switch and at the end),
+    binned, against how often the choice was the best candidate; then the expected
+    calibration error pooled and per family."""
+    mine = [r for r in records if (r.strategy, r.scale) == (THREE_STAGE, 1.0)]
+    lines = []
+    for when, field in (("at the switch", "switch_prob_best"), ("at the end", "prob_best")):
+        runs = [r for r in mine if not math.isnan(getattr(r, field))]
+        if not runs:
+            continue
+        stated = np.array([getattr(r, field) for r in runs])
+        right = np.array([r.right for r in runs], float)
+        lines.append(f"{when}: {len(runs)} runs, pooled ECE "
+                     f"{expected_calibration_error(stated, right):.3f}")  # fmt: skip
+        for low, high in zip(RELIABILITY_BINS, RELIABILITY_BINS[1:], strict=False):
+            inside = (stated >= low) & ((stated < high) | (high == 1.0))
+            if inside.any():
+                lines.append(f"  P(best) in [{low:.2f}, {high:.2f}]: {int(inside.sum())} runs, "
+                             f"stated {stated[inside].mean():.2f}, right "
+                             f"{right[inside].mean():.2f}")  # fmt: skip
+        per_family = []
+        for family in families:
+            own = [r for r in runs if r.family == family]
+            if own:
+                ece = expected_calibration_error([getattr(r, field) for r in own],
+                                                 [r.right for r in own])  # fmt: skip
+                per_family.append(f"{family} {ece:.2f}")
+        lines.append(f"  ECE per family: {', '.join(per_family)}")
     return lines
 
 
@@ -412,6 +464,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "choice was the best candidate:"
     )
     for line in calibration(records, args.families):
+        console.print(f"  {line}", soft_wrap=True)
+    console.print(f"reliability of {THREE_STAGE}'s P(best) of its choice at B:")
+    for line in reliability(records, args.families):
         console.print(f"  {line}", soft_wrap=True)
     for name in STRATEGIES:  # the others first: the last line is three-stage's verdict
         if name not in (THREE_STAGE, BASELINE):

@@ -19,6 +19,7 @@ STRATEGIES: dict[str, Strategy] = {
     "BlendSearch": peers.blendsearch,
     "successive halving": peers.successive_halving,
     "MaxUCB": peers.max_ucb,
+    "share, then GP mean": peers.share_then_gp_mean,
 }
 BASELINE = "two-stage"
 #: Strategies run at ``B`` alone, not on the rest of the budget grid: the method's

@@ -9,6 +9,9 @@ exactly ``budget``.
   next to the decoding params, the way FLAML's EcoOptiGen tunes LLM inference.
 - :func:`successive_halving`: rounds over candidates, the worse half dropped each round.
 - :func:`max_ucb`: a max K-armed bandit over per-candidate TPE studies.
+- :func:`share_then_gp_mean`: what a careful user would write by hand: an equal share of
+  half the budget to each candidate's own TPE study, the candidate with the highest GP
+  posterior mean at one of its evaluated points, then the rest to the winner.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from benchmarks._strategies.runners import (
     tpe_sampler,
 )
 from engine import MIN_SAMPLING_TEMPERATURE
+from engine.selection import rank
 
 
 def _joint(study: optuna.Study, family: Family, objective: CountingObjective, budget: int,
@@ -237,3 +241,30 @@ def max_ucb(family: Family, budget: int, seed: int) -> Choice:
         bounds = [a.best + math.sqrt(MAX_UCB_ALPHA * math.log(t) / len(a.scores)) for a in arms]
         arms[int(np.argmax(bounds))].pull()
     return max((a.choice() for a in arms if a.scores), key=lambda c: c[0])[1]
+
+
+def share_then_gp_mean(family: Family, budget: int, seed: int) -> Choice:
+    """Half the budget split equally over the candidates (the remainder to the first
+    ones), each tuned by its own TPE study; then one GP over every sample
+    (:func:`engine.selection.rank` without PSM) and the candidate whose posterior mean is
+    highest at one of its own evaluated points wins; its study gets the rest of the
+    budget, and its best sample is chosen."""
+    objective = runners.CountingObjective(family, budget, _seed(seed, 11))
+    names = family.candidates
+    studies = {name: _study(tpe_sampler(_seed(seed, 11, i))) for i, name in enumerate(names)}
+    half = budget // 2
+    for i, name in enumerate(names):
+        for _ in range(half // len(names) + (i < half % len(names))):
+            _ask_tell(studies[name], lambda p, n=name: objective(n, p))
+    done = [(name, trial) for name in names for trial in studies[name].trials]
+    params = [trial.user_attrs["params"] for _, trial in done]
+    ranking = rank(
+        names, [SPACE.unit(p) for p in params], [SPACE.covariates(p) for p in params],
+        [name for name, _ in done], [trial.value for _, trial in done], use_psm=False,
+        random_state=_seed(seed, 12),
+    )  # fmt: skip
+    seen = [e for e in ranking.estimates if not math.isnan(e.incumbent_mean)]
+    winner = max(seen, key=lambda e: e.incumbent_mean).candidate  # ties: the better ranked
+    while objective.calls < budget:
+        _ask_tell(studies[winner], lambda p: objective(winner, p))
+    return Choice(winner, _best_params(studies[winner])[0])

@@ -23,7 +23,7 @@ import numpy as np
 import optuna
 
 from benchmarks._strategies.landscapes import SPACE, Family
-from engine import Tuner
+from engine import SELECTION, Event, RankingUpdated, StageChanged, Tuner
 from engine.selection import sampler_seed
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -33,11 +33,13 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 class Choice:
     """What a strategy would deploy; ``prob_best`` is the probability it states that
     ``candidate`` is the best (the three-stage tuner's P(best); NaN where a strategy
-    states none)."""
+    states none), ``switch_prob_best`` the one it stated for its choice when it chose
+    (the tuner's leader at the switch to stage 3)."""
 
     candidate: str
     params: dict[str, Any]
     prob_best: float = math.nan
+    switch_prob_best: float = math.nan
 
 
 class CountingObjective:
@@ -106,9 +108,26 @@ def three_stage(family: Family, budget: int, seed: int, **options: Any) -> Choic
     objective = CountingObjective(family, budget, _seed(seed, 1))
     tuner = Tuner(objective=objective, candidates=list(family.candidates), budget=budget,
                   seed=seed, space=SPACE, **options)  # fmt: skip
+    at_switch = _SwitchWatch()
+    tuner.subscribe(at_switch)
     result = tuner.run()
     stated = next(e.prob_best for e in result.ranking if e.candidate == result.best_candidate)
-    return Choice(result.best_candidate, dict(result.best_params), stated)
+    return Choice(result.best_candidate, dict(result.best_params), stated, at_switch.prob_best)
+
+
+class _SwitchWatch:
+    """A subscriber that keeps the P(best) of the leader of the last ranking before the
+    switch to stage 3: what the run stated when it chose."""
+
+    def __init__(self) -> None:
+        self.ranking: tuple = ()
+        self.prob_best = math.nan
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RankingUpdated):
+            self.ranking = event.ranking
+        elif isinstance(event, StageChanged) and event.stage == SELECTION and self.ranking:
+            self.prob_best = self.ranking[0].prob_best
 
 
 def three_stage_without_psm(family: Family, budget: int, seed: int) -> Choice:

@@ -51,6 +51,14 @@ def test_quick_run_prints_every_row_the_summary_and_a_plot(tmp_path, capsys):
     calibrated = [stated.match(line) for line in lines if stated.match(line)]
     assert sorted(m[1] for m in calibrated) == sorted(strategies.FAMILIES)
     assert all(0 < float(m[2]) <= 1 for m in calibrated)  # three-stage states a P(best)
+    ece = re.compile(r"^  at (the switch|the end): (\d+) runs, pooled ECE (\d\.\d{3})$")
+    reliable = [ece.match(line) for line in lines if ece.match(line)]
+    assert [m[1] for m in reliable] == ["the switch", "the end"]
+    runs = int(reliable[1][2])
+    assert runs == len(strategies.FAMILIES) * strategies.parse_args(["--quick"]).seeds
+    binned = re.compile(r"^    P\(best\) in \[(\d\.\d\d), (\d\.\d\d)\]: (\d+) runs, ")
+    counts = [int(m[3]) for line in lines if (m := binned.match(line))]
+    assert sum(counts) == 2 * runs  # every run in one bin, at the switch and at the end
     assert any(line.startswith("wall time: ") for line in lines)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -328,3 +336,13 @@ def test_greedy_sits_at_the_cold_untruncated_end_of_the_space():
     for family in FAMILIES.values():
         for surface in family.surfaces.values():
             assert surface(greedy) == pytest.approx(surface(cold))
+
+
+def test_the_expected_calibration_error_against_values_worked_by_hand():
+    ece = strategies.expected_calibration_error
+    # honest in every bin: no gap
+    assert ece([0.6, 0.6, 0.6, 0.6, 0.6], [True, True, True, False, False]) == pytest.approx(0)
+    # 0.9 stated twice, right once; 0.3 stated twice, never right: (2 * 0.4 + 2 * 0.3) / 4
+    assert ece([0.9, 0.9, 0.3, 0.3], [True, False, False, False]) == pytest.approx(0.35)
+    # a stated 1.0 falls in the last bin, not past it
+    assert ece([1.0, 1.0], [False, False]) == pytest.approx(1.0)
