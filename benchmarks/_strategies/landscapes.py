@@ -283,6 +283,31 @@ def _families() -> dict[str, SyntheticFamily]:
         "explorer": Surface(0.05, (Mode(_p(1.2, 0.6, 20, 1.05, 200), (0.15, 0.15, 0.5, 0.4, 0.6),
                                         0.70),)),
     }  # fmt: skip
+    # Families where the best candidate *can* be found: its winning region fills 5-30% of
+    # the space, away from the shared default point (greedy, no penalty), where it is the
+    # worst candidate. Flat in what its region does not depend on (width 2.0).
+    usual = (0.3, 0.3, 0.7, 0.5, 0.6)
+    hot_nucleus = {  # the best peaks at a mid-to-high temperature with a lowered top_p
+        "a": Surface(0.20, (Mode(_p(0.0, rp=1.05, m=200), usual, 0.42),)),
+        "b": Surface(0.06, (Mode(_p(1.0, 0.7, 40, 1.05, 160), (0.45, 0.5, 2.0, 1.5, 2.0),
+                                 0.75),)),
+        "c": Surface(0.20, (Mode(_p(0.5, 0.95, 50, 1.0, 128), usual, 0.45),)),
+    }  # fmt: skip
+    sampling_only = {  # the best is reached only by sampling, at temperatures above 0.5
+        "m1": Surface(0.10, (Mode(_p(0.0, rp=1.0, m=256), usual, 0.45),)),
+        "m2": Surface(0.10, (Mode(_p(0.3, 0.95, 60, 1.05, 200), usual, 0.47),)),
+        "m3": Surface(0.10, (Mode(_p(0.1, 1.0, 80, 1.1, 160), usual, 0.42),)),
+        "sampler": Surface(0.02, (Mode(_p(1.2, 0.9, 60, 1.05, 200), (0.6, 1.0, 2.0, 2.0, 2.0),
+                                       0.70),)),
+    }  # fmt: skip
+    penalty = {  # the best needs a repetition penalty of 1.2 or more
+        "p1": Surface(0.15, (Mode(_p(0.0, rp=1.0, m=200), usual, 0.45),)),
+        "p2": Surface(0.15, (Mode(_p(0.3, 0.9, 40, 1.0, 160), usual, 0.43),)),
+        "p3": Surface(0.15, (Mode(_p(0.6, 0.95, 60, 1.02, 256), usual, 0.40),)),
+        "p4": Surface(0.15, (Mode(_p(0.2, 0.9, 30, 1.05, 128), usual, 0.38),)),
+        "looper": Surface(0.05, (Mode(_p(0.4, 0.9, 50, 1.28, 200), (0.8, 0.8, 2.0, 0.35, 2.0),
+                                      0.68),)),
+    }  # fmt: skip
     family = SyntheticFamily
     families = [
         family("smooth", "one broad bump each, small noise", smooth, 0.02),
@@ -296,6 +321,12 @@ def _families() -> dict[str, SyntheticFamily]:
                "pass rates on 164 problems", pass_at_1, problems=164),
         family("hidden", "8 models; the best peaks hot and truncated, where the others are "
                "poor; pass rates on 20 problems", hidden, problems=20),
+        family("hot_nucleus", "the best peaks at T 1.0, top_p 0.7, and is the worst at the "
+               "default point; 12% winning share", hot_nucleus, 0.03),
+        family("sampling_only", "4 models; the best only samples well (T > 0.5); 19% "
+               "winning share; pass rates on 40 problems", sampling_only, problems=40),
+        family("penalty", "5 models; the best needs a repetition penalty >= 1.2; 16% "
+               "winning share", penalty, 0.03),
     ]  # fmt: skip
     return {f.name: f for f in families}
 
