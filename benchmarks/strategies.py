@@ -249,6 +249,29 @@ def calibration(records: list[Record], families: Sequence[str]) -> list[str]:
     return lines
 
 
+def findability(
+    records: list[Record], families: Sequence[str], bases: Mapping[str, int]
+) -> list[str]:
+    """Per family, ``winning share x B/K`` (the random hits on the best candidate's winning
+    region a budget of ``B`` split over ``K`` candidates expects) beside how often
+    three-stage, and the peer most often right, chose the best candidate at ``B``;
+    families sorted by that expectation."""
+    rows = []
+    for family in families:
+        fam = get_family(family)
+        hits = qualification(fam).share * bases[family] / len(fam.candidates)
+        at_b = [r for r in records if r.family == family and r.scale == 1.0]
+
+        def rate(name: str, runs: list[Record] = at_b) -> float:
+            return float(np.mean([r.right for r in runs if r.strategy == name]))
+
+        peer = max(PEERS, key=rate)
+        line = (f"{family}: share x B/K {hits:.2f}, right: {THREE_STAGE} "
+                f"{rate(THREE_STAGE):.2f}, best peer {peer} {rate(peer):.2f}")  # fmt: skip
+        rows.append((hits, line))
+    return [line for _, line in sorted(rows)]
+
+
 #: Edges of the bins of stated P(best) in the reliability table.
 RELIABILITY_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
 
@@ -464,6 +487,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "choice was the best candidate:"
     )
     for line in calibration(records, args.families):
+        console.print(f"  {line}", soft_wrap=True)
+    console.print(
+        "right-candidate rate at B against the random hits expected on the best's winning region:"
+    )
+    for line in findability(records, args.families, args.bases):
         console.print(f"  {line}", soft_wrap=True)
     console.print(f"reliability of {THREE_STAGE}'s P(best) of its choice at B:")
     for line in reliability(records, args.families):

@@ -51,6 +51,10 @@ def test_quick_run_prints_every_row_the_summary_and_a_plot(tmp_path, capsys):
     calibrated = [stated.match(line) for line in lines if stated.match(line)]
     assert sorted(m[1] for m in calibrated) == sorted(strategies.FAMILIES)
     assert all(0 < float(m[2]) <= 1 for m in calibrated)  # three-stage states a P(best)
+    hits = re.compile(r"^  (\w+): share x B/K (\d+\.\d\d), right: three-stage [01]\.\d\d, ")
+    found = [m for line in lines if (m := hits.match(line))]
+    assert sorted(m[1] for m in found) == sorted(strategies.FAMILIES)
+    assert [float(m[2]) for m in found] == sorted(float(m[2]) for m in found)
     ece = re.compile(r"^  at (the switch|the end): (\d+) runs, pooled ECE (\d\.\d{3})$")
     reliable = [ece.match(line) for line in lines if ece.match(line)]
     assert [m[1] for m in reliable] == ["the switch", "the end"]
