@@ -91,6 +91,12 @@ class Evaluator(abc.ABC):
     def has_holdout(self) -> bool:
         return False
 
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        """Where every score lies (a pass rate's ``(0, 1)``), ``None`` where nothing is
+        known: the ranking keeps its estimates and intervals inside it."""
+        return None
+
     def known_variance(self, score: float, fidelity: float = 1.0) -> float:
         """What is known in advance of the noise of a tuning ``score`` over a ``fidelity``
         share of the problems, as a variance (0: nothing; the surrogate then learns it

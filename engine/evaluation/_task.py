@@ -190,6 +190,10 @@ class TaskEvaluator(Evaluator):
     def has_holdout(self) -> bool:
         return True
 
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        return self.task.score_range
+
     def known_variance(self, score: float, fidelity: float = 1.0) -> float:
         """At most ``p(1 - p) / m`` for a score ``p`` that is a mean of m per-problem
         values in [0, 1] (the Bhatia-Davis bound; m is the ``fidelity`` share of the

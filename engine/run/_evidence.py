@@ -31,11 +31,13 @@ class Evidence:
         names: list[str],
         space: SearchSpace,
         settings: RunSettings,
-        known_variance: Callable[[float, float], float | None],
+        known_variance: Callable[[float, float], float],
+        bounds: tuple[float, float] | None = None,
     ) -> None:
         self.names, self.space, self.settings = names, space, settings
         self.budget: Budget = settings.budget
         self.known_variance = known_variance  # the evaluator's, of a score at a fidelity
+        self.bounds = bounds  # where every score lies, if the evaluator knows
         self.samples: dict[str, list[Sample]] = {name: [] for name in names}
         self.studies = {
             name: optuna.create_study(direction="maximize", study_name=f"{run_id}/{name}")
@@ -92,12 +94,12 @@ class Evidence:
         self.selection = rank(
             self.names, [space.unit(s.params) for s in pooled],
             [space.covariates(s.params) for s in pooled], [s.candidate for s in pooled],
-            full_scores(pooled), trials=[s.trial for s in pooled],
+            full_scores(pooled, self.bounds), trials=[s.trial for s in pooled],
             known_noise=[self.known_variance(s.score, s.fidelity) for s in pooled],
             fidelity=[s.fidelity for s in pooled],
             use_psm=settings.psm, draws=settings.draws,
             random_state=sampler_seed(settings.seed, len(self.names) + 1, len(pooled)),
-            learned=self.selection.learned if self.selection else None,
+            learned=self.selection.learned if self.selection else None, bounds=self.bounds,
         )  # fmt: skip
         return self.selection
 

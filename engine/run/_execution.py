@@ -102,9 +102,8 @@ class Execution:
         self.names, self.settings, self.budget = spec.names, spec.settings, spec.settings.budget
         self.session = Session(plan, store, emit=emit, checkpoint=checkpoint)
         evaluator.attach(store)
-        self.evidence = Evidence(
-            self.run_id, self.names, spec.space, self.settings, evaluator.known_variance
-        )
+        self.evidence = Evidence(self.run_id, self.names, spec.space, self.settings,
+                                 evaluator.known_variance, evaluator.score_range)  # fmt: skip
         chunks = sample_chunks(evaluator.problem_count("tune"), self.settings.seed,
                                self.settings.fidelity)  # fmt: skip
         self.proposals = Proposals(self.run_id, self.evidence, chunks)

@@ -156,13 +156,17 @@ def full_estimate(scores: Sequence[float], effects: np.ndarray | None) -> float:
     return mean - float(np.mean(effects[: len(scores)]))
 
 
-def full_scores(samples: Sequence[Sample]) -> list[float]:
+def full_scores(
+    samples: Sequence[Sample], bounds: tuple[float, float] | None = None
+) -> list[float]:
     """Each sample's score over every problem: its own where it scored them all, else
-    :func:`full_estimate` from the problem effects of the samples that did."""
+    :func:`full_estimate` from the problem effects of the samples that did, kept within
+    ``bounds`` (an estimate from a few problems' effects can leave a pass rate's range)."""
     effects = problem_effects(
         [s.problem_scores for s in samples if not s.partial and s.problem_scores]
     )
-    return [full_estimate(s.problem_scores, effects) if s.partial else s.score for s in samples]
+    scores = [full_estimate(s.problem_scores, effects) if s.partial else s.score for s in samples]
+    return scores if bounds is None else [min(max(s, bounds[0]), bounds[1]) for s in scores]
 
 
 class EarlyStop:

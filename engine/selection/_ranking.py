@@ -159,6 +159,7 @@ def rank(
     confidence: float = 0.9,
     random_state: int = 0,
     learned: Learned | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> Ranking:
     """Rank candidates by their estimated score once tuned, best first.
 
@@ -183,6 +184,9 @@ def rank(
         random_state: Seeds the draws.
         learned: What an earlier call learned (its ``Ranking.learned``), reused while it
             is what :func:`refit_size` asks for; the result is the same either way.
+        bounds: Where every score lies (a pass rate's ``(0, 1)``): the draws of each
+            maximum are kept within it, so the tuned score, its interval and the
+            incumbent's mean are too. ``None``: unbounded.
 
     Raises:
         ConfigError: On malformed input or options.
@@ -194,7 +198,8 @@ def rank(
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
     with _one_thread():
         samples = _Samples.of(names, unit, covariates, treatment, outcome, known_noise, fidelity)
-        return _rank(samples, trials, use_psm, draws, confidence, random_state, learned)
+        return _rank(samples, trials, use_psm, draws, confidence, random_state, learned,
+                     bounds)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,7 @@ def _one_thread():
 
 
 def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
-          learned) -> Ranking:  # fmt: skip
+          learned, bounds=None) -> Ranking:  # fmt: skip
     names, x_unit, labels, y = samples.names, samples.unit, samples.labels, samples.y
     k = len(names)
     maxima = np.full((draws, k), np.nan)
@@ -290,7 +295,8 @@ def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
             maxima[:, c] = model.draw(c, evaluated, draws, rng).max(axis=1)
             means = model.mean(c, x_unit[own])
             best = int(np.argmax(means))
-            incumbents[c] = (int(numbers[own][best]), float(means[best]))
+            incumbents[c] = (int(numbers[own][best]), float(_within(means[best], bounds)))
+    maxima = _within(maxima, bounds)
     chance = prob_best(maxima)
     by_name = samples.matched
     estimates = [
@@ -316,6 +322,11 @@ def _learn(samples: _Samples, use_psm: bool, learned: Learned | None) -> Learned
         first.unit, first.labels, first.y, first.known, fidelity=first.fidelity
     )
     return Learned(size, model.hyper)
+
+
+def _within(values, bounds: tuple[float, float] | None):
+    """``values`` clipped to ``bounds`` (NaN stays NaN); unchanged without bounds."""
+    return values if bounds is None else np.clip(values, *bounds)
 
 
 def _trial_numbers(labels: np.ndarray, trials: Sequence[int] | None) -> np.ndarray:

@@ -83,6 +83,9 @@ class Task(abc.ABC):
     name: str = ""
     description: str = ""
     metrics: tuple[str, ...] = ()
+    #: Where every metric lies: each is a rate or a similarity, so a mean of them, a tuned
+    #: score and its interval lie there too.
+    score_range: tuple[float, float] = (0.0, 1.0)
     samples_per_problem: int = 1
     source: str = ""
     skipped: dict[str, int] = {}  # replaced per instance, never mutated

@@ -11,6 +11,7 @@ from engine import (
     SELECTION,
     TUNING,
     Message,
+    RankingUpdated,
     RunFinished,
     RunSettings,
     RunSpec,
@@ -20,7 +21,7 @@ from engine import (
     StageChanged,
     Store,
 )
-from engine.evaluation import build_evaluator
+from engine.evaluation import ObjectiveEvaluator, build_evaluator
 from engine.generation import Candidate
 from engine.run._evidence import Evidence
 from engine.run._execution import Execution
@@ -38,10 +39,20 @@ def _spec(budget: int = 12, **options) -> RunSpec:
     )
 
 
-def _execute(spec: RunSpec, checkpoint=lambda: None, objective=landscape):
+class _PassRates(ObjectiveEvaluator):
+    """An objective whose scores are pass rates: the run knows they lie in [0, 1]."""
+
+    score_range = (0.0, 1.0)
+
+
+def _execute(spec: RunSpec, checkpoint=lambda: None, objective=landscape, rates=False):
     events = []
     with contextlib.closing(Store(":memory:")) as store:
-        evaluator = build_evaluator(spec, objective=objective)
+        evaluator = (
+            _PassRates(objective, spec.names, problems=spec.problems)
+            if rates
+            else build_evaluator(spec, objective=objective)
+        )
         evaluator.prepare(spec.space)
         execution = Execution(RunPlan("r1", spec, ":memory:"), store, evaluator, None,
                               emit=events.append, checkpoint=checkpoint)  # fmt: skip
@@ -135,3 +146,25 @@ def test_with_problems_a_sample_keeps_up_with_the_leaders_incumbent():
     # a stopped sample costs its share of the problems: more samples than the budget
     assert len(samples) > 12 and sum(s.fidelity for s in samples) == pytest.approx(12, abs=1)
     assert result.n_samples == len(samples)
+
+
+def test_a_run_whose_scores_are_rates_ranks_within_their_range():
+    # Early-stopped samples are estimated from a few problems' effects, and the posterior
+    # of a maximum reaches past the best score: both leave [0, 1] unless bounded.
+    spec = RunSpec(
+        candidates=tuple(Candidate(name=n, model="") for n in "abc"),
+        settings=RunSettings.of(budget=18, seed=5), space=SearchSpace(), objective=True,
+        problems=24,
+    )  # fmt: skip
+
+    def extremes(events):
+        lines = [e for x in events if isinstance(x, RankingUpdated) for e in x.ranking]
+        return (min(min(e.ci_low, e.raw_mean, e.adjusted_mean) for e in lines),
+                max(max(e.ci_high, e.raw_mean, e.incumbent_mean) for e in lines))  # fmt: skip
+
+    _, free, _ = _execute(spec, objective=problem_landscape)
+    low, high = extremes(free)
+    assert low < 0 or high > 1  # what bounding is for
+    _, bounded, _ = _execute(spec, objective=problem_landscape, rates=True)
+    low, high = extremes(bounded)
+    assert low >= 0 and high <= 1

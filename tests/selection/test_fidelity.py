@@ -9,8 +9,15 @@ from scipy.stats import wilcoxon
 
 from engine import Message, SampleRecorded, Store, Tuner
 from engine.errors import ConfigError, TunerError
+from engine.records import Sample
 from engine.selection import plan, rungs
-from engine.selection._fidelity import full_estimate, problem_effects, problem_order, stop_p_value
+from engine.selection._fidelity import (
+    full_estimate,
+    full_scores,
+    problem_effects,
+    problem_order,
+    stop_p_value,
+)
 from tests.objectives import PROBLEMS, problem_landscape
 
 
@@ -60,6 +67,14 @@ def test_a_stopped_sample_is_estimated_with_its_problems_effects_taken_out():
     partial = 0.45 + effect[:4]
     assert full_estimate(partial, problem_effects(complete)) == pytest.approx(0.45)
     assert full_estimate(partial, None) == pytest.approx(partial.mean())  # no complete sample
+
+
+def test_a_stopped_samples_estimate_stays_within_the_scores_range():
+    # passed the two easiest problems' effects' worth less: its estimate falls below 0
+    complete = [Sample("r", "a", "sampling", 0, {}, 0.5, problem_scores=(1.0, 1.0, 0.0, 0.0))]
+    stopped = Sample("r", "b", "sampling", 0, {}, 0.0, fidelity=0.5, problem_scores=(0.0, 0.0))
+    assert full_scores([*complete, stopped]) == [0.5, -0.5]
+    assert full_scores([*complete, stopped], (0.0, 1.0)) == [0.5, 0.0]
 
 
 def _run(fidelity: str, store=None, run_id=None, **options):

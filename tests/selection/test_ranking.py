@@ -65,6 +65,22 @@ def test_a_candidate_best_where_only_its_own_optimizer_looked_is_ranked_first():
     assert first.incumbent != 0 and first.incumbent_mean > 0.85
 
 
+def test_a_pass_rate_is_ranked_within_its_range():
+    # "b" passes nearly everything at its hot samples: the posterior of its maximum
+    # reaches past 1, which no pass rate can; bounded, every figure stays in [0, 1].
+    temps = [0.0, 1.2, 1.3, 1.4, 1.25, 1.35]
+    params = _points(temps) + _points(temps)
+    treatment = ["a"] * 6 + ["b"] * 6
+    outcome = [0.02, 0.0, 0.05, 0.0, 0.03, 0.0] + [0.1, 0.98, 1.0, 0.97, 1.0, 0.99]
+    free = _rank(params, treatment, outcome)
+    assert free.estimates[0].ci_high > 1
+    bounded = _rank(params, treatment, outcome, bounds=(0.0, 1.0))
+    for e in bounded.estimates:
+        assert 0 <= e.ci_low <= e.score <= e.ci_high <= 1 and 0 <= e.incumbent_mean <= 1
+    assert np.nanmax(bounded.maxima) <= 1 and np.nanmin(bounded.maxima) >= 0
+    assert [e.candidate for e in bounded.estimates] == ["b", "a"]
+
+
 def test_the_incumbent_is_the_best_posterior_mean_not_the_luckiest_sample():
     # "a" has a lucky sample (0.9) alone among neighbours that score 0.3; the region of
     # its other samples is steadily at 0.6.
