@@ -56,6 +56,7 @@ A plot of median true score against budget (one panel per family) goes to ``--pl
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shutil
@@ -70,7 +71,7 @@ from rich.table import Table
 
 from benchmarks._strategies import landscapes
 from benchmarks._strategies.catalog import AT_B_ONLY, BASELINE, PEERS, STRATEGIES
-from benchmarks._strategies.landscapes import Family, qualification
+from benchmarks._strategies.landscapes import Family, Qualification, qualification
 from benchmarks._strategies.replay import replay_family
 
 #: Every family: the synthetic ones and the replay of recorded HumanEval evaluations.
@@ -81,6 +82,13 @@ THREE_STAGE = "three-stage"
 def get_family(name: str) -> Family:
     """The family called ``name`` (the replay one is read from disk on first use)."""
     return replay_family() if name == "replay" else landscapes.FAMILIES[name]
+
+
+@functools.cache
+def family_qualification(name: str) -> Qualification:
+    """:func:`qualification` of family ``name``, computed once (its winning share is a
+    Monte Carlo over 100,000 points), for the table and the findability lines alike."""
+    return qualification(get_family(name))
 
 
 DEFAULT_PLOT = "docs/strategies.png"
@@ -259,7 +267,7 @@ def findability(
     rows = []
     for family in families:
         fam = get_family(family)
-        hits = qualification(fam).share * bases[family] / len(fam.candidates)
+        hits = family_qualification(family).share * bases[family] / len(fam.candidates)
         at_b = [r for r in records if r.family == family and r.scale == 1.0]
 
         def rate(name: str, runs: list[Record] = at_b) -> float:
@@ -276,6 +284,12 @@ def findability(
 RELIABILITY_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
+def reliability_bin(stated: np.ndarray) -> np.ndarray:
+    """The bin of :data:`RELIABILITY_BINS` each stated P(best) falls in: ``[low, high)``,
+    the last bin closed (a stated 1.0 is in it)."""
+    return np.digitize(stated, RELIABILITY_BINS[1:-1])
+
+
 def expected_calibration_error(stated: Sequence[float], right: Sequence[bool]) -> float:
     """The runs' mean gap between stated P(best) and the right rate, bin by bin
     (:data:`RELIABILITY_BINS`), weighted by the runs in each bin.
@@ -284,7 +298,7 @@ def expected_calibration_error(stated: Sequence[float], right: Sequence[bool]) -
     0.35
     """
     stated, right = np.asarray(stated, float), np.asarray(right, float)
-    bins = np.clip(np.digitize(stated, RELIABILITY_BINS[1:-1]), 0, len(RELIABILITY_BINS) - 2)
+    bins = reliability_bin(stated)
     gap = sum(abs(stated[bins == b].mean() - right[bins == b].mean()) * (bins == b).sum()
               for b in np.unique(bins))  # fmt: skip
     return float(gap / len(stated))
@@ -304,8 +318,9 @@ def reliability(records: list[Record], families: Sequence[str]) -> list[str]:
         right = np.array([r.right for r in runs], float)
         lines.append(f"{when}: {len(runs)} runs, pooled ECE "
                      f"{expected_calibration_error(stated, right):.3f}")  # fmt: skip
-        for low, high in zip(RELIABILITY_BINS, RELIABILITY_BINS[1:], strict=False):
-            inside = (stated >= low) & ((stated < high) | (high == 1.0))
+        bins = reliability_bin(stated)
+        for b, (low, high) in enumerate(zip(RELIABILITY_BINS, RELIABILITY_BINS[1:], strict=False)):
+            inside = bins == b
             if inside.any():
                 lines.append(f"  P(best) in [{low:.2f}, {high:.2f}]: {int(inside.sum())} runs, "
                              f"stated {stated[inside].mean():.2f}, right "
@@ -350,7 +365,7 @@ def table(
         out.add_column(column, justify="left" if column in ("strategy",) else "right")
     for family in families:
         fam = get_family(family)
-        q = qualification(fam)
+        q = family_qualification(family)
         peer = best_peer(records, family)
         labels = [
             f"{family} ({fam.best_score:.2f} {fam.best_candidate})",
