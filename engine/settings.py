@@ -258,9 +258,9 @@ class RunSettings:
         check=_elimination, label="eliminate at", metavar="ALPHA", flag="--eliminate",
     )  # fmt: skip
     psm: bool = _option(
-        True, "centre each candidate's surrogate on its PSM-matched mean (off: on the mean "
-        "of all scores)", parse=_on_off, check=_boolean("psm"), label="PSM",
-        choices=("on", "off"), flag="--psm",
+        False, "centre each candidate's surrogate on its PSM-matched mean (off: on the mean "
+        "of all scores; the matched comparison is reported either way)", parse=_on_off,
+        check=_boolean("psm"), label="PSM", choices=("on", "off"), flag="--psm",
     )  # fmt: skip
     fidelity: str = _option(
         "auto", "score each sample's problems in chunks, in one seeded order, and stop a "
@@ -349,7 +349,7 @@ class RunSettings:
 
 
 #: What a run recorded before an option existed ran with.
-_BEFORE_IT_EXISTED = {"eliminate": 0.0, "fidelity": "off"}
+_BEFORE_IT_EXISTED = {"eliminate": 0.0, "fidelity": "off", "psm": True}
 
 OPTIONS: tuple[Option, ...] = tuple(
     replace(f.metadata["option"], name=f.name) for f in fields(RunSettings)

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 MIN_SAMPLING_TEMPERATURE = 0.05
 
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
+#: Seeds the points that stand for the unexplored space (:meth:`SearchSpace.reference_unit`).
+REFERENCE_SEED = 20261207
 
 
 @dataclass(frozen=True)
@@ -365,6 +367,24 @@ class SearchSpace:
             half = rng.random(n) < 0.5
             points[np.ix_(half, cold)] = np.array(greedy)[cold]
         return points
+
+    def reference_unit(self, n: int = 64) -> np.ndarray:
+        """``n`` points spread evenly over the space, in unit coordinates (n, d): a
+        scrambled Sobol sequence with a fixed seed (so every run, and its resume, gets the
+        same points), each moved onto a configuration the space can take
+        (:meth:`from_unit`, then :meth:`unit`). They stand for the configurations nobody
+        has evaluated yet (:func:`engine.selection.rank`). ``n`` is a power of two.
+
+        >>> SearchSpace().reference_unit(8).shape
+        (8, 5)
+        """
+        from scipy.stats import qmc  # scipy.stats takes a third of a second to import
+
+        d = len(self.unit(self.default_params()))
+        if d == 0:
+            return np.empty((n, 0))
+        sobol = qmc.Sobol(d, scramble=True, seed=REFERENCE_SEED).random_base2(int(math.log2(n)))
+        return np.array([self.unit(self.from_unit(u)) for u in sobol[:n]])
 
     def unit(self, params: Mapping[str, Any]) -> list[float]:
         """``params`` as coordinates in [0, 1], one per parameter that is not fixed, for

@@ -129,5 +129,6 @@ def test_settings_round_trip_and_old_runs_resume_as_they_ran():
     # A run stored before elimination existed, with None for "the whole split".
     old = RunSettings.from_dict({"criterion": "mean", "tune_size": None, "unknown": 1})
     assert (old.eliminate, old.tune_size, old.psm) == (0.0, 0, True)
+    assert RunSettings().psm is False  # the default since the ranking carries the unexplored
     with pytest.raises(ConfigError, match="unknown run option 'budgit'"):
         RunSettings.of(budgit=3)

@@ -104,7 +104,7 @@ def _best_params(study: optuna.Study) -> tuple[dict[str, Any], float]:
 def three_stage(family: Family, budget: int, seed: int, **options: Any) -> Choice:
     """The project's ``engine.Tuner`` with its defaults (Thompson proposals from the
     shared surrogate, top-two Thompson sampling over candidates, stage-1 share 0.5, safe
-    elimination at 95%) and ``options``."""
+    elimination at 95%, surfaces centred on the mean of all scores) and ``options``."""
     objective = CountingObjective(family, budget, _seed(seed, 1))
     tuner = Tuner(objective=objective, candidates=list(family.candidates), budget=budget,
                   seed=seed, space=SPACE, **options)  # fmt: skip
@@ -130,10 +130,11 @@ class _SwitchWatch:
             self.prob_best = self.ranking[0].prob_best
 
 
-def three_stage_without_psm(family: Family, budget: int, seed: int) -> Choice:
-    """:func:`three_stage` with PSM off (``Tuner(psm=False)``): every candidate's surface
-    centred on the mean of all scores: the ablation of what PSM contributes."""
-    return three_stage(family, budget, seed, psm=False)
+def three_stage_with_psm_prior(family: Family, budget: int, seed: int) -> Choice:
+    """:func:`three_stage` with ``Tuner(psm=True)``: every candidate's surface centred on
+    its PSM-matched mean instead of the mean of all scores (the default before the
+    ranking carried the unexplored space): what centring on PSM's levels does."""
+    return three_stage(family, budget, seed, psm=True)
 
 
 def three_stage_with_tpe(family: Family, budget: int, seed: int) -> Choice:

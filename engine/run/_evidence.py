@@ -10,7 +10,7 @@ import optuna
 
 from engine.budget import Budget
 from engine.records import BUDGET_STAGES, CandidateEstimate, Sample
-from engine.selection import Ranking, full_scores, rank, sampler_seed
+from engine.selection import REFERENCE_POINTS, Ranking, full_scores, rank, sampler_seed
 from engine.settings import RunSettings
 from engine.space import SearchSpace
 
@@ -44,6 +44,8 @@ class Evidence:
             for name in names
         }
         self.selection: Ranking | None = None  # the latest ranking, with its draws
+        # What stands for the configurations nobody has evaluated yet, in every ranking.
+        self.unexplored = space.reference_unit(REFERENCE_POINTS)
 
     @property
     def ranking(self) -> tuple[CandidateEstimate, ...]:
@@ -100,6 +102,7 @@ class Evidence:
             use_psm=settings.psm, draws=settings.draws,
             random_state=sampler_seed(settings.seed, len(self.names) + 1, len(pooled)),
             learned=self.selection.learned if self.selection else None, bounds=self.bounds,
+            reference=self.unexplored,
         )  # fmt: skip
         return self.selection
 

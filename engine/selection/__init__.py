@@ -2,15 +2,15 @@
 the three stages built on it.
 
 :func:`rank` (:mod:`engine.selection._ranking`) models every candidate's score surface
-(:mod:`engine.selection._surrogate`), centred on its propensity-score matched mean
-(:mod:`engine.selection._psm`), and draws each candidate's tuned score: the draws give
-the ranking's intervals, and P(best) is the share of draws a candidate wins
-(``prob_best``). Stage 1 is settled once the leader's P(best) reaches ``SETTLED``. The
-stages' decisions on those draws (who is sampled
-next, who is out, when stage 1 is settled, the answer so far) are pure functions in
-:mod:`engine.selection._decisions`; stopping a sample early on a subset of problems is
-:mod:`engine.selection._fidelity`; what a sample costs where it has not been evaluated
-is :mod:`engine.selection._cost`.
+(:mod:`engine.selection._surrogate`) beside its propensity-score matched mean
+(:mod:`engine.selection._psm`), and draws each candidate's tuned score over what was
+evaluated and over points that stand for what was not: the draws give the ranking's
+intervals, and P(best) is the share of draws a candidate wins (``prob_best``). Stage 1 is
+settled once the leader's P(best) reaches ``SETTLED``. The stages' decisions on those
+draws (who is sampled next, who is out, when stage 1 is settled, the answer so far) are
+pure functions in :mod:`engine.selection._decisions`; stopping a sample early on a subset
+of problems is :mod:`engine.selection._fidelity`; what a sample costs where it has not
+been evaluated is :mod:`engine.selection._cost`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         DEFAULT_ELIMINATION,
         EXPLORE_EACH,
         MIN_STAGE1_SAMPLES,
+        REFERENCE_POINTS,
         SETTLED,
         answer_so_far,
         best_sample_index,

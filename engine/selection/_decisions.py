@@ -39,6 +39,10 @@ DEFAULT_ELIMINATION = 0.05
 SETTLED = 0.9
 #: Default posterior draws behind a ranking's intervals and P(best) (engine.selection._ranking).
 DEFAULT_DRAWS = 256
+#: Points spread over the space that stand for its unexplored configurations in every
+#: ranking's draws of a candidate's maximum (engine.selection._ranking): enough that a
+#: region of a few percent of the space holds one or two (a power of two, a Sobol set).
+REFERENCE_POINTS = 64
 #: How often top-two Thompson sampling samples the leader rather than the challenger
 #: (Russo's beta; 1/2 is his recommended default and within a factor 2 of optimal).
 TOP_TWO_LEADER = 0.5

@@ -18,12 +18,19 @@ all of its samples:
    sample with a surface the candidates share and one of each candidate's own.
 3. **Posterior draws of each maximum.** Joint draws of a candidate's surface at every
    evaluated point, its own and the other candidates' (the configurations some
-   optimizer found worth trying); the maximum of each draw is one draw of the tuned
+   optimizer found worth trying), and at a fixed set of ``reference`` points spread
+   over the space (:meth:`engine.space.SearchSpace.reference_unit`), which stand for the
+   configurations nobody has tried; the maximum of each draw is one draw of the tuned
    score. Their mean is the candidate's ``score``, their quantiles its interval, and the
    share of draws in which it is the highest its ``prob_best`` (Thompson sampling over
-   maxima, as in Bandit-BO). Unvisited corners of the space are left out on purpose:
-   there every candidate's surface is its prior, and its maximum over many such points
-   would reward ignorance, not evidence.
+   maxima, as in Bandit-BO). Without the reference points a region nobody sampled
+   would count as known to be no better than what was sampled, and a candidate whose
+   best region no one has reached yet would look beaten for sure (docs/selection.md
+   measures what that did to the stated P(best)). With them, an unexplored region
+   keeps the uncertainty the model gives it: wide where a candidate has few samples of
+   its own, narrow where its samples and the shape the candidates share pin it down.
+   For a bounded metric (``bounds``) the draws are kept within its range, so a pass
+   rate's unexplored corners cannot promise more than 1.
 
 The same draws drive stage 1 (:func:`engine.selection.top_two`,
 :func:`engine.selection.safe_eliminations`) and the switch to stage 3. The deployed
@@ -154,12 +161,13 @@ def rank(
     trials: Sequence[int] | None = None,
     known_noise: ArrayLike | None = None,
     fidelity: ArrayLike | None = None,
-    use_psm: bool = True,
+    use_psm: bool = False,
     draws: int = DEFAULT_DRAWS,
     confidence: float = 0.9,
     random_state: int = 0,
     learned: Learned | None = None,
     bounds: tuple[float, float] | None = None,
+    reference: ArrayLike | None = None,
 ) -> Ranking:
     """Rank candidates by their estimated score once tuned, best first.
 
@@ -177,8 +185,10 @@ def rank(
             mean over m problems); ``None``: learned from the data alone.
         fidelity: Each score's share of the problems it is a mean over, in (0, 1] (a
             sample stopped early: :mod:`engine.selection._fidelity`); ``None``: 1 for every one.
-        use_psm: Centre each candidate's surface on its PSM-adjusted mean (else on the
-            mean of all scores): the ablation of PSM's contribution.
+        use_psm: Centre each candidate's surface on its PSM-adjusted mean; ``False``
+            (the default) centres every surface on the mean of all scores
+            (docs/selection.md: the matched mean is a level on the common support, and
+            centring a whole surface on it counts the unexplored space as known).
         draws: Posterior draws behind the interval and ``prob_best`` (at least 16).
         confidence: Coverage of the credible interval, in (0, 1).
         random_state: Seeds the draws.
@@ -187,6 +197,9 @@ def rank(
         bounds: Where every score lies (a pass rate's ``(0, 1)``): the draws of each
             maximum are kept within it, so the tuned score, its interval and the
             incumbent's mean are too. ``None``: unbounded.
+        reference: (r, d) unit points that stand for the unexplored space: each draw of
+            a candidate's maximum is over them as well as over every evaluated point
+            (see the module docstring). ``None``: over the evaluated points alone.
 
     Raises:
         ConfigError: On malformed input or options.
@@ -198,8 +211,15 @@ def rank(
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
     with _one_thread():
         samples = _Samples.of(names, unit, covariates, treatment, outcome, known_noise, fidelity)
-        return _rank(samples, trials, use_psm, draws, confidence, random_state, learned,
-                     bounds)  # fmt: skip
+        points = samples.unit
+        if reference is not None and len(samples.y):
+            reference = np.asarray(reference, dtype=float)
+            if reference.ndim != 2 or reference.shape[1] != points.shape[1]:
+                raise ConfigError(f"reference must be (r, {points.shape[1]}) unit points, "
+                                  f"got shape {reference.shape}")  # fmt: skip
+            points = np.vstack([points, reference])
+        return _rank(samples, np.unique(points, axis=0), trials, use_psm, draws, confidence,
+                     random_state, learned, bounds)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -276,8 +296,8 @@ def _one_thread():
     return _controller().limit(limits=1, user_api="blas")
 
 
-def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
-          learned, bounds=None) -> Ranking:  # fmt: skip
+def _rank(samples: _Samples, points, trials, use_psm, draws, confidence, random_state,
+          learned, bounds) -> Ranking:  # fmt: skip
     names, x_unit, labels, y = samples.names, samples.unit, samples.labels, samples.y
     k = len(names)
     maxima = np.full((draws, k), np.nan)
@@ -288,11 +308,10 @@ def _rank(samples: _Samples, trials, use_psm, draws, confidence, random_state,
             x_unit, labels, y, samples.known, hyper=learned.hyper, fidelity=samples.fidelity
         )
         rng = np.random.default_rng(random_state)
-        evaluated = np.unique(x_unit, axis=0)
         numbers = _trial_numbers(labels, trials)
         for c in np.unique(labels):
             own = labels == c
-            maxima[:, c] = model.draw(c, evaluated, draws, rng).max(axis=1)
+            maxima[:, c] = model.draw(c, points, draws, rng).max(axis=1)
             means = model.mean(c, x_unit[own])
             best = int(np.argmax(means))
             incumbents[c] = (int(numbers[own][best]), float(_within(means[best], bounds)))

@@ -176,9 +176,9 @@ def test_max_ucb_pulls_every_arm_then_the_one_with_the_highest_bound(monkeypatch
 def test_the_ablations_run_the_tuner_with_one_option_changed(monkeypatch):
     calls = []
     monkeypatch.setattr(runners, "three_stage", lambda *a, **k: calls.append(k))
-    runners.three_stage_without_psm(FAMILIES["smooth"], 12, 0)
+    runners.three_stage_with_psm_prior(FAMILIES["smooth"], 12, 0)
     runners.three_stage_with_tpe(FAMILIES["smooth"], 12, 0)
-    assert calls == [{"psm": False}, {"sampler": "tpe"}]
+    assert calls == [{"psm": True}, {"sampler": "tpe"}]
 
 
 # -- the landscapes --------------------------------------------------------------------------

@@ -339,8 +339,9 @@ def _out(events) -> list[str]:
 
 
 def test_stage_one_gives_a_dominated_candidate_less_and_can_eliminate_it(tmp_path):
-    # "c" peaks at 0.5, far below "b" (0.8): after its round-robin samples it gets no more,
-    # the winner gets most of the budget, and c's samples still count in the ranking.
+    # "c" peaks at 0.5, far below "b" (0.8): after its round-robin samples it gets at most
+    # one more (its unexplored space leaves it a small chance), the winner gets most of
+    # the budget, and c's samples still count in the ranking.
     db = tmp_path / "s.db"
     events = []
     tuner = Tuner(objective=landscape, candidates=["a", "b", "c"], budget=40, seed=1, store=db)
@@ -348,7 +349,7 @@ def test_stage_one_gives_a_dominated_candidate_less_and_can_eliminate_it(tmp_pat
     result = tuner.run()
     counts = _stage1_counts(Store(db).samples(tuner.run_id))
     assert result.best_candidate == "b" and result.n_samples == 40
-    assert counts["c"] == EXPLORE_EACH
+    assert EXPLORE_EACH <= counts["c"] <= EXPLORE_EACH + 1
     assert {e.candidate: e.n for e in result.ranking}["b"] > 40 / 2
     assert {e.candidate: e.n for e in result.ranking}["c"] == counts["c"]
     assert all(not text.startswith(result.best_candidate) for text in _out(events))

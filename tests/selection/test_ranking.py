@@ -106,11 +106,11 @@ def test_reused_hyperparameters_give_the_same_ranking_as_learned_afresh():
     assert isinstance(reused.learned, Learned)
 
 
-def test_without_psm_the_surfaces_are_centred_on_the_mean_of_all_scores():
+def test_by_default_the_surfaces_are_centred_on_the_mean_of_all_scores():
     params = _points([0.0, 0.5, 1.0]) + _points([0.0, 0.5, 1.0])
     outcome = [0.2, 0.3, 0.2, 0.7, 0.8, 0.7]
-    with_psm = _rank(params, ["a"] * 3 + ["b"] * 3, outcome)
-    without = _rank(params, ["a"] * 3 + ["b"] * 3, outcome, use_psm=False)
+    with_psm = _rank(params, ["a"] * 3 + ["b"] * 3, outcome, use_psm=True)
+    without = _rank(params, ["a"] * 3 + ["b"] * 3, outcome)
     assert with_psm.model.prior_mean.tolist() != without.model.prior_mean.tolist()
     assert np.allclose(without.model.prior_mean, np.mean(outcome))
     assert with_psm.estimates[0].candidate == without.estimates[0].candidate == "b"
