@@ -94,6 +94,7 @@ def family_qualification(name: str) -> Qualification:
 
 
 DEFAULT_PLOT = "docs/strategies.png"
+DEFAULT_RELIABILITY_PLOT = "docs/reliability.png"
 DEFAULT_MULTIPLIERS = (0.5, 1.0)
 QUICK_MULTIPLIERS = (0.5, 1.0)
 
@@ -433,6 +434,44 @@ def plot(records: list[Record], families: Sequence[str], path: str) -> None:
     plt.close(fig)
 
 
+def plot_reliability(records: list[Record], path: str) -> None:
+    """The reliability diagram of three-stage's stated P(best) of its choice at ``B``, at
+    the switch and at the end: per bin (:data:`RELIABILITY_BINS`), the right rate against
+    the mean stated P(best), each point as large as its runs; on the diagonal it is honest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mine = [r for r in records if (r.strategy, r.scale) == (THREE_STAGE, 1.0)]
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.0), squeeze=False)
+    for ax, (when, field) in zip(
+        axes.flat, (("at the switch", "switch_prob_best"), ("at the end", "prob_best")), strict=True
+    ):
+        runs = [r for r in mine if not math.isnan(getattr(r, field))]
+        stated = np.array([getattr(r, field) for r in runs])
+        right = np.array([r.right for r in runs], float)
+        bins = reliability_bin(stated)
+        points = [(stated[bins == b].mean(), right[bins == b].mean(), (bins == b).sum())
+                  for b in np.unique(bins)]  # fmt: skip
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        xs, ys, ns = zip(*points, strict=True) if points else ((), (), ())
+        ax.plot(xs, ys, color="tab:blue", linewidth=1.2)
+        ax.scatter(xs, ys, s=[8 * n for n in ns], color="tab:blue", zorder=3)
+        for x, y, n in points:
+            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7)
+        ece = expected_calibration_error(stated, right) if runs else math.nan
+        ax.set_title(f"{when}: {len(runs)} runs, ECE {ece:.3f}")
+        ax.set_xlabel("stated P(best) of the choice (bin mean)")
+        ax.set_ylabel("right-candidate rate")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -460,6 +499,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=None, help="processes (default 2; quick: 1)")
     parser.add_argument("--plot", default=DEFAULT_PLOT, help="PNG path; '' for no plot")
+    parser.add_argument(
+        "--reliability-plot", default=DEFAULT_RELIABILITY_PLOT,
+        help="PNG path of the reliability diagram of three-stage's P(best); '' for none",
+    )  # fmt: skip
     args = parser.parse_args(argv)  # fmt: skip
     quick = args.quick
     args.seeds = args.seeds or (2 if quick else 30)
@@ -498,6 +541,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.plot:
         plot(records, args.families, args.plot)
         console.print(f"plot: {args.plot}")
+    if args.reliability_plot:
+        plot_reliability(records, args.reliability_plot)
+        console.print(f"reliability diagram: {args.reliability_plot}")
     lost = losses(records, args.families, args.bases)
     console.print(f"families where {THREE_STAGE} is below the best peer: {len(lost)}")
     for line in lost:

@@ -31,8 +31,8 @@ SUMMARY = re.compile(
 
 
 def test_quick_run_prints_every_row_the_summary_and_a_plot(tmp_path, capsys):
-    plot = tmp_path / "strategies.png"
-    strategies.main(["--quick", "--plot", str(plot)])
+    plot, diagram = tmp_path / "strategies.png", tmp_path / "reliability.png"
+    strategies.main(["--quick", "--plot", str(plot), "--reliability-plot", str(diagram)])
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert SUMMARY.match(lines[-1]), lines[-1]
@@ -64,7 +64,19 @@ def test_quick_run_prints_every_row_the_summary_and_a_plot(tmp_path, capsys):
     counts = [int(m[3]) for line in lines if (m := binned.match(line))]
     assert sum(counts) == 2 * runs  # every run in one bin, at the switch and at the end
     assert any(line.startswith("wall time: ") for line in lines)
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.read_bytes()[:8] == diagram.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_strategy_run_on_fewer_seeds_is_compared_on_the_seeds_it_ran():
+    def record(strategy, seed, score):
+        return strategies.Record("smooth", strategy, seed, 30, score, seed == 0)
+
+    records = [record("two-stage", s, 0.5) for s in range(5)]
+    records += [record("joint GP", s, 0.4 + 0.1 * s) for s in range(3)]
+    row = strategies.summarise(records, "smooth", "joint GP")
+    assert row.scores.tolist() == pytest.approx([0.4, 0.5, 0.6])
+    assert row.ratios[1.0].tolist() == pytest.approx([0.8, 1.0, 1.2])
+    assert row.rights.tolist() == [True, False, False]
 
 
 def test_the_default_grid_gives_each_family_ten_evaluations_per_candidate():
