@@ -129,3 +129,18 @@ def test_covariates_impute_greedy_as_untruncated_zero_temperature():
     }  # fmt: skip
     sampling_only = SearchSpace({"temperature": [0.2, 1.0]}).default_params()
     assert sampling_only["temperature"] == 0.7 and sampling_only["top_p"] == 0.95
+
+
+def test_reference_points_spread_over_the_space_and_are_the_same_every_time():
+    space = SearchSpace()
+    points = space.reference_unit(64)
+    assert points.shape == (64, 5) and points.tolist() == space.reference_unit(64).tolist()
+    # each is a configuration the space can take: mapping it to params and back is exact
+    for u in points:
+        assert space.unit(space.from_unit(u)) == pytest.approx(u.tolist())
+    # a Sobol set puts points in every quarter of every parameter's range
+    for column in points.T:
+        assert sorted(set((column * 4).astype(int).clip(0, 3))) == [0, 1, 2, 3]
+    fixed = SearchSpace({"temperature": 0, "top_p": 1.0, "top_k": 50, "repetition_penalty": 1.0,
+                         "max_new_tokens": 128})  # fmt: skip
+    assert fixed.reference_unit(8).shape == (8, 0)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from engine import SearchSpace
+from engine.errors import ConfigError
 from engine.selection import rank
 from engine.selection._ranking import Learned, prob_best, refit_size
 from engine.tasks.base import ProblemOutcome, problem_interval
@@ -63,6 +64,42 @@ def test_a_candidate_best_where_only_its_own_optimizer_looked_is_ranked_first():
     assert first.ci_low <= first.score <= first.ci_high and first.score > 0.8
     # its incumbent is one of its hot samples, not the default point (trial 0)
     assert first.incumbent != 0 and first.incumbent_mean > 0.85
+
+
+def test_a_region_nobody_sampled_is_not_known_to_be_worse():
+    # "a" was sampled in one small region, at 0.6; "b" only there too, at 0.5. Over the
+    # evaluated points alone b is beaten for sure, though nothing is known of either
+    # anywhere else; over the reference points too, b keeps a chance, which its samples
+    # all over the space, at 0.5 again, then take away.
+    rng = np.random.default_rng(3)
+    centre = np.array([0.3, 0.8, 0.5, 0.2, 0.6])
+
+    def near(n):
+        return [SPACE.from_unit(np.clip(centre + 0.05 * rng.standard_normal(5), 0, 1))
+                for _ in range(n)]  # fmt: skip
+
+    a = near(12)
+    a_scores = list(0.6 + 0.02 * rng.standard_normal(12))
+    unexplored = SPACE.reference_unit()
+
+    def chance_of_b(b, b_scores, reference):
+        params = a + b
+        ranking = rank(["a", "b"], [SPACE.unit(p) for p in params],
+                       [SPACE.covariates(p) for p in params], ["a"] * 12 + ["b"] * len(b),
+                       a_scores + b_scores, reference=reference)  # fmt: skip
+        return next(e.prob_best for e in ranking.estimates if e.candidate == "b")
+
+    b = near(3)
+    assert chance_of_b(b, [0.5] * 3, None) < 0.01
+    assert chance_of_b(b, [0.5] * 3, unexplored) > 0.1
+    everywhere = [SPACE.from_unit(u) for u in rng.random((16, 5))]
+    assert chance_of_b(everywhere, list(0.5 + 0.02 * rng.standard_normal(16)), unexplored) < 0.05
+
+
+def test_reference_points_must_be_points_of_the_space():
+    params = _points([0.0, 0.5]) * 2
+    with pytest.raises(ConfigError, match=r"reference must be \(r, 5\) unit points"):
+        _rank(params, ["a", "a", "b", "b"], [0.1, 0.2, 0.3, 0.4], reference=np.zeros((4, 3)))
 
 
 def test_a_pass_rate_is_ranked_within_its_range():
