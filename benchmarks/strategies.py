@@ -237,11 +237,12 @@ def best_peer(records: list[Record], family: str) -> str:
 
 
 def losses(records: list[Record], families: Sequence[str], bases: Mapping[str, int]) -> list[str]:
-    """A line per family where three-stage's median true score is below the best peer's."""
+    """A line per family where three-stage's median true score is below the best peer's,
+    both over the seeds the peer ran (all of them but for :data:`FEWER_SEEDS`)."""
     lines = []
     for family in families:
         peer = best_peer(records, family)
-        own = float(np.median(summarise(records, family, THREE_STAGE).scores))
+        own = float(np.median(summarise(records, family, THREE_STAGE, target=peer).scores))
         theirs = float(np.median(summarise(records, family, peer).scores))
         if own < theirs:
             lines.append(f"{family}: {THREE_STAGE} {own:.3f} < best peer {peer} {theirs:.3f} "

@@ -5,14 +5,16 @@ tuned*, which is the maximum of its score surface, not the mean or the upper tai
 what its optimizer happened to try. :func:`rank` estimates each candidate's maximum from
 all of its samples:
 
-1. **PSM aligns the candidates' levels.** Each candidate's optimizer sampled where it
-   expected to do well, so raw means mix "which model" with "which parameters it tried".
-   The propensity-score matched comparison on common support (:mod:`engine.selection._psm`) gives
-   each candidate's mean over the parameters every candidate reaches. It sets the prior
-   mean ``m_c`` of the surrogate, the level a surface is drawn around where the
-   candidate has few samples of its own, in proportion to the share of samples on the
-   common support (:meth:`_Samples.prior_means`): a comparison made on a sliver of the
-   data moves the prior a sliver. Samples off the common support are *not* dropped: the
+1. **PSM compares like with like.** Each candidate's optimizer sampled where it
+   expected to do well, so raw means mix "which model" with "which parameters it
+   tried". The propensity-score matched comparison on common support
+   (:mod:`engine.selection._psm`) gives each candidate's mean over the parameters every
+   candidate reaches, reported beside the tuned score. With ``use_psm`` it also sets the
+   prior mean ``m_c`` of the surrogate in proportion to the share of samples on the
+   common support (:meth:`_Samples.prior_means`); by default every surface is centred on
+   the mean of all scores, because the matched mean is a level on the common support
+   and centring a whole surface on it would count the space only the candidate's own
+   optimizer may reach as known. Samples off the common support are *not* dropped: the
    surrogate conditions on every sample.
 2. **The surrogate models the surfaces** (:mod:`engine.selection._surrogate`): one GP over every
    sample with a surface the candidates share and one of each candidate's own.
