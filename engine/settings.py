@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.budget import Budget
 from engine.errors import ConfigError
+from engine.generation import parse_memory
 from engine.selection import DEFAULT_DRAWS, DEFAULT_ELIMINATION, FIDELITIES, check_elimination
 
 DEFAULT_TASK = "humaneval"
@@ -165,6 +166,12 @@ def _fraction(value: Any) -> None:
         raise ConfigError(f"stage-1 fraction must be in (0, 1], got {value!r}")
 
 
+def _memory(value: Any) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"device memory must be a size such as 20GiB or auto, got {value!r}")
+    parse_memory(value)
+
+
 def _elimination(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"elimination threshold must be a number, got {value!r}")
@@ -284,6 +291,12 @@ class RunSettings:
     )  # fmt: skip
     device: str = _option(
         "auto", "where models run: auto, cpu, cuda, cuda:1, ...", label="device", flag="--device",
+    )  # fmt: skip
+    device_memory: str = _option(
+        "auto", "memory the loaded models may take together (20GiB, 512MB; auto = the free "
+        "CUDA memory at the start, no limit on the CPU): the least recently used model is "
+        "evicted when the next does not fit", check=_memory, label="device memory",
+        metavar="SIZE", flag="--device-memory",
     )  # fmt: skip
     threads: int = _option(
         0, "CPU threads for generating in process (0 = torch's default, one per core; on a "

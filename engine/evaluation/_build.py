@@ -18,11 +18,14 @@ def build_evaluator(
     objective: Objective | None = None,
     task: Task | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_info: Callable[[str], None] | None = None,
 ) -> Evaluator:
     """The evaluator of a run with ``spec``, as the run, its resumption and its workers
     all build it: the objective (``objective``, else the one the spec's import path
     names) over the spec's problems, or the spec's task (``task``, an object given in
-    its place, else loaded by name with the spec's settings) on its candidates."""
+    its place, else loaded by name with the spec's settings) on its candidates.
+    ``on_warning`` and ``on_info`` receive its one-line warnings and notes (each model
+    loaded or evicted, with its seconds)."""
     settings = spec.settings
     if spec.objective:
         if objective is None:
@@ -36,5 +39,5 @@ def build_evaluator(
     if task is None and spec.task is None:
         raise ConfigError("a run needs a task or an objective")
     return TaskEvaluator.from_settings(
-        task or spec.task, spec.candidates, settings, on_warning=on_warning
+        task or spec.task, spec.candidates, settings, on_warning=on_warning, on_info=on_info
     )

@@ -20,14 +20,18 @@ from engine.generation import (
     Candidate,
     ModelRef,
     PromptStyle,
+    Residency,
     build_prompts,
     check_adapter_fits,
+    check_fits,
     check_quantization,
     check_unseen,
+    device_budget,
     parse_style,
     resolve_adapter,
     resolve_device,
     resolve_model,
+    weights_bytes,
 )
 from engine.generation.backends import Backend, Prompt
 from engine.records import CI_HIGH, CI_LOW
@@ -56,7 +60,8 @@ class TaskEvaluator(Evaluator):
         metric: the task metric to maximise (default: the task's first).
         seed: seeds sampling (greedy decoding ignores it).
         tune_size / holdout_size: use the first N problems of each split (None: all).
-        on_warning: receives one-line warnings (e.g. out-of-memory back-off).
+        residency: keeps the loaded models within the device's memory budget (default:
+            no limit); served models are not counted.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class TaskEvaluator(Evaluator):
         seed: int = 0,
         tune_size: int | None = None,
         holdout_size: int | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self.task = task
         self.specs = {c.name: c for c in candidates}
@@ -99,7 +105,8 @@ class TaskEvaluator(Evaluator):
         for split, size in self.sizes.items():
             if size is not None and size < 1:
                 raise ConfigError(f"{split} size must be at least 1, got {size}")
-        self._backends: dict[tuple, Backend] = {}
+        self.residency = residency or Residency(None)
+        self._served: dict[tuple, Backend] = {}
         self._prompts: dict[tuple[str, str], list[Prompt]] = {}
         self._resolved: dict[tuple, tuple[ModelRef, AdapterRef | None]] = {}
 
@@ -111,6 +118,7 @@ class TaskEvaluator(Evaluator):
         settings: RunSettings,
         *,
         on_warning: Callable[[str], None] | None = None,
+        on_info: Callable[[str], None] | None = None,
     ) -> TaskEvaluator:
         """The evaluator a run with ``settings`` uses: ``task`` (a name is loaded with the
         settings' dataset, train size and completions per problem) on local
@@ -149,10 +157,13 @@ class TaskEvaluator(Evaluator):
                 threads=settings.threads,
             )  # fmt: skip
 
+        residency = Residency(device_budget(settings.device_memory, settings.device),
+                              on_event=on_info)  # fmt: skip
         evaluator = cls(
             task, candidates, load_backend=load_backend, metric=settings.metric,
             device=settings.device, backend=settings.backend, seed=settings.seed,
             tune_size=settings.tune_size or None, holdout_size=settings.holdout_size or None,
+            residency=residency,
         )  # fmt: skip
         return evaluator
 
@@ -223,6 +234,7 @@ class TaskEvaluator(Evaluator):
                 continue
             ref, adapter = self.resolved(spec)
             self.local_backend(spec)  # --backend vllm where it cannot run fails here
+            check_fits(spec.name, self.weights_size(spec), self.residency.budget)
             if spec.quantization:
                 check_quantization(spec.quantization, device)
             if adapter is not None:
@@ -236,9 +248,21 @@ class TaskEvaluator(Evaluator):
         return problems if size is None else problems[:size]
 
     def backend(self, spec: Candidate) -> Backend:
-        if spec.weights not in self._backends:
-            self._backends[spec.weights] = self.load_backend(spec)
-        return self._backends[spec.weights]
+        """``spec``'s backend: its server's client, or its model loaded within the
+        residency's budget (:class:`~engine.generation.Residency`)."""
+        if spec.server is not None:
+            if spec.weights not in self._served:
+                self._served[spec.weights] = self.load_backend(spec)
+            return self._served[spec.weights]
+        return self.residency.get(spec.weights, spec.name, self.weights_size(spec),
+                                  lambda: self.load_backend(spec))  # fmt: skip
+
+    def weights_size(self, spec: Candidate) -> int:
+        """What ``spec``'s weights take on the device once loaded, estimated before
+        loading (:func:`~engine.generation.weights_bytes`)."""
+        ref, _adapter = self.resolved(spec)
+        cpu = resolve_device(self.device) == "cpu"
+        return weights_bytes(ref.path, spec.quantization or ("float32" if cpu else "bfloat16"))
 
     def _rendered(self, spec: Candidate, split: str, backend: Backend) -> list[str]:
         key = (spec.name, split)

@@ -7,7 +7,8 @@ variant or a served model) and a prompt style (:mod:`engine.generation._candidat
 :mod:`engine.generation._quantization`), :func:`build_prompts` writes its prompts
 (:mod:`engine.generation._prompting`, with examples found by
 :mod:`engine.generation._retrieval`), and a backend of :mod:`engine.generation.backends`
-generates the completions.
+generates the completions. :class:`Residency` keeps the loaded models within a memory
+budget of the device (:mod:`engine.generation._residency`).
 """
 
 from __future__ import annotations
@@ -37,5 +38,13 @@ if TYPE_CHECKING:
     )
     from engine.generation._prompting import PromptStyle, build_prompts, parse_style
     from engine.generation._quantization import check_quantization
+    from engine.generation._residency import (
+        Residency,
+        check_fits,
+        device_budget,
+        format_memory,
+        parse_memory,
+        weights_bytes,
+    )
 
 __getattr__, __dir__, __all__ = attach(__name__, __file__)

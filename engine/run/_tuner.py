@@ -263,6 +263,7 @@ class Tuner:
             self.spec, objective=self.objective,
             task=self.task if isinstance(self.task, Task) else None,
             on_warning=lambda text: self._emit(Message(self.run_id, "warning", text)),
+            on_info=lambda text: self._emit(Message(self.run_id, "info", text)),
         )  # fmt: skip
 
 

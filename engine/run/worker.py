@@ -235,7 +235,8 @@ class Worker:
                     f"run {run_id} tuned a Python objective given as a function: workers "
                     "evaluate one given by its import path, objective='module:function'"
                 )
-            evaluator = build_evaluator(spec, on_warning=lambda text: self.say(f"warning: {text}"))
+            evaluator = build_evaluator(spec, on_warning=lambda text: self.say(f"warning: {text}"),
+                                        on_info=self.say)  # fmt: skip
             evaluator.prepare(spec.space)
             evaluator.attach(store)
             settings = spec.settings

@@ -69,6 +69,14 @@ class Backend(abc.ABC):
         The same prompts, arguments and seed give the same outputs, sampling included.
         """
 
+    def memory_bytes(self) -> int:
+        """Bytes of device memory the loaded model holds (0: none here, as for a
+        served model); what a :class:`~engine.generation.Residency` counts."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Give the model's memory back to the device; the backend is not used again."""
+
     def check_space(self, varied: Sequence[str]) -> None:  # noqa: B027 - optional hook
         """Raise :class:`~engine.errors.ConfigError` if a parameter the search space
         varies (a name of ``varied``) would change nothing here; by default every one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -70,6 +71,19 @@ class TransformersBackend(Backend):
             self.model = attach_adapter(self.model, adapter)
             self.fingerprint += f"-{adapter.fingerprint}"
         self._stop_criteria: dict[tuple[str, ...], Any] = {}
+
+    def memory_bytes(self) -> int:
+        """The model's parameters and buffers, adapter included."""
+        return int(self.model.get_memory_footprint())
+
+    def close(self) -> None:
+        """Drop the model and hand its memory back: the allocator's cache on CUDA."""
+        cuda = self.model.device.type == "cuda"
+        del self.model
+        self._stop_criteria.clear()
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
 
     def generate(
         self,

@@ -54,9 +54,26 @@ class VLLMBackend(Backend):
             )  # fmt: skip
         except (OSError, ValueError, RuntimeError) as error:
             raise ModelLoadError(f"vLLM cannot load {ref.source!r}: {first_line(error)}") from error
+        self.share = gpu_memory_utilization
         self.tokenizer = self.llm.get_tokenizer()
         dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self.fingerprint = f"{ref.fingerprint}-vllm-{dtype}"
+
+    def memory_bytes(self) -> int:
+        """vLLM holds its share of the GPU (weights and KV cache) whatever the model."""
+        import torch
+
+        return int(self.share * torch.cuda.mem_get_info()[1])
+
+    def close(self) -> None:
+        """Shut the engine down and hand its memory back to the GPU."""
+        import gc
+
+        import torch
+
+        del self.llm
+        gc.collect()
+        torch.cuda.empty_cache()
 
     def generate(
         self,
