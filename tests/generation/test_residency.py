@@ -112,9 +112,7 @@ def test_a_run_whose_models_fit_one_at_a_time_evaluates_every_candidate_as_if_al
     assert tight_samples == samples(tmp_path / "roomy.db", roomy.run_id)
 
 
-def test_a_model_too_large_for_the_budget_stops_the_run_before_the_store(
-    tiny_model_dir, tmp_path
-):
+def test_a_model_too_large_for_the_budget_stops_the_run_before_the_store(tiny_model_dir, tmp_path):
     store = tmp_path / "never.db"
     with pytest.raises(ConfigError, match=r"^tiny needs .* more than the 1\.0 KiB budget"):
         _run(store, [f"tiny={tiny_model_dir}@raw"], "1KiB")
