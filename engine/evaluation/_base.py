@@ -87,6 +87,11 @@ class Evaluator(abc.ABC):
     def attach(self, store: Store) -> None:  # noqa: B027 - optional hook
         """Use ``store`` (opened after :meth:`prepare` succeeded) for caching."""
 
+    def holds(self, candidate: str) -> bool:
+        """Whether ``candidate`` evaluates here without loading anything first (a worker
+        takes such jobs before others); with nothing to load, every one does."""
+        return True
+
     @property
     def has_holdout(self) -> bool:
         return False

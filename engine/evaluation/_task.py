@@ -257,6 +257,11 @@ class TaskEvaluator(Evaluator):
         return self.residency.get(spec.weights, spec.name, self.weights_size(spec),
                                   lambda: self.load_backend(spec))  # fmt: skip
 
+    def holds(self, candidate: str) -> bool:
+        """Whether ``candidate``'s model is loaded here (or served elsewhere)."""
+        spec = self.specs[candidate]
+        return spec.server is not None or spec.weights in self.residency.resident()
+
     def weights_size(self, spec: Candidate) -> int:
         """What ``spec``'s weights take on the device once loaded, estimated before
         loading (:func:`~engine.generation.weights_bytes`)."""

@@ -12,10 +12,12 @@ commits nothing (:class:`~engine.store.LeaseLostError`), and the unique
 sample is committed exactly once.
 
 A worker keeps what it built for each run (the evaluator, and through it the models it
-loaded) and prefers the jobs of candidates it has evaluated, so each worker loads a model
-once. :class:`Workers` are the ones a run starts on its own machine
-(``codellmtuner run --workers N``); ``codellmtuner worker --store URL`` starts one by hand,
-on any host that reaches the store.
+loaded, within its device's memory budget: :class:`~engine.generation.Residency`) and
+prefers the jobs of candidates whose model it holds, so two workers and three models do
+not trade models back and forth. A local worker that dies gives its job back at once
+(:meth:`Workers.check`); one on another host, when its lease runs out. :class:`Workers`
+are the ones a run starts on its own machine (``codellmtuner run --workers N``);
+``codellmtuner worker --store URL`` starts one by hand, on any host that reaches the store.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class _RunState:
 
     evaluator: Evaluator
     chunks: list[list[int]] | None
-    held: set[str] = field(default_factory=set)  # candidates evaluated here
+    held: set[str] = field(default_factory=set)  # candidates evaluated here (maybe evicted)
 
 
 class Worker:
@@ -97,7 +99,7 @@ class Worker:
         self.lease = lease
         self.parent = parent
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{device or 'auto'}"
+        self.id = worker_id(socket.gethostname(), os.getpid(), device)
         self.runs: dict[str, _RunState] = {}
         self.committed = 0
         self._stop = threading.Event()
@@ -151,7 +153,8 @@ class Worker:
                             device=self.device or "auto")  # fmt: skip
             beat = time.monotonic()
             while not self._stop.is_set() and self._parent_alive():
-                held = {c for state in self.runs.values() for c in state.held}
+                held = {c for state in self.runs.values() for c in state.held
+                        if state.evaluator.holds(c)}  # fmt: skip
                 job = store.claim_job(self.id, self.lease, run_id=self.run_id, prefer=held)
                 if job is not None:
                     self._serve(store, job)
@@ -279,6 +282,11 @@ class _Lease:
                 store.close()
 
 
+def worker_id(host: str, pid: int, device: str | None) -> str:
+    """How a worker is named in the store: its host, process and device."""
+    return f"{host}:{pid}:{device or 'auto'}"
+
+
 def _what(job: Job) -> str:
     return f"{job.candidate} {job.stage} trial {job.trial}"
 
@@ -343,7 +351,13 @@ class Workers:
                     f"{code}); committed samples are kept: `codellmtuner resume {self.run_id}`"
                 )
             self.restarts += 1
-            warnings.append(f"worker {i} exited with code {code}; starting another")
+            # It is known to be dead: its job goes back now, not when its lease runs out.
+            device = self.devices[i % len(self.devices)] if self.devices else None
+            given_back = store.release_worker_jobs(
+                worker_id(socket.gethostname(), process.pid, device)
+            )
+            back = " (its job went back to the queue)" if given_back else ""
+            warnings.append(f"worker {i} exited with code {code}; starting another{back}")
             self.processes[i] = self._spawn(i)
         waited = time.monotonic() - self.started
         lonely = not self.count and not self._warned_none and waited > NO_WORKER_GRACE

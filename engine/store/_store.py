@@ -576,6 +576,18 @@ class Store:
             )
 
     @_guarded
+    def release_worker_jobs(self, worker: str) -> int:
+        """Give back at once the jobs ``worker`` holds (it is known to be dead: a local
+        worker whose process ended), rather than after their leases run out; returns how
+        many. Their attempts still count against :data:`MAX_JOB_ATTEMPTS`."""
+        with self._write():
+            return self._sql.execute(
+                "update jobs set status = 'pending', worker = null, lease_until = 0 "
+                "where worker = ? and status = 'claimed'",
+                [worker],
+            )
+
+    @_guarded
     def retry_jobs(self, run_id: str) -> None:
         """Give the run's failed jobs, and those abandoned by every worker that took them,
         back for workers to take (a resumed run tries them again, as a run without

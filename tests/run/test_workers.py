@@ -18,6 +18,7 @@ import pytest
 
 from engine import Store, Tuner
 from engine.errors import ConfigError, TunerError
+from engine.run.worker import DEFAULT_LEASE
 from tests.objectives import landscape
 from tests.workers import ROOT, SLEEPY, check_once_each, env, in_thread, query, wait_for, worker
 
@@ -64,12 +65,18 @@ def test_a_run_starts_its_workers_and_replaces_one_that_dies(tmp_path: Path):
         wait_for(lambda: query(db, running), what="a local worker on a job")
         killed = query(db, running)[0][0]
         os.kill(killed, signal.SIGKILL)
+        killed_at = time.monotonic()
         thread.join(timeout=120)
+        after_the_kill = time.monotonic() - killed_at
     finally:
         del os.environ["CODELLMTUNER_TEST_SLEEP"]
     assert "error" not in out, out
     check_once_each(db, "local", budget)
     assert any("exited with code -9; starting another" in m for m in messages), messages
+    # The run saw its worker die and gave the job back at once: it did not wait out the
+    # 60 s lease (the rest of the run is a dozen half-second evaluations on two workers).
+    assert any(m.endswith("(its job went back to the queue)") for m in messages), messages
+    assert after_the_kill < DEFAULT_LEASE / 2
     # the others stopped with the run; only the killed one could not say so
     assert query(db, "select pid from workers") == [(killed,)]
 
