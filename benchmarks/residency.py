@@ -1,0 +1,154 @@
+"""Many candidates, one device: the time spent loading models when they cannot all be
+resident, against every model resident.
+
+    python -m benchmarks.residency [--seeds 10] [--quick]
+
+The real engine (``engine.Tuner`` with its defaults) tunes a strategy family
+(``benchmarks/_strategies/landscapes.py``) whose every evaluation goes through the real
+:class:`engine.generation.Residency` to a stand-in backend: a model of a configured size
+whose load and evaluation take configured seconds on a virtual clock, so a case of 7B
+models, 20 s loads and 30 s evaluations runs in seconds, and the order of loads is the
+run's own. Each case is run with every model resident (the lower bound: the budget holds
+them all) and with the budget of the device, evicting the least recently used model
+(naive LRU). Reported per case, median over seeds: the run's time (loads plus
+evaluations), the number of loads, and that over the all-resident time. The tuning
+result (right-candidate rate, median true score) is the same in both columns, because
+residency changes when a model is loaded, never what the run decides.
+
+Cases: 3 and 5 candidates of 15 GB on one 24 GB device (one fits), and 4 candidates on 2
+devices (each holding one of its two models; jobs split by candidate). ``--quick`` is a
+seconds-long smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks._strategies.landscapes import FAMILIES, SPACE, Family
+from engine import Tuner
+from engine.generation import Residency
+from engine.generation.backends import Backend, Generation
+
+GB = 10**9
+
+
+@dataclass(frozen=True)
+class Case:
+    """``family`` tuned with its candidates' models of ``model_gb`` on ``devices`` devices
+    of ``device_gb`` each; a load takes ``load_s``, an evaluation ``eval_s``."""
+
+    name: str
+    family: str
+    model_gb: float
+    device_gb: float
+    devices: int
+    load_s: float
+    eval_s: float
+
+
+CASES = (
+    Case("3 x 15 GB on 24 GB", "hot_nucleus", 15, 24, 1, 20, 30),
+    Case("5 x 15 GB on 24 GB", "penalty", 15, 24, 1, 20, 30),
+    Case("4 x 15 GB on 2 x 24 GB", "sampling_only", 15, 24, 2, 20, 30),
+)
+
+
+class StandIn(Backend):
+    """A model of ``size`` bytes that adds ``eval_s`` to ``clock`` per evaluation."""
+
+    fingerprint = "stand-in"
+
+    def __init__(self, size: int, clock: list[float], eval_s: float) -> None:
+        self.size, self.clock, self.eval_s = size, clock, eval_s
+
+    def memory_bytes(self) -> int:
+        return self.size
+
+    def generate(self, prompts, generation_kwargs, *, seed, stop=()) -> list[Generation]:
+        self.clock[0] += self.eval_s
+        return [Generation("", 0, 0) for _ in prompts]
+
+
+class Device:
+    """One device: its residency and its clock."""
+
+    def __init__(self, case: Case, all_resident: bool) -> None:
+        self.clock = [0.0]
+        self.case = case
+        self.residency = Residency(None if all_resident else int(case.device_gb * GB))
+
+    def evaluate(self, candidate: str) -> None:
+        case, size = self.case, int(self.case.model_gb * GB)
+
+        def load() -> Backend:
+            self.clock[0] += case.load_s
+            return StandIn(size, self.clock, case.eval_s)
+
+        self.residency.get(candidate, candidate, size, load).generate([""], {}, seed=0)
+
+
+def run(case: Case, seed: int, all_resident: bool) -> dict:
+    """One run of the real Tuner on ``case``; its virtual time, loads and choice."""
+    family: Family = FAMILIES[case.family]
+    devices = [Device(case, all_resident) for _ in range(case.devices)]
+    names = list(family.candidates)
+    rng = np.random.default_rng(seed)
+
+    def objective(candidate: str, params: dict) -> float:
+        devices[names.index(candidate) % len(devices)].evaluate(candidate)
+        return family.observe(candidate, params, rng)
+
+    budget = 10 * len(names)
+    result = Tuner(objective=objective, candidates=names, budget=budget, seed=seed,
+                   space=SPACE).run()  # fmt: skip
+    return {
+        "seconds": max(d.clock[0] for d in devices),
+        "loads": sum(d.residency.loads for d in devices),
+        "right": result.best_candidate == family.best_candidate,
+        "score": family.true(result.best_candidate, result.best_params),
+    }
+
+
+def table(cases: Sequence[Case], seeds: int) -> Table:
+    out = Table(title=f"Time of one run (loads + evaluations, virtual clock), median of {seeds} "
+                "seeds; budget 10 evaluations per candidate")  # fmt: skip
+    for column in ("case", "load / eval s", "all resident: time", "loads",
+                   "naive LRU: time", "loads", "LRU / all resident", "right cand.",
+                   "median score"):  # fmt: skip
+        out.add_column(column, justify="left" if column == "case" else "right")
+    for case in cases:
+        resident = [run(case, s, True) for s in range(seeds)]
+        lru = [run(case, s, False) for s in range(seeds)]
+        assert [r["score"] for r in resident] == [r["score"] for r in lru]  # same decisions
+
+        def median(rows: list[dict], key: str) -> float:
+            return float(np.median([r[key] for r in rows]))
+
+        ratio = np.median([b["seconds"] / a["seconds"] for a, b in zip(resident, lru, strict=True)])
+        out.add_row(
+            case.name, f"{case.load_s:g} / {case.eval_s:g}",
+            f"{median(resident, 'seconds') / 60:.1f} min", f"{median(resident, 'loads'):.0f}",
+            f"{median(lru, 'seconds') / 60:.1f} min", f"{median(lru, 'loads'):.0f}",
+            f"{ratio:.2f}", f"{np.mean([r['right'] for r in lru]):.2f}",
+            f"{median(lru, 'score'):.3f}",
+        )  # fmt: skip
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="2 seeds, the first case")
+    args = parser.parse_args(argv)
+    cases = CASES[:1] if args.quick else CASES
+    Console(width=160).print(table(cases, 2 if args.quick else args.seeds))
+
+
+if __name__ == "__main__":
+    main()
