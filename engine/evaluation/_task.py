@@ -107,6 +107,7 @@ class TaskEvaluator(Evaluator):
                 raise ConfigError(f"{split} size must be at least 1, got {size}")
         self.residency = residency or Residency(None)
         self._served: dict[tuple, Backend] = {}
+        self._sizes: dict[tuple, int] = {}
         self._prompts: dict[tuple[str, str], list[Prompt]] = {}
         self._resolved: dict[tuple, tuple[ModelRef, AdapterRef | None]] = {}
 
@@ -265,9 +266,12 @@ class TaskEvaluator(Evaluator):
     def weights_size(self, spec: Candidate) -> int:
         """What ``spec``'s weights take on the device once loaded, estimated before
         loading (:func:`~engine.generation.weights_bytes`)."""
-        ref, _adapter = self.resolved(spec)
-        cpu = resolve_device(self.device) == "cpu"
-        return weights_bytes(ref.path, spec.quantization or ("float32" if cpu else "bfloat16"))
+        if spec.weights not in self._sizes:
+            ref, _adapter = self.resolved(spec)
+            cpu = resolve_device(self.device) == "cpu"
+            precision = spec.quantization or ("float32" if cpu else "bfloat16")
+            self._sizes[spec.weights] = weights_bytes(ref.path, precision)
+        return self._sizes[spec.weights]
 
     def _rendered(self, spec: Candidate, split: str, backend: Backend) -> list[str]:
         key = (spec.name, split)
