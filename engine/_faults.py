@@ -11,6 +11,7 @@ points may be given, comma-separated; the first one reached fires. Points:
 ``commit``     inside a sample's transaction, before it commits
 ``committed``  a sample committed, before the optimizer and the ranking hear of it
 ``selected``   the stage-1 winner stored, stage 3 not started
+``loading``    a model being loaded, after the evictions that made room for it
 
 Unset (always, outside tests), :func:`crash_point` costs one dictionary lookup.
 """
@@ -23,7 +24,7 @@ import signal
 __all__ = ["ENV", "POINTS", "crash_point"]
 
 ENV = "CODELLMTUNER_CRASH_AT"
-POINTS = ("generated", "scoring", "chunk", "commit", "committed", "selected")
+POINTS = ("generated", "scoring", "chunk", "commit", "committed", "selected", "loading")
 _passes: dict[str, int] = {}
 
 

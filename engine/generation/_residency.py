@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine._faults import crash_point
 from engine.errors import ConfigError
 from engine.generation._models import resolve_device
 from engine.generation.backends import Backend
@@ -181,6 +182,7 @@ class Residency:
         while self.budget is not None and self.used + size > self.budget:
             self._evict(next(iter(self._resident)), reason=name)
         start = time.perf_counter()
+        crash_point("loading")
         backend = load()
         size = max(size, backend.memory_bytes())
         self._resident[key] = _Resident(backend, name, size)

@@ -261,6 +261,42 @@ def test_a_run_killed_at_every_point_in_turn(
     assert after[3].run.result is None and after[3].run.status == "running"
 
 
+def test_a_kill_while_a_model_loads_then_resume_loses_nothing(
+    tiny_model_dir: Path, wide_model_dir: Path, tmp_path: Path
+):
+    # Two models of which one fits --device-memory: each move between the candidates
+    # evicts one and loads the other. Killed during the third load (the first reload),
+    # the resumed run ends as the uninterrupted one with the same budget did.
+    from engine.generation import weights_bytes
+
+    one_fits = f"{int(1.5 * weights_bytes(wide_model_dir, 'float32'))}B"
+
+    def args(db: Path) -> list[str]:
+        return [
+            "run", "--headless", "--candidate", f"tiny={tiny_model_dir}",
+            "--candidate", f"wide={wide_model_dir}@raw", "--budget", str(BUDGET),
+            "--problems", "2", "--holdout-problems", "2", "--param", "max_new_tokens=8:16",
+            "--seed", "3", "--device", "cpu", "--device-memory", one_fits,
+            "--run-id", RUN_ID, "--store", str(db),
+        ]  # fmt: skip
+
+    reference_db, db = tmp_path / "reference.db", tmp_path / "s.db"
+    uninterrupted = _cli(args(reference_db))
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    assert "evicted tiny" in uninterrupted.stdout and "loaded tiny" in uninterrupted.stdout
+    reference = _snapshot(reference_db)
+    killed = _cli(args(db), "loading:3")
+    assert killed.returncode == KILLED, killed.stderr[-2000:]
+    before = _snapshot(db)
+    assert 0 < len(before.samples) < SAMPLES
+    _assert_prefix(before, None, reference, len(before.samples))
+    resumed = _cli(_resume_args(db))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = _snapshot(db)
+    assert after.ids[: len(before.ids)] == before.ids
+    _assert_equal_to_reference(after, reference)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_sigint_and_sigterm_stop_with_one_line_and_the_run_resumes(
     tiny_model_dir: Path, tmp_path: Path, reference: Snapshot, signum: signal.Signals
