@@ -373,7 +373,8 @@ class SearchSpace:
         scrambled Sobol sequence with a fixed seed (so every run, and its resume, gets the
         same points), each moved onto a configuration the space can take
         (:meth:`from_unit`, then :meth:`unit`). They stand for the configurations nobody
-        has evaluated yet (:func:`engine.selection.rank`). ``n`` is a power of two.
+        has evaluated yet (:func:`engine.selection.rank`). A power of two for ``n``
+        keeps the set balanced.
 
         >>> SearchSpace().reference_unit(8).shape
         (8, 5)
@@ -383,8 +384,9 @@ class SearchSpace:
         d = len(self.unit(self.default_params()))
         if d == 0:
             return np.empty((n, 0))
-        sobol = qmc.Sobol(d, scramble=True, seed=REFERENCE_SEED).random_base2(int(math.log2(n)))
-        return np.array([self.unit(self.from_unit(u)) for u in sobol[:n]])
+        sobol = qmc.Sobol(d, scramble=True, seed=REFERENCE_SEED)
+        points = sobol.random_base2(math.ceil(math.log2(n)))[:n]
+        return np.array([self.unit(self.from_unit(u)) for u in points])
 
     def unit(self, params: Mapping[str, Any]) -> list[float]:
         """``params`` as coordinates in [0, 1], one per parameter that is not fixed, for
