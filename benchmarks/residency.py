@@ -36,6 +36,9 @@ from engine.generation import Residency
 from engine.generation.backends import Backend, Generation
 
 GB = 10**9
+#: The stage-1 block of the switch-aware runs (``--switch-block``): a candidate's four
+#: exploration samples in one block, and as many in a row after each top-two pick.
+BLOCK = 4
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,9 @@ class Device:
         self.residency.get(candidate, candidate, size, load).generate([""], {}, seed=0)
 
 
-def run(case: Case, seed: int, all_resident: bool) -> dict:
-    """One run of the real Tuner on ``case``; its virtual time, loads and choice."""
+def run(case: Case, seed: int, all_resident: bool, block: int = 1) -> dict:
+    """One run of the real Tuner on ``case`` (stage-1 blocks of ``block`` samples:
+    ``--switch-block``); its virtual time, loads and choice."""
     family: Family = FAMILIES[case.family]
     devices = [Device(case, all_resident) for _ in range(case.devices)]
     names = list(family.candidates)
@@ -106,7 +110,7 @@ def run(case: Case, seed: int, all_resident: bool) -> dict:
 
     budget = 10 * len(names)
     result = Tuner(objective=objective, candidates=names, budget=budget, seed=seed,
-                   space=SPACE).run()  # fmt: skip
+                   space=SPACE, switch_block=block).run()  # fmt: skip
     return {
         "seconds": max(d.clock[0] for d in devices),
         "loads": sum(d.residency.loads for d in devices),
@@ -117,26 +121,35 @@ def run(case: Case, seed: int, all_resident: bool) -> dict:
 
 def table(cases: Sequence[Case], seeds: int) -> Table:
     out = Table(title=f"Time of one run (loads + evaluations, virtual clock), median of {seeds} "
-                "seeds; budget 10 evaluations per candidate")  # fmt: skip
-    for column in ("case", "load / eval s", "all resident: time", "loads",
-                   "naive LRU: time", "loads", "LRU / all resident", "right cand.",
-                   "median score"):  # fmt: skip
+                f"seeds; budget 10 evaluations per candidate; blocks of {BLOCK}")  # fmt: skip
+    columns = ("case", "all resident", "loads", "naive LRU", "loads", "/ all", "blocks", "loads",
+               "/ all", "right: evidence, blocks", "median score: evidence, blocks")  # fmt: skip
+    for column in columns:
         out.add_column(column, justify="left" if column == "case" else "right")
     for case in cases:
         resident = [run(case, s, True) for s in range(seeds)]
         lru = [run(case, s, False) for s in range(seeds)]
+        blocks = [run(case, s, False, BLOCK) for s in range(seeds)]
         assert [r["score"] for r in resident] == [r["score"] for r in lru]  # same decisions
 
         def median(rows: list[dict], key: str) -> float:
             return float(np.median([r[key] for r in rows]))
 
-        ratio = np.median([b["seconds"] / a["seconds"] for a, b in zip(resident, lru, strict=True)])
+        def over_resident(rows: list[dict], resident: list[dict] = resident) -> str:
+            ratios = [b["seconds"] / a["seconds"] for a, b in zip(resident, rows, strict=True)]
+            return f"{np.median(ratios):.2f}"
+
+        def right(rows: list[dict]) -> str:
+            return f"{np.mean([r['right'] for r in rows]):.2f}"
+
         out.add_row(
-            case.name, f"{case.load_s:g} / {case.eval_s:g}",
+            case.name,
             f"{median(resident, 'seconds') / 60:.1f} min", f"{median(resident, 'loads'):.0f}",
             f"{median(lru, 'seconds') / 60:.1f} min", f"{median(lru, 'loads'):.0f}",
-            f"{ratio:.2f}", f"{np.mean([r['right'] for r in lru]):.2f}",
-            f"{median(lru, 'score'):.3f}",
+            over_resident(lru),
+            f"{median(blocks, 'seconds') / 60:.1f} min", f"{median(blocks, 'loads'):.0f}",
+            over_resident(blocks), f"{right(resident)}, {right(blocks)}",
+            f"{median(resident, 'score'):.3f}, {median(blocks, 'score'):.3f}",
         )  # fmt: skip
     return out
 

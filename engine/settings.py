@@ -264,6 +264,13 @@ class RunSettings:
         "the leader's with 1 - this confidence (0 turns it off)", parse=float,
         check=_elimination, label="eliminate at", metavar="ALPHA", flag="--eliminate",
     )  # fmt: skip
+    switch_block: int = _option(
+        1, "stage-1 samples a candidate gets in a row before the run moves to another (1: "
+        "follow the evidence sample by sample; more keeps a loaded model for a block, for "
+        "models that cannot all be resident in --device-memory)", parse=int,
+        check=_whole("switch block", 1), label="switch block", metavar="N",
+        flag="--switch-block",
+    )  # fmt: skip
     psm: bool = _option(
         False, "centre each candidate's surrogate on its PSM-matched mean (off: on the mean "
         "of all scores; the matched comparison is reported either way)", parse=_on_off,

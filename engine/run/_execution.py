@@ -54,6 +54,7 @@ from engine.selection import (
     EarlyStop,
     Ranking,
     answer_so_far,
+    block_to_finish,
     budget_spent,
     next_stage1_candidate,
     safe_eliminations,
@@ -236,7 +237,11 @@ class Execution:
                   for name, s in evidence.samples.items()}  # fmt: skip
         least = min(counts.values())
         spent = self._committed_or_promised()
+        unfinished = block_to_finish(self._stage1_order(), self.settings.switch_block)
         if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and spent < target):
+            each = EXPLORE_EACH if spent < target else MIN_STAGE1_SAMPLES
+            if unfinished is not None and counts[unfinished] < each:
+                return unfinished  # its exploration in one block: one load, not several
             return next_stage1_candidate(self.names, counts, least + 1)
         if not evidence.on_every_candidate():
             return None
@@ -246,9 +251,17 @@ class Execution:
         active = self._active(ranking)
         if len(active) == 1:
             return None
+        if unfinished is not None and self.names.index(unfinished) in active:
+            return unfinished
         proposed = evidence.used() + self.dispatch.in_flight()
         rng = np.random.default_rng(sampler_seed(self.settings.seed, len(self.names), proposed))
         return self.names[top_two(ranking.maxima, active, rng)]
+
+    def _stage1_order(self) -> list[str]:
+        """The candidates of the committed stage-1 samples, in commit order."""
+        stage1 = [s for samples in self.evidence.samples.values() for s in samples
+                  if s.stage == SAMPLING]  # fmt: skip
+        return [s.candidate for s in sorted(stage1, key=lambda s: (s.id or 0, s.trial))]
 
     def _active(self, ranking: Ranking) -> list[int]:
         """The candidates (indices) still in stage 1: all but those whose upper bound on

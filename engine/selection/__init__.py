@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         SETTLED,
         answer_so_far,
         best_sample_index,
+        block_to_finish,
         budget_spent,
         check_elimination,
         check_split,

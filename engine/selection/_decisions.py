@@ -74,6 +74,25 @@ def next_stage1_candidate(
     return min(pending, key=lambda c: counts.get(c, 0))
 
 
+def block_to_finish(order: Sequence[str], block: int) -> str | None:
+    """The candidate whose block of stage-1 samples is not finished: the last of
+    ``order`` (the stage-1 samples' candidates, in the order they were proposed) while it
+    has fewer than ``block`` in a row; ``None`` with ``block`` 1 (every sample is chosen
+    afresh) or once the block is done.
+
+    >>> block_to_finish(["a", "b", "b"], 3), block_to_finish(["a", "b", "b"], 2)
+    ('b', None)
+    """
+    if block <= 1 or not order:
+        return None
+    last, streak = order[-1], 0
+    for name in reversed(order):
+        if name != last:
+            break
+        streak += 1
+    return last if streak < block else None
+
+
 def check_elimination(alpha: float) -> None:
     """Raise :class:`ConfigError` unless ``alpha`` is a tail probability below 1/2."""
     if not 0 <= alpha < 0.5:

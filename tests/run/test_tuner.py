@@ -355,6 +355,29 @@ def test_stage_one_gives_a_dominated_candidate_less_and_can_eliminate_it(tmp_pat
     assert all(not text.startswith(result.best_candidate) for text in _out(events))
 
 
+def test_switch_blocks_keep_a_candidate_for_a_block_and_resume_to_the_same_end(tmp_path):
+    # --switch-block 4: each candidate's exploration is one block (one model load, not
+    # four), each top-two pick is kept for up to four samples in a row, and a stopped run
+    # resumes to the uninterrupted one's samples.
+    db = tmp_path / "s.db"
+    kwargs = {"objective": landscape, "candidates": ["a", "b", "c"], "budget": 30, "seed": 2,
+              "store": db, "switch_block": 4}  # fmt: skip
+    full = Tuner(**kwargs, run_id="full").run()
+    store = Store(db)
+    order = [s.candidate for s in store.samples("full", stage="sampling")]
+    assert order[:12] == ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    switches = sum(x != y for x, y in zip(order, order[1:], strict=False))
+    assert switches <= 2 + (len(order) - 12 + 3) // 4  # blocks after exploration too
+    tuner = Tuner(**kwargs, run_id="split")
+    stop_at_6 = lambda e: isinstance(e, SampleRecorded) and e.budget_used == 6 and tuner.stop()  # noqa: E731
+    tuner.subscribe(stop_at_6)
+    tuner.run()
+    result = Tuner.resume("split", store=db, objective=landscape).run()
+    assert (result.best_candidate, result.best_params) == (full.best_candidate, full.best_params)
+    params = lambda run: [(s.candidate, s.params) for s in store.samples(run)]  # noqa: E731
+    assert params("split") == params("full")
+
+
 def test_elimination_0_eliminates_nothing():
     events = []
     tuner = Tuner(objective=landscape, candidates=["a", "b", "c"], budget=40, seed=1,
