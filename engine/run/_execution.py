@@ -240,8 +240,12 @@ class Execution:
         unfinished = block_to_finish(self._stage1_order(), self.settings.switch_block)
         if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and spent < target):
             each = EXPLORE_EACH if spent < target else MIN_STAGE1_SAMPLES
-            if unfinished is not None and counts[unfinished] < each:
-                return unfinished  # its exploration in one block: one load, not several
+            # The first samples of all, round-robin (the shared default point and one
+            # proposal each: what the shared model compares candidates on), then the
+            # rest of a candidate's exploration in one block: one load, not several.
+            blocked = unfinished is not None and least >= MIN_STAGE1_SAMPLES
+            if blocked and counts[unfinished] < each:
+                return unfinished
             return next_stage1_candidate(self.names, counts, least + 1)
         if not evidence.on_every_candidate():
             return None

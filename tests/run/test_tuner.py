@@ -356,18 +356,19 @@ def test_stage_one_gives_a_dominated_candidate_less_and_can_eliminate_it(tmp_pat
 
 
 def test_switch_blocks_keep_a_candidate_for_a_block_and_resume_to_the_same_end(tmp_path):
-    # --switch-block 4: each candidate's exploration is one block (one model load, not
-    # four), each top-two pick is kept for up to four samples in a row, and a stopped run
-    # resumes to the uninterrupted one's samples.
+    # --switch-block 4: the first two samples of each round-robin, then the rest of each
+    # candidate's exploration in one block (one model load, not two), each top-two pick
+    # kept for up to four samples in a row; a stopped run resumes to the same samples.
     db = tmp_path / "s.db"
     kwargs = {"objective": landscape, "candidates": ["a", "b", "c"], "budget": 30, "seed": 2,
               "store": db, "switch_block": 4}  # fmt: skip
     full = Tuner(**kwargs, run_id="full").run()
     store = Store(db)
     order = [s.candidate for s in store.samples("full", stage="sampling")]
-    assert order[:12] == ["a"] * 4 + ["b"] * 4 + ["c"] * 4
-    switches = sum(x != y for x, y in zip(order, order[1:], strict=False))
-    assert switches <= 2 + (len(order) - 12 + 3) // 4  # blocks after exploration too
+    # (c, loaded last, goes on first)
+    assert order[:12] == ["a", "b", "c"] * 2 + ["c", "c", "a", "a", "b", "b"]
+    switches = sum(x != y for x, y in zip(order[11:], order[12:], strict=False))
+    assert switches <= (len(order) - 12 + 3) // 4  # blocks after exploration too
     tuner = Tuner(**kwargs, run_id="split")
     stop_at_6 = lambda e: isinstance(e, SampleRecorded) and e.budget_used == 6 and tuner.stop()  # noqa: E731
     tuner.subscribe(stop_at_6)
