@@ -117,3 +117,48 @@ def test_a_model_too_large_for_the_budget_stops_the_run_before_the_store(tiny_mo
     with pytest.raises(ConfigError, match=r"^tiny needs .* more than the 1\.0 KiB budget"):
         _run(store, [f"tiny={tiny_model_dir}@raw"], "1KiB")
     assert not store.exists()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="the CUDA allocator's memory needs CUDA")
+def test_on_cuda_an_evicted_model_gives_its_memory_back(tiny_model_dir, wide_model_dir):
+    # On the CPU transformers maps safetensors weights from their file, so the process's
+    # memory says little; on CUDA the allocator's count is exact.
+    import torch
+
+    size = weights_bytes(wide_model_dir, "float32")
+    residency = Residency(int(1.5 * size))
+    before = torch.cuda.memory_allocated()
+    highest = 0
+    for folder in (tiny_model_dir, wide_model_dir, tiny_model_dir):
+        residency.get(str(folder), folder.name, size,
+                      lambda f=folder: TransformersBackend(resolve_model(str(f)), device="cuda",
+                                                           dtype="float32"))  # fmt: skip
+        highest = max(highest, torch.cuda.memory_allocated() - before)
+    assert residency.evictions == 2 and highest <= residency.budget
+    residency.close()
+    assert torch.cuda.memory_allocated() - before < 2**20
+
+
+@pytest.mark.gpu
+@pytest.mark.bundled
+@pytest.mark.skipif(not _cuda(), reason="vLLM runs on CUDA, where installed")
+def test_a_vllm_engine_is_shut_down_and_loaded_again():
+    from engine.generation.backends.vllm import VLLMBackend, vllm_available
+
+    if not vllm_available():
+        pytest.skip("vLLM runs on CUDA, where installed")
+    ref = resolve_model("smollm2")
+    residency = Residency(None)
+    first = residency.get("vllm", "smollm2", 0, lambda: VLLMBackend(ref))
+    text = first.generate(["def add(a, b):"], {"do_sample": False, "max_new_tokens": 16}, seed=0)
+    residency.close()
+    again = residency.get("vllm", "smollm2", 0, lambda: VLLMBackend(ref))
+    assert again.generate(["def add(a, b):"], {"do_sample": False, "max_new_tokens": 16},
+                          seed=0) == text  # fmt: skip
