@@ -187,6 +187,9 @@ class Residency:
         size = max(size, backend.memory_bytes())
         self._resident[key] = _Resident(backend, name, size)
         self.loads += 1
+        # Loaded, a model may take more than its estimate: make room after the fact too.
+        while self.budget is not None and self.used > self.budget and len(self._resident) > 1:
+            self._evict(next(iter(self._resident)), reason=name)
         self.peak = max(self.peak, self.used)
         self.on_event(f"loaded {name} ({format_memory(size)}) in "
                       f"{time.perf_counter() - start:.1f} s{self._room()}")  # fmt: skip
