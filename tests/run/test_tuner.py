@@ -369,12 +369,19 @@ def test_switch_blocks_keep_a_candidate_for_a_block_and_resume_to_the_same_end(t
     assert order[:12] == ["a", "b", "c"] * 2 + ["c", "c", "a", "a", "b", "b"]
     switches = sum(x != y for x, y in zip(order[11:], order[12:], strict=False))
     assert switches <= (len(order) - 12 + 3) // 4  # blocks after exploration too
+    _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at=6)
+
+
+def _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at: int) -> None:
+    """Run ``kwargs`` as run "split", stopped once ``stop_at`` is used, then resumed: it
+    ends with the answer and the samples of the uninterrupted run "full"."""
     tuner = Tuner(**kwargs, run_id="split")
-    stop_at_6 = lambda e: isinstance(e, SampleRecorded) and e.budget_used == 6 and tuner.stop()  # noqa: E731
-    tuner.subscribe(stop_at_6)
+    stop = lambda e: isinstance(e, SampleRecorded) and e.budget_used == stop_at and tuner.stop()  # noqa: E731
+    tuner.subscribe(stop)
     tuner.run()
-    result = Tuner.resume("split", store=db, objective=landscape).run()
+    result = Tuner.resume("split", store=kwargs["store"], objective=kwargs["objective"]).run()
     assert (result.best_candidate, result.best_params) == (full.best_candidate, full.best_params)
+    store = Store(kwargs["store"])
     params = lambda run: [(s.candidate, s.params) for s in store.samples(run)]  # noqa: E731
     assert params("split") == params("full")
 
@@ -393,15 +400,7 @@ def test_a_stopped_run_with_elimination_resumes_to_the_same_end(tmp_path):
     kwargs = {"objective": landscape, "candidates": ["a", "b", "c"], "budget": 24, "seed": 5,
               "store": db, "eliminate": 0.05}  # fmt: skip
     full = Tuner(**kwargs, run_id="full").run()
-    tuner = Tuner(**kwargs, run_id="split")
-    stop_at_10 = lambda e: isinstance(e, SampleRecorded) and e.budget_used == 10 and tuner.stop()  # noqa: E731
-    tuner.subscribe(stop_at_10)
-    tuner.run()
-    result = Tuner.resume("split", store=db, objective=landscape).run()
-    assert (result.best_candidate, result.best_params) == (full.best_candidate, full.best_params)
-    store = Store(db)
-    params = lambda run: [(s.candidate, s.params) for s in store.samples(run)]  # noqa: E731
-    assert params("split") == params("full")
+    _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at=10)
 
 
 @pytest.mark.parametrize("alpha", [-0.1, 0.5, 1.0])
