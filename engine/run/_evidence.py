@@ -86,10 +86,14 @@ class Evidence:
         if trial is not None:
             self.studies[name].tell(trial, state=optuna.trial.TrialState.FAIL)
 
+    def in_commit_order(self) -> list[Sample]:
+        """Every committed stage-1 and stage-3 sample, in the order it was committed."""
+        return sorted((s for n in self.names for s in self.samples[n]), key=_commit_order)
+
     def rank(self) -> Ranking | None:
         """Rank the candidates on every committed sample (:func:`engine.selection.rank`),
         keep the ranking and return it; ``None`` before the first sample."""
-        pooled = sorted((s for n in self.names for s in self.samples[n]), key=_commit_order)
+        pooled = self.in_commit_order()
         if not pooled:
             return None
         space, settings = self.space, self.settings

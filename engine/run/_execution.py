@@ -237,7 +237,8 @@ class Execution:
                   for name, s in evidence.samples.items()}  # fmt: skip
         least = min(counts.values())
         spent = self._committed_or_promised()
-        unfinished = block_to_finish(self._stage1_order(), self.settings.switch_block)
+        block = self.settings.switch_block  # the order costs a sort: read it for blocks only
+        unfinished = block_to_finish(self._stage1_order(), block) if block > 1 else None
         if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and spent < target):
             each = EXPLORE_EACH if spent < target else MIN_STAGE1_SAMPLES
             # The first samples of all, round-robin (the shared default point and one
@@ -263,9 +264,7 @@ class Execution:
 
     def _stage1_order(self) -> list[str]:
         """The candidates of the committed stage-1 samples, in commit order."""
-        stage1 = [s for samples in self.evidence.samples.values() for s in samples
-                  if s.stage == SAMPLING]  # fmt: skip
-        return [s.candidate for s in sorted(stage1, key=lambda s: (s.id or 0, s.trial))]
+        return [s.candidate for s in self.evidence.in_commit_order() if s.stage == SAMPLING]
 
     def _active(self, ranking: Ranking) -> list[int]:
         """The candidates (indices) still in stage 1: all but those whose upper bound on
