@@ -290,10 +290,32 @@ def findability(
 RELIABILITY_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
-def reliability_bin(stated: np.ndarray) -> np.ndarray:
-    """The bin of :data:`RELIABILITY_BINS` each stated P(best) falls in: ``[low, high)``,
-    the last bin closed (a stated 1.0 is in it)."""
-    return np.digitize(stated, RELIABILITY_BINS[1:-1])
+#: When three-stage states the P(best) of its choice, and the :class:`Record` field
+#: holding it.
+MOMENTS = (("at the switch", "switch_prob_best"), ("at the end", "prob_best"))
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """The runs whose stated P(best) is in ``[low, high)`` (the last bin closed): how
+    many, their mean stated P(best) and how often their choice was right."""
+
+    low: float
+    high: float
+    runs: int
+    stated: float
+    right: float
+
+
+def reliability_bins(stated: Sequence[float], right: Sequence[bool]) -> list[ReliabilityBin]:
+    """The bins of :data:`RELIABILITY_BINS` that hold a run, in order."""
+    stated, right = np.asarray(stated, float), np.asarray(right, float)
+    index = np.digitize(stated, RELIABILITY_BINS[1:-1])
+    return [
+        ReliabilityBin(RELIABILITY_BINS[b], RELIABILITY_BINS[b + 1], int((index == b).sum()),
+                       float(stated[index == b].mean()), float(right[index == b].mean()))
+        for b in np.unique(index)
+    ]  # fmt: skip
 
 
 def expected_calibration_error(stated: Sequence[float], right: Sequence[bool]) -> float:
@@ -303,34 +325,32 @@ def expected_calibration_error(stated: Sequence[float], right: Sequence[bool]) -
     >>> round(expected_calibration_error([0.9, 0.9, 0.3, 0.3], [True, False, False, False]), 3)
     0.35
     """
-    stated, right = np.asarray(stated, float), np.asarray(right, float)
-    bins = reliability_bin(stated)
-    gap = sum(abs(stated[bins == b].mean() - right[bins == b].mean()) * (bins == b).sum()
-              for b in np.unique(bins))  # fmt: skip
-    return float(gap / len(stated))
+    bins = reliability_bins(stated, right)
+    return sum(abs(b.stated - b.right) * b.runs for b in bins) / sum(b.runs for b in bins)
+
+
+def stated_runs(records: list[Record], field: str) -> list[Record]:
+    """Three-stage's runs at ``B`` that stated a P(best) in ``field`` (a :data:`MOMENTS`
+    field)."""
+    return [r for r in records if (r.strategy, r.scale) == (THREE_STAGE, 1.0)
+            and not math.isnan(getattr(r, field))]  # fmt: skip
 
 
 def reliability(records: list[Record], families: Sequence[str]) -> list[str]:
     """Three-stage's stated P(best) of its choice at ``B`` (at the switch and at the end),
     binned, against how often the choice was the best candidate; then the expected
     calibration error pooled and per family."""
-    mine = [r for r in records if (r.strategy, r.scale) == (THREE_STAGE, 1.0)]
     lines = []
-    for when, field in (("at the switch", "switch_prob_best"), ("at the end", "prob_best")):
-        runs = [r for r in mine if not math.isnan(getattr(r, field))]
+    for when, field in MOMENTS:
+        runs = stated_runs(records, field)
         if not runs:
             continue
-        stated = np.array([getattr(r, field) for r in runs])
-        right = np.array([r.right for r in runs], float)
+        stated, right = [getattr(r, field) for r in runs], [r.right for r in runs]
         lines.append(f"{when}: {len(runs)} runs, pooled ECE "
                      f"{expected_calibration_error(stated, right):.3f}")  # fmt: skip
-        bins = reliability_bin(stated)
-        for b, (low, high) in enumerate(zip(RELIABILITY_BINS, RELIABILITY_BINS[1:], strict=False)):
-            inside = bins == b
-            if inside.any():
-                lines.append(f"  P(best) in [{low:.2f}, {high:.2f}]: {int(inside.sum())} runs, "
-                             f"stated {stated[inside].mean():.2f}, right "
-                             f"{right[inside].mean():.2f}")  # fmt: skip
+        for b in reliability_bins(stated, right):
+            lines.append(f"  P(best) in [{b.low:.2f}, {b.high:.2f}]: {b.runs} runs, "
+                         f"stated {b.stated:.2f}, right {b.right:.2f}")  # fmt: skip
         per_family = []
         for family in families:
             own = [r for r in runs if r.family == family]
@@ -444,23 +464,18 @@ def plot_reliability(records: list[Record], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mine = [r for r in records if (r.strategy, r.scale) == (THREE_STAGE, 1.0)]
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.0), squeeze=False)
-    for ax, (when, field) in zip(
-        axes.flat, (("at the switch", "switch_prob_best"), ("at the end", "prob_best")), strict=True
-    ):
-        runs = [r for r in mine if not math.isnan(getattr(r, field))]
-        stated = np.array([getattr(r, field) for r in runs])
-        right = np.array([r.right for r in runs], float)
-        bins = reliability_bin(stated)
-        points = [(stated[bins == b].mean(), right[bins == b].mean(), (bins == b).sum())
-                  for b in np.unique(bins)]  # fmt: skip
+    for ax, (when, field) in zip(axes.flat, MOMENTS, strict=True):
+        runs = stated_runs(records, field)
+        stated, right = [getattr(r, field) for r in runs], [r.right for r in runs]
+        bins = reliability_bins(stated, right) if runs else []
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-        xs, ys, ns = zip(*points, strict=True) if points else ((), (), ())
-        ax.plot(xs, ys, color="tab:blue", linewidth=1.2)
-        ax.scatter(xs, ys, s=[8 * n for n in ns], color="tab:blue", zorder=3)
-        for x, y, n in points:
-            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7)
+        ax.plot([b.stated for b in bins], [b.right for b in bins], color="tab:blue", linewidth=1.2)
+        ax.scatter([b.stated for b in bins], [b.right for b in bins],
+                   s=[8 * b.runs for b in bins], color="tab:blue", zorder=3)  # fmt: skip
+        for b in bins:
+            ax.annotate(str(b.runs), (b.stated, b.right), textcoords="offset points",
+                        xytext=(6, -10), fontsize=7)  # fmt: skip
         ece = expected_calibration_error(stated, right) if runs else math.nan
         ax.set_title(f"{when}: {len(runs)} runs, ECE {ece:.3f}")
         ax.set_xlabel("stated P(best) of the choice (bin mean)")
