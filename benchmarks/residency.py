@@ -8,12 +8,15 @@ The real engine (``engine.Tuner`` with its defaults) tunes a strategy family
 :class:`engine.generation.Residency` to a stand-in backend: a model of a configured size
 whose load and evaluation take configured seconds on a virtual clock, so a case of 7B
 models, 20 s loads and 30 s evaluations runs in seconds, and the order of loads is the
-run's own. Each case is run with every model resident (the lower bound: the budget holds
-them all) and with the budget of the device, evicting the least recently used model
-(naive LRU). Reported per case, median over seeds: the run's time (loads plus
-evaluations), the number of loads, and that over the all-resident time. The tuning
-result (right-candidate rate, median true score) is the same in both columns, because
-residency changes when a model is loaded, never what the run decides.
+run's own. Each case is run three ways: every model resident (the lower bound: the budget
+holds them all), the budget of the device with every sample chosen afresh (naive LRU,
+``--switch-block 1``), and switch-aware (``--switch-block auto``, the default: the run
+reads the seconds its samples spent loading a model again, here from the virtual clock,
+and keeps a candidate for a block of samples). Reported per case, median over seeds: the
+run's time (loads plus evaluations), the number of loads, and that over the all-resident
+time, and the tuning result (right-candidate rate, median true score) all-resident and
+switch-aware. Naive LRU decides exactly as all-resident (asserted): residency alone
+changes when a model is loaded, never what the run decides.
 
 Cases: 3 and 5 candidates of 15 GB on one 24 GB device (one fits), and 4 candidates on 2
 devices (each holding one of its two models; jobs split by candidate). ``--quick`` is a
@@ -23,8 +26,8 @@ seconds-long smoke test.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rich.console import Console
@@ -32,13 +35,11 @@ from rich.table import Table
 
 from benchmarks._strategies.landscapes import FAMILIES, SPACE, Family
 from engine import Tuner
+from engine.evaluation import Evaluation, ObjectiveEvaluator
 from engine.generation import Residency
 from engine.generation.backends import Backend, Generation
 
 GB = 10**9
-#: The stage-1 block of the switch-aware runs (``--switch-block``): a candidate's four
-#: exploration samples in one block, and as many in a row after each top-two pick.
-BLOCK = 4
 
 
 @dataclass(frozen=True)
@@ -79,26 +80,49 @@ class StandIn(Backend):
 
 
 class Device:
-    """One device: its residency and its clock."""
+    """One device: its residency and its clock; ``switch_seconds`` are the seconds of
+    the loads of models it had evicted before."""
 
     def __init__(self, case: Case, all_resident: bool) -> None:
         self.clock = [0.0]
         self.case = case
         self.residency = Residency(None if all_resident else int(case.device_gb * GB))
+        self.switch_seconds = 0.0
+        self._loaded: set[str] = set()
 
     def evaluate(self, candidate: str) -> None:
         case, size = self.case, int(self.case.model_gb * GB)
 
         def load() -> Backend:
             self.clock[0] += case.load_s
+            if candidate in self._loaded:
+                self.switch_seconds += case.load_s
+            self._loaded.add(candidate)
             return StandIn(size, self.clock, case.eval_s)
 
         self.residency.get(candidate, candidate, size, load).generate([""], {}, seed=0)
 
 
-def run(case: Case, seed: int, all_resident: bool, block: int = 1) -> dict:
-    """One run of the real Tuner on ``case`` (stage-1 blocks of ``block`` samples:
-    ``--switch-block``); its virtual time, loads and choice."""
+class VirtualEvaluator(ObjectiveEvaluator):
+    """The objective's evaluations with their seconds, and those of switching models,
+    read on the virtual clock of the device that made them (what a run's
+    :class:`~engine.evaluation.TaskEvaluator` measures on a real one)."""
+
+    def __init__(self, objective: Callable, names: list[str], devices: list[Device]) -> None:
+        super().__init__(objective, names)
+        self.devices = devices
+
+    def evaluate(self, candidate: str, params: dict, **kwargs) -> Evaluation:
+        device = self.devices[self.candidates.index(candidate) % len(self.devices)]
+        start, switched = device.clock[0], device.switch_seconds
+        evaluation = super().evaluate(candidate, params, **kwargs)
+        return replace(evaluation, seconds=device.clock[0] - start,
+                       switch_seconds=device.switch_seconds - switched)  # fmt: skip
+
+
+def run(case: Case, seed: int, all_resident: bool, block: int | str = "auto") -> dict:
+    """One run of the real Tuner on ``case`` (``--switch-block`` ``block``); its virtual
+    time, loads and choice."""
     family: Family = FAMILIES[case.family]
     devices = [Device(case, all_resident) for _ in range(case.devices)]
     names = list(family.candidates)
@@ -108,9 +132,13 @@ def run(case: Case, seed: int, all_resident: bool, block: int = 1) -> dict:
         devices[names.index(candidate) % len(devices)].evaluate(candidate)
         return family.observe(candidate, params, rng)
 
+    class VirtualTuner(Tuner):
+        def _evaluator(self) -> VirtualEvaluator:
+            return VirtualEvaluator(objective, names, devices)
+
     budget = 10 * len(names)
-    result = Tuner(objective=objective, candidates=names, budget=budget, seed=seed,
-                   space=SPACE, switch_block=block).run()  # fmt: skip
+    result = VirtualTuner(objective=objective, candidates=names, budget=budget, seed=seed,
+                          space=SPACE, switch_block=block).run()  # fmt: skip
     return {
         "seconds": max(d.clock[0] for d in devices),
         "loads": sum(d.residency.loads for d in devices),
@@ -120,16 +148,18 @@ def run(case: Case, seed: int, all_resident: bool, block: int = 1) -> dict:
 
 
 def table(cases: Sequence[Case], seeds: int) -> Table:
-    out = Table(title=f"Time of one run (loads + evaluations, virtual clock), median of {seeds} "
-                f"seeds; budget 10 evaluations per candidate; blocks of {BLOCK}")  # fmt: skip
+    out = Table(
+        title=f"Time of one run (loads + evaluations, virtual clock), median of {seeds} "
+        "seeds; budget 10 evaluations per candidate; blocks: --switch-block auto"
+    )
     columns = ("case", "all resident", "loads", "naive LRU", "loads", "/ all", "blocks", "loads",
                "/ all", "right: evidence, blocks", "median score: evidence, blocks")  # fmt: skip
     for column in columns:
         out.add_column(column, justify="left" if column == "case" else "right")
     for case in cases:
         resident = [run(case, s, True) for s in range(seeds)]
-        lru = [run(case, s, False) for s in range(seeds)]
-        blocks = [run(case, s, False, BLOCK) for s in range(seeds)]
+        lru = [run(case, s, False, block=1) for s in range(seeds)]
+        blocks = [run(case, s, False) for s in range(seeds)]
         assert [r["score"] for r in resident] == [r["score"] for r in lru]  # same decisions
 
         def median(rows: list[dict], key: str) -> float:

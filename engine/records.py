@@ -43,6 +43,9 @@ class Sample:
     run's tuning problems the score is a mean over (below 1: the sample was stopped early,
     :mod:`engine.selection._fidelity`), ``problem_scores`` the score of each of those
     problems in the run's problem order (empty where the evaluator has no problems).
+    ``seconds`` is the evaluation's wall time, ``switch_seconds`` the part of it spent
+    loading a model that had been evicted to make room for another: what moving between
+    candidates that cannot all be resident cost (:mod:`engine.generation._residency`).
     """
 
     run_id: str
@@ -58,6 +61,7 @@ class Sample:
     seconds: float = 0.0
     fidelity: float = 1.0
     problem_scores: tuple[float, ...] = ()
+    switch_seconds: float = 0.0
     id: int | None = None
     created_at: float = 0.0
 

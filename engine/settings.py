@@ -193,12 +193,21 @@ def _on_off(text: str) -> bool:
     return words[text.lower()]
 
 
+def _auto_or_int(text: str) -> int | str:
+    return "auto" if text.lower() == "auto" else int(text)
+
+
+def _auto_or(check: Callable[[Any], None]) -> Callable[[Any], None]:
+    return lambda value: None if value == "auto" else check(value)
+
+
 def _optional(check: Callable[[Any], None]) -> Callable[[Any], None]:
     return lambda value: None if value is None else check(value)
 
 
 def _kind(parse: Callable[[str], Any]) -> str:
-    kinds = {int: "a whole number", float: "a number", _on_off: "on or off"}
+    kinds = {int: "a whole number", float: "a number", _on_off: "on or off",
+             _auto_or_int: "a whole number or auto"}  # fmt: skip
     return kinds.get(parse, "understood")
 
 
@@ -264,11 +273,12 @@ class RunSettings:
         "the leader's with 1 - this confidence (0 turns it off)", parse=float,
         check=_elimination, label="eliminate at", metavar="ALPHA", flag="--eliminate",
     )  # fmt: skip
-    switch_block: int = _option(
-        1, "stage-1 samples a candidate gets in a row before the run moves to another (1: "
-        "follow the evidence sample by sample; more keeps a loaded model for a block, for "
-        "models that cannot all be resident in --device-memory)", parse=int,
-        check=_whole("switch block", 1), label="switch block", metavar="N",
+    switch_block: int | str = _option(
+        "auto", "stage-1 samples a candidate gets in a row before the run moves to another "
+        "(1: follow the evidence sample by sample; auto: 1 while the models all fit "
+        "--device-memory, else as many as keep reloading a model to a small share of the "
+        "time, measured as the run goes)", parse=_auto_or_int,
+        check=_auto_or(_whole("switch block", 1)), label="switch block", metavar="N|auto",
         flag="--switch-block",
     )  # fmt: skip
     psm: bool = _option(
@@ -369,7 +379,7 @@ class RunSettings:
 
 
 #: What a run recorded before an option existed ran with.
-_BEFORE_IT_EXISTED = {"eliminate": 0.0, "fidelity": "off", "psm": True}
+_BEFORE_IT_EXISTED = {"eliminate": 0.0, "fidelity": "off", "psm": True, "switch_block": 1}
 
 OPTIONS: tuple[Option, ...] = tuple(
     replace(f.metadata["option"], name=f.name) for f in fields(RunSettings)

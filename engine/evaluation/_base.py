@@ -26,6 +26,7 @@ class Evaluation:
 
     ``problem_scores`` are the scores of the problems evaluated, in the order they were
     (empty for an evaluator without problems); ``fidelity`` is their share of the split.
+    ``switch_seconds`` is the part of ``seconds`` spent loading a model evicted earlier.
     """
 
     score: float
@@ -37,6 +38,7 @@ class Evaluation:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     problem_scores: tuple[float, ...] = ()
     fidelity: float = 1.0
+    switch_seconds: float = 0.0
 
     def sample(self, job: Job) -> Sample:
         """The sample this evaluation of ``job``'s point makes, to be committed."""
@@ -45,7 +47,7 @@ class Evaluation:
             params=job.params, score=self.score, metrics=self.metrics,
             prompt_tokens=self.prompt_tokens, generated_tokens=self.generated_tokens,
             cached=self.cached, seconds=self.seconds, fidelity=self.fidelity,
-            problem_scores=self.problem_scores,
+            problem_scores=self.problem_scores, switch_seconds=self.switch_seconds,
         )  # fmt: skip
 
 

@@ -301,7 +301,7 @@ class TaskEvaluator(Evaluator):
         Under greedy decoding the completions of one problem are all the same text, so it
         is generated and scored once and its outcome stands for every replicate.
         """
-        start = time.perf_counter()
+        start, switched = time.perf_counter(), self.residency.switch_seconds
         problems = self.problems(split)
         chunks = chunks if chunks is not None else [range(len(problems))]
         scored: list[ProblemOutcome] = []
@@ -342,6 +342,7 @@ class TaskEvaluator(Evaluator):
             outcomes=rows,
             problem_scores=tuple(problem_scores),
             fidelity=len(problem_scores) / len(problems),
+            switch_seconds=self.residency.switch_seconds - switched,
         )
 
 

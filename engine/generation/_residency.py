@@ -158,9 +158,13 @@ class Residency:
         self.budget = budget
         self.on_event = on_event or (lambda _text: None)
         self._resident: OrderedDict[Hashable, _Resident] = OrderedDict()
+        self._evicted: set[Hashable] = set()
         self.loads = 0
         self.evictions = 0
         self.peak = 0  # the most bytes resident at once
+        #: Seconds spent loading again models evicted before (with the evictions that made
+        #: room for them): what switching between models that do not fit together cost.
+        self.switch_seconds = 0.0
 
     @property
     def used(self) -> int:
@@ -179,9 +183,9 @@ class Residency:
             self._resident.move_to_end(key)
             return self._resident[key].backend
         check_fits(name, size, self.budget)
+        start = time.perf_counter()
         while self.budget is not None and self.used + size > self.budget:
             self._evict(next(iter(self._resident)), reason=name)
-        start = time.perf_counter()
         crash_point("loading")
         backend = load()
         size = max(size, backend.memory_bytes())
@@ -191,8 +195,13 @@ class Residency:
         while self.budget is not None and self.used > self.budget and len(self._resident) > 1:
             self._evict(next(iter(self._resident)), reason=name)
         self.peak = max(self.peak, self.used)
-        self.on_event(f"loaded {name} ({format_memory(size)}) in "
-                      f"{time.perf_counter() - start:.1f} s{self._room()}")  # fmt: skip
+        seconds = time.perf_counter() - start
+        again = ""
+        if key in self._evicted:
+            self.switch_seconds += seconds
+            again = " again"
+        self.on_event(f"loaded {name}{again} ({format_memory(size)}) in {seconds:.1f} s"
+                      f"{self._room()}")  # fmt: skip
         return backend
 
     def close(self) -> None:
@@ -202,6 +211,7 @@ class Residency:
 
     def _evict(self, key: Hashable, reason: str) -> None:
         resident = self._resident.pop(key)
+        self._evicted.add(key)
         start = time.perf_counter()
         resident.backend.close()
         self.evictions += 1

@@ -61,6 +61,7 @@ from engine.selection import (
     sample_chunks,
     sampler_seed,
     selection_settled,
+    switch_block,
     top_two,
     why_leader,
 )
@@ -122,6 +123,7 @@ class Execution:
         )
         self.winner: str | None = None  # stage 2's choice, once made
         self.eliminated: set[str] = set()  # out of stage 1 on the latest evidence
+        self.block = 1  # stage-1 samples in a row, as last told (--switch-block)
         self.lost_in_a_row = 0  # samples not recorded since the last one that was
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -237,7 +239,7 @@ class Execution:
                   for name, s in evidence.samples.items()}  # fmt: skip
         least = min(counts.values())
         spent = self._committed_or_promised()
-        block = self.settings.switch_block  # the order costs a sort: read it for blocks only
+        block = self._switch_block()  # the order costs a sort: read it for blocks only
         unfinished = block_to_finish(self._stage1_order(), block) if block > 1 else None
         if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and spent < target):
             each = EXPLORE_EACH if spent < target else MIN_STAGE1_SAMPLES
@@ -261,6 +263,24 @@ class Execution:
         proposed = evidence.used() + self.dispatch.in_flight()
         rng = np.random.default_rng(sampler_seed(self.settings.seed, len(self.names), proposed))
         return self.names[top_two(ranking.maxima, active, rng)]
+
+    def _switch_block(self) -> int:
+        """Stage-1 samples in a row (``--switch-block``): as set, or for ``auto`` from the
+        seconds the committed samples spent switching models and evaluating, so the same
+        samples give the same blocks on resume."""
+        block = self.settings.switch_block
+        if block == "auto":
+            samples = [s for listed in self.evidence.samples.values() for s in listed]
+            switches = [s.switch_seconds for s in samples if s.switch_seconds > 0]
+            block = switch_block(switches, [s.seconds - s.switch_seconds for s in samples])
+            if block > 1 and self.block == 1:
+                self.session.say(
+                    f"the models do not all fit --device-memory: a model loaded again took "
+                    f"{np.mean(switches):.1f} s, so a candidate now gets {block} stage-1 "
+                    "samples in a row (--switch-block)"
+                )
+        self.block = block
+        return block
 
     def _stage1_order(self) -> list[str]:
         """The candidates of the committed stage-1 samples, in commit order."""

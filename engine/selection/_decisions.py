@@ -33,6 +33,12 @@ MIN_STAGE1_SAMPLES = 2
 #: trials). With fewer, a candidate whose best region is away from the default has had
 #: no chance to show it, and the model cannot know (docs/psm.md).
 EXPLORE_EACH = 4
+#: The share of a block's time one switch of models may take (:func:`switch_block`): small,
+#: so that a run whose models cannot all be resident spends its time evaluating.
+SWITCH_SHARE = 0.15
+#: The longest block :func:`switch_block` sets: beyond it the allocation would follow the
+#: schedule more than the evidence.
+MAX_SWITCH_BLOCK = 8
 #: The tail probability of the bounds behind an elimination (:func:`safe_eliminations`).
 DEFAULT_ELIMINATION = 0.05
 #: Stage 1 ends once the leader is the best with this probability (:func:`selection_settled`).
@@ -91,6 +97,25 @@ def block_to_finish(order: Sequence[str], block: int) -> str | None:
             break
         streak += 1
     return last if streak < block else None
+
+
+def switch_block(switches: Sequence[float], evaluations: Sequence[float]) -> int:
+    """Stage-1 samples a candidate gets in a row when its model had to be loaded again
+    (``--switch-block auto``): 1 while no sample switched models (``switches`` is empty:
+    they all fit), else the fewest ``b`` for which one switch of the mean ``switches``
+    seconds takes at most :data:`SWITCH_SHARE` of a block of ``b`` evaluations of the mean
+    ``evaluations`` seconds, ``s / (s + b e) <= share``, within 1..:data:`MAX_SWITCH_BLOCK`.
+
+    >>> switch_block([], [30.0]), switch_block([20.0], [30.0]), switch_block([2.0], [30.0])
+    (1, 4, 1)
+    """
+    if len(switches) == 0:
+        return 1
+    switch, evaluation = float(np.mean(switches)), float(np.mean(evaluations or [0.0]))
+    if evaluation <= 0:
+        return MAX_SWITCH_BLOCK
+    block = math.ceil(switch * (1 - SWITCH_SHARE) / (SWITCH_SHARE * evaluation) - 1e-9)
+    return int(min(MAX_SWITCH_BLOCK, max(1, block)))
 
 
 def check_elimination(alpha: float) -> None:

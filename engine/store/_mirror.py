@@ -91,9 +91,9 @@ class OptunaMirror:
     * ``intermediate_values``: ``{k: mean of the first k + 1 problem scores}``, how the
       score evolved problem by problem (none for an objective without problems);
     * ``user_attrs``: each entry of the sample's ``metrics``, then ``sample_id``,
-      ``stage``, ``cached``, ``prompt_tokens``, ``generated_tokens``, ``seconds`` and
-      ``fidelity`` (these win over a metric of the same name: ``sample_id`` is how the
-      mirror knows what it already copied);
+      ``stage``, ``cached``, ``prompt_tokens``, ``generated_tokens``, ``seconds``,
+      ``switch_seconds`` and ``fidelity`` (these win over a metric of the same name:
+      ``sample_id`` is how the mirror knows what it already copied);
     * ``datetime_start`` and ``datetime_complete``: when the sample was being evaluated.
 
     One instance serves one process (it caches which samples each study holds); it is not
@@ -337,7 +337,7 @@ def _trial(sample: Sample, space: SearchSpace) -> FrozenTrial:
     user_attrs.update(
         sample_id=sample.id, stage=sample.stage, cached=sample.cached,
         prompt_tokens=sample.prompt_tokens, generated_tokens=sample.generated_tokens,
-        seconds=sample.seconds, fidelity=sample.fidelity,
+        seconds=sample.seconds, switch_seconds=sample.switch_seconds, fidelity=sample.fidelity,
     )  # fmt: skip
     trial = optuna.trial.create_trial(
         state=TrialState.COMPLETE if scored else TrialState.FAIL,

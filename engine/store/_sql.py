@@ -30,8 +30,9 @@ import sqlite_utils
 from engine.errors import StoreError, first_line
 
 #: 2: outcomes have a replicate number and per-problem metrics; 3: samples have a fidelity
-#: and their per-problem scores (multi-fidelity, engine.selection._fidelity); 4: jobs and workers
-SCHEMA_VERSION = 4
+#: and their per-problem scores (multi-fidelity, engine.selection._fidelity); 4: jobs and workers;
+#: 5: samples have the seconds spent switching models (engine.generation._residency)
+SCHEMA_VERSION = 5
 
 #: Each table's columns (Python types: str, int, float) and primary key. A table whose
 #: primary key is an int ``id`` numbers its rows itself.
@@ -51,6 +52,7 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "params": str, "score": float, "metrics": str, "prompt_tokens": int,
             "generated_tokens": int, "cached": int, "seconds": float,
             "created_at": float, "fidelity": float, "problem_scores": str,
+            "switch_seconds": float,
         },
         "id",
     ),
@@ -348,13 +350,16 @@ class SQLite(Database):
         self.db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
 
     def _upgrade_samples(self) -> None:
-        """Give a schema-2 ``samples`` table the fidelity columns: its samples scored every
-        problem (fidelity 1), per-problem scores unknown."""
+        """Give an older ``samples`` table the columns it lacks: a schema-2 one's samples
+        scored every problem (fidelity 1), per-problem scores unknown; before schema 5 no
+        sample switched models (every candidate stayed loaded)."""
         table = self.db["samples"]
-        if "fidelity" in table.columns_dict:
-            return
-        table.add_column("fidelity", float, not_null_default=1.0)
-        table.add_column("problem_scores", str)
+        columns = table.columns_dict
+        if "fidelity" not in columns:
+            table.add_column("fidelity", float, not_null_default=1.0)
+            table.add_column("problem_scores", str)
+        if "switch_seconds" not in columns:
+            table.add_column("switch_seconds", float, not_null_default=0.0)
         self.db["meta"].upsert({"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
 
 
@@ -518,8 +523,8 @@ class Postgres(Database):
         return state is None or state.startswith("08") or state in _GONE
 
     def _ensure_schema(self) -> None:
-        """Create the tables of :data:`TABLES` unless they are there (a PostgreSQL store is
-        always made at the current schema: there is nothing to upgrade)."""
+        """Create the tables of :data:`TABLES` unless they are there; a store of schema 4
+        (PostgreSQL stores began there) gains the columns of schema 5."""
         names = {
             r["name"]
             for r in self.query(
@@ -529,6 +534,9 @@ class Postgres(Database):
         }
         if "meta" in names:
             row = self.query("select value from meta where key = 'schema'")
+            if row and row[0]["value"] == "4":
+                self._upgrade_from_4()
+                row = [{"value": str(SCHEMA_VERSION)}]
             if row and row[0]["value"] != str(SCHEMA_VERSION):
                 raise StoreError(
                     f"{self.path} holds a store of schema {row[0]['value']}; this version "
@@ -553,6 +561,15 @@ class Postgres(Database):
                 self.execute(
                     f"create {kind} if not exists {name} on {table} ({', '.join(columns)})"
                 )
+            self.upsert("meta", {"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
+
+    def _upgrade_from_4(self) -> None:
+        """Schema 5: before it no sample switched models (every candidate stayed loaded)."""
+        with self.write():
+            self.execute(
+                "alter table samples add column if not exists switch_seconds "
+                "double precision not null default 0"
+            )
             self.upsert("meta", {"key": "schema", "value": str(SCHEMA_VERSION)}, pk="key")
 
     def reason(self, error: Exception) -> str:

@@ -65,9 +65,21 @@ def test_models_past_the_budget_are_evicted_least_recently_used_first(
     assert loaded[1]() is None, "the evicted model is still referenced"
     assert [line.split(" (")[0] for line in lines] == [
         "loaded tiny", "loaded wide", "evicted wide", "loaded copy"]  # fmt: skip
+    assert residency.switch_seconds == 0  # nothing was loaded again
     evicted = r"evicted wide \(\d+\.\d KiB\) to make room for copy in \d+\.\d s"
     assert re.fullmatch(evicted, lines[2])
     assert lines[3].endswith(f"of {format_memory(residency.budget)} in use")
+
+
+def test_only_loading_again_what_was_evicted_counts_as_switching(tiny_model_dir):
+    size = weights_bytes(tiny_model_dir, "float32")
+    lines = []
+    residency = Residency(int(1.5 * size), on_event=lines.append)  # one fits
+    for key in ("a", "b"):
+        residency.get(key, key, size, _load(tiny_model_dir, []))
+    assert residency.switch_seconds == 0  # first loads: every run makes them
+    residency.get("a", "a", size, _load(tiny_model_dir, []))
+    assert residency.switch_seconds > 0 and lines[-1].startswith("loaded a again (")
 
 
 def test_a_model_that_cannot_fit_alone_is_refused_before_it_loads(tiny_model_dir):
@@ -83,10 +95,11 @@ def test_a_model_that_cannot_fit_alone_is_refused_before_it_loads(tiny_model_dir
     assert residency.loads == 0
 
 
-def _run(store, candidates, device_memory, events=None):
+def _run(store, candidates, device_memory, events=None, **options):
     tuner = Tuner(task="humaneval", candidates=candidates, budget=6, seed=3, store=store,
                   device="cpu", device_memory=device_memory, tune_size=2, holdout_size=1,
-                  sampler="random", stage1_fraction=1.0, fidelity="off")  # fmt: skip
+                  sampler="random", stage1_fraction=1.0, fidelity="off",
+                  **options)  # fmt: skip
     if events is not None:
         tuner.subscribe(events.append)
     return tuner, tuner.run()
@@ -98,8 +111,9 @@ def test_a_run_whose_models_fit_one_at_a_time_evaluates_every_candidate_as_if_al
     candidates = [f"tiny={tiny_model_dir}@raw", f"wide={wide_model_dir}@raw"]
     one_fits = format_memory(1.5 * weights_bytes(wide_model_dir, "float32")).replace(" ", "")
     events = []
-    tight, _ = _run(tmp_path / "tight.db", candidates, one_fits, events)
-    roomy, _ = _run(tmp_path / "roomy.db", candidates, "auto")
+    # every sample chosen afresh (no blocks), so that both runs choose alike
+    tight, _ = _run(tmp_path / "tight.db", candidates, one_fits, events, switch_block=1)
+    roomy, _ = _run(tmp_path / "roomy.db", candidates, "auto", switch_block=1)
     lines = [e.text for e in events if isinstance(e, Message) and e.level == "info"]
     assert sum(line.startswith("evicted ") for line in lines) >= 2
     assert sum(line.startswith("loaded ") for line in lines) >= 3
@@ -110,6 +124,10 @@ def test_a_run_whose_models_fit_one_at_a_time_evaluates_every_candidate_as_if_al
     tight_samples = samples(tmp_path / "tight.db", tight.run_id)
     assert {candidate for candidate, _, _ in tight_samples} == {"tiny", "wide"}
     assert tight_samples == samples(tmp_path / "roomy.db", roomy.run_id)
+    # the samples that loaded their model again carry what it cost; the roomy run's none
+    switched = [s.switch_seconds for s in Store(tmp_path / "tight.db").samples(tight.run_id)]
+    assert switched[:2] == [0, 0] and all(x > 0 for x in switched[2:4])
+    assert not any(s.switch_seconds for s in Store(tmp_path / "roomy.db").samples(roomy.run_id))
 
 
 def test_a_model_too_large_for_the_budget_stops_the_run_before_the_store(tiny_model_dir, tmp_path):

@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ from engine import (
     Tuner,
     TunerError,
 )
-from engine.selection import EXPLORE_EACH, MIN_STAGE1_SAMPLES
+from engine.evaluation import ObjectiveEvaluator
+from engine.selection import EXPLORE_EACH, MAX_SWITCH_BLOCK, MIN_STAGE1_SAMPLES
 from tests import ROOT
 from tests.objectives import OPTIMA, cost_landscape, landscape, noisy_landscape, token_landscape
 
@@ -372,14 +374,70 @@ def test_switch_blocks_keep_a_candidate_for_a_block_and_resume_to_the_same_end(t
     _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at=6)
 
 
-def _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at: int) -> None:
-    """Run ``kwargs`` as run "split", stopped once ``stop_at`` is used, then resumed: it
-    ends with the answer and the samples of the uninterrupted run "full"."""
-    tuner = Tuner(**kwargs, run_id="split")
+class _OneResident(ObjectiveEvaluator):
+    """The objective's evaluations as if one model fitted at a time: each takes 1 s, and
+    one of a candidate whose model was evicted since its last sample loads it again in
+    ``switch`` seconds more (what a run's TaskEvaluator measures with a real residency)."""
+
+    def __init__(self, objective, candidates, switch: float) -> None:
+        super().__init__(objective, candidates)
+        self.switch, self.last, self.seen = switch, None, set()
+
+    def evaluate(self, candidate, params, **kwargs):
+        evaluation = super().evaluate(candidate, params, **kwargs)
+        switched = self.switch if candidate != self.last and candidate in self.seen else 0.0
+        self.last = candidate
+        self.seen.add(candidate)
+        return replace(evaluation, seconds=1.0 + switched, switch_seconds=switched)
+
+
+def _one_resident(switch: float) -> type[Tuner]:
+    """A Tuner whose evaluations switch models as :class:`_OneResident`'s do."""
+
+    class OneResidentTuner(Tuner):
+        def _evaluator(self):
+            return _OneResident(self.objective, self.names, switch)
+
+    return OneResidentTuner
+
+
+def test_auto_switch_blocks_begin_once_a_model_is_loaded_again_and_resume_exactly(tmp_path):
+    # --switch-block auto (the default): the round-robin's second round loads every model
+    # again, 20 s against 1 s per evaluation, so a candidate keeps its model for the most
+    # samples in a row; where switching costs next to nothing, nothing changes.
+    db = tmp_path / "s.db"
+    kwargs = {"objective": landscape, "candidates": ["a", "b", "c"], "budget": 30, "seed": 2,
+              "store": db}  # fmt: skip
+    events = []
+    tuner = _one_resident(20.0)(**kwargs, run_id="full")
+    tuner.subscribe(events.append)
+    full = tuner.run()
+    order = [s.candidate for s in Store(db).samples("full", stage="sampling")]
+    assert order[:12] == ["a", "b", "c"] * 2 + ["c", "c", "a", "a", "b", "b"]
+    switches = sum(x != y for x, y in zip(order[11:], order[12:], strict=False))
+    assert switches <= (len(order) - 12 + MAX_SWITCH_BLOCK - 1) // MAX_SWITCH_BLOCK
+    said = [e.text for e in events if isinstance(e, Message) and "do not all fit" in e.text]
+    assert said == [
+        "the models do not all fit --device-memory: a model loaded again took 20.0 s, so a "
+        f"candidate now gets {MAX_SWITCH_BLOCK} stage-1 samples in a row (--switch-block)"
+    ]
+    _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at=8, kind=_one_resident(20.0))
+
+    cheap = _one_resident(0.01)(**{**kwargs, "store": None}).run()  # costs next to nothing
+    afresh = Tuner(**{**kwargs, "store": None}, switch_block=1).run()
+    counts = lambda result: [(e.candidate, e.n) for e in result.ranking]  # noqa: E731
+    assert counts(cheap) == counts(afresh)
+
+
+def _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at: int, kind=Tuner) -> None:
+    """Run ``kwargs`` as run "split" (a ``kind``, Tuner or a subclass), stopped once
+    ``stop_at`` is used, then resumed: it ends with the answer and the samples of the
+    uninterrupted run "full"."""
+    tuner = kind(**kwargs, run_id="split")
     stop = lambda e: isinstance(e, SampleRecorded) and e.budget_used == stop_at and tuner.stop()  # noqa: E731
     tuner.subscribe(stop)
     tuner.run()
-    result = Tuner.resume("split", store=kwargs["store"], objective=kwargs["objective"]).run()
+    result = kind.resume("split", store=kwargs["store"], objective=kwargs["objective"]).run()
     assert (result.best_candidate, result.best_params) == (full.best_candidate, full.best_params)
     store = Store(kwargs["store"])
     params = lambda run: [(s.candidate, s.params) for s in store.samples(run)]  # noqa: E731

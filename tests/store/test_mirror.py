@@ -120,7 +120,7 @@ def test_a_run_is_mirrored_into_optuna_studies(tmp_path):
                 **sample.metrics, "sample_id": sample.id, "stage": sample.stage,
                 "cached": sample.cached, "prompt_tokens": sample.prompt_tokens,
                 "generated_tokens": sample.generated_tokens, "seconds": sample.seconds,
-                "fidelity": sample.fidelity,
+                "fidelity": sample.fidelity, "switch_seconds": sample.switch_seconds,
             }  # fmt: skip
             assert trial.datetime_complete.timestamp() == pytest.approx(sample.created_at)
 

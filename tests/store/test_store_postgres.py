@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -109,6 +110,34 @@ def test_runs_samples_and_outcomes_round_trip(store):
     assert (done.status, done.winner, list(done.result)) == ("finished", "a", ["b", "a"])
     with pytest.raises(StoreError, match="no run 'nope'"):
         store.update_run("nope", status="stopped")
+
+
+def test_a_schema_4_store_gains_switch_seconds_and_keeps_its_samples(location):
+    store = Store(location)
+    store.create_run("r1", budget=4, seed=0, config={})
+    kept = store.add_sample(_sample(0))
+    store.close()
+    _sql(location, "alter table samples drop column switch_seconds",
+         "update meta set value = '4' where key = 'schema'")  # fmt: skip
+    store = Store(location)  # upgraded on opening
+    switched = store.add_sample(_sample(1, switch_seconds=2.5))
+    assert store.samples("r1") == [kept, switched] and kept.switch_seconds == 0
+    assert store.sample(switched.id).switch_seconds == 2.5
+    store.close()
+
+
+def _sql(location: str, *statements: str) -> None:
+    """Run ``statements`` on the store at ``location`` behind its back."""
+    if location.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(location) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        return
+    with contextlib.closing(sqlite3.connect(location)) as conn, conn:
+        for statement in statements:
+            conn.execute(statement)
 
 
 def test_cache_rankings_messages_and_controls_round_trip(store):
@@ -253,8 +282,8 @@ def test_a_database_holding_another_schema_is_refused(postgres_url):
 
     Store(postgres_url).close()
     with psycopg.connect(postgres_url) as conn:
-        conn.execute("update meta set value = '5' where key = 'schema'")
-    with pytest.raises(StoreError, match="holds a store of schema 5; this version"):
+        conn.execute("update meta set value = '99' where key = 'schema'")
+    with pytest.raises(StoreError, match="holds a store of schema 99; this version"):
         Store(postgres_url)
 
 
