@@ -18,8 +18,10 @@ time, and the tuning result (right-candidate rate, median true score) all-reside
 switch-aware. Naive LRU decides exactly as all-resident (asserted): residency alone
 changes when a model is loaded, never what the run decides.
 
-Cases: 3 and 5 candidates of 15 GB on one 24 GB device (one fits), and 4 candidates on 2
-devices (each holding one of its two models; jobs split by candidate). ``--quick`` is a
+Cases: 3 and 5 candidates of 15 GB on one 24 GB device (one fits), 20 s loads and 30 s
+evaluations; 4 candidates on 2 devices (each holding one of its two models; jobs split
+by candidate); and two where a switch costs more or less against an evaluation (vLLM
+engines that start in 60 s against 10 s evaluations; 5 s loads against 30 s ones). ``--quick`` is a
 seconds-long smoke test.
 """
 
@@ -60,6 +62,10 @@ CASES = (
     Case("3 x 15 GB on 24 GB", "hot_nucleus", 15, 24, 1, 20, 30),
     Case("5 x 15 GB on 24 GB", "penalty", 15, 24, 1, 20, 30),
     Case("4 x 15 GB on 2 x 24 GB", "sampling_only", 15, 24, 2, 20, 30),
+    # The block is sized from what a switch costs against an evaluation: a vLLM engine's
+    # start against short evaluations, and a quick load against long ones.
+    Case("3 x 15 GB on 24 GB, 60/10 s", "smooth", 15, 24, 1, 60, 10),
+    Case("3 x 15 GB on 24 GB, 5/30 s", "noisy", 15, 24, 1, 5, 30),
 )
 
 
@@ -150,7 +156,8 @@ def run(case: Case, seed: int, all_resident: bool, block: int | str = "auto") ->
 def table(cases: Sequence[Case], seeds: int) -> Table:
     out = Table(
         title=f"Time of one run (loads + evaluations, virtual clock), median of {seeds} "
-        "seeds; budget 10 evaluations per candidate; blocks: --switch-block auto"
+        "seeds; budget 10 evaluations per candidate; a load 20 s and an evaluation 30 s "
+        "unless the case says (load/evaluation); blocks: --switch-block auto"
     )
     columns = ("case", "all resident", "loads", "naive LRU", "loads", "/ all", "blocks", "loads",
                "/ all", "right: evidence, blocks", "median score: evidence, blocks")  # fmt: skip

@@ -3,13 +3,13 @@ samples.
 
 A run with workers (``workers`` other than 1, :class:`~engine.settings.RunSettings`)
 writes each sample it wants to the store as a :class:`~engine.records.Job`
-(:mod:`engine.run._execution`). A :class:`Worker` claims one with a lease of ``lease`` seconds,
-renews the lease every quarter of it while it evaluates, and commits the sample and the
-end of the job in one transaction. A worker killed mid-job stops renewing: once its lease
-has run out, the next worker that asks takes the job. A worker that lost its lease
-commits nothing (:class:`~engine.store.LeaseLostError`), and the unique
-(run, candidate, stage, trial) of a sample makes a second commit impossible anyway: every
-sample is committed exactly once.
+(:mod:`engine.run._execution`). A :class:`Worker` claims one with a lease of ``lease``
+seconds, renews the lease with its heartbeat (:data:`HEARTBEAT`) while it evaluates, and
+commits the sample and the end of the job in one transaction. A worker killed mid-job
+stops renewing: once its lease has run out, the next worker that asks takes the job. A
+worker that lost its lease commits nothing (:class:`~engine.store.LeaseLostError`), and
+the unique (run, candidate, stage, trial) of a sample makes a second commit impossible
+anyway: every sample is committed exactly once.
 
 A worker keeps what it built for each run (the evaluator, and through it the models it
 loaded, within its device's memory budget: :class:`~engine.generation.Residency`) and
@@ -41,14 +41,21 @@ from engine.selection import EarlyStop, sample_chunks
 from engine.spec import RunSpec
 from engine.store import LeaseLostError, Store, StoreError, TransientStoreError
 
-__all__ = ["DEFAULT_LEASE", "Worker", "Workers"]
+__all__ = ["DEFAULT_LEASE", "HEARTBEAT", "Worker", "Workers"]
 
 #: How a run starts its workers, and how to start one by hand on the run's own host.
 PROGRAM = "python -m engine.run.worker"
 
-#: Seconds a claim lasts without a renewal: how long a killed worker's job waits before
-#: another worker takes it. A live worker renews it every quarter of it.
-DEFAULT_LEASE = 60.0
+#: Seconds between two heartbeats of a worker; one while it evaluates a job also renews
+#: the job's lease (more often where the lease is shorter than four of them).
+HEARTBEAT = 2.5
+#: Seconds a claim lasts without a renewal: how long the job of a worker killed on another
+#: host waits before another worker takes it (a local worker's goes back at once), and how
+#: old a worker's last heartbeat may be for the worker to count as alive. Four heartbeats:
+#: a renewal may be 7.5 s late before the job lapses, where the slowest of
+#: benchmarks.lease took 19 ms on PostgreSQL and 1.8 s on SQLite, with four other
+#: processes committing back to back.
+DEFAULT_LEASE = 4 * HEARTBEAT
 #: Seconds between two looks for a job while there is none: short, since the run writes
 #: the next job as soon as it has taken in the last sample.
 IDLE_POLL = 0.05
@@ -97,6 +104,7 @@ class Worker:
         self.device = device
         self.run_id = run_id
         self.lease = lease
+        self.beat = min(HEARTBEAT, lease / 4)  # seconds between heartbeats
         self.parent = parent
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
         self.id = worker_id(socket.gethostname(), os.getpid(), device)
@@ -161,7 +169,7 @@ class Worker:
                     continue
                 if self._run_over(store):
                     break
-                if time.monotonic() - beat > self.lease / 4:
+                if time.monotonic() - beat > self.beat:
                     store.heartbeat(self.id)
                     beat = time.monotonic()
                 self._stop.wait(IDLE_POLL)
@@ -186,10 +194,11 @@ class Worker:
         with its one-line reason, which stops its run."""
         try:
             store.heartbeat(self.id, job=job.id)  # so that viewers see what it works on
-            state = self._state(store, job.run_id)
-            reference = store.sample(job.reference) if job.reference else None
-            chunks = state.chunks if job.split == "tune" else None
-            with _Lease(self.store, job, self.lease, self.id):
+            # The lease is renewed from now on: building a run's evaluator takes a while.
+            with _Lease(self.store, job, self.lease, self.id, every=self.beat):
+                state = self._state(store, job.run_id)
+                reference = store.sample(job.reference) if job.reference else None
+                chunks = state.chunks if job.split == "tune" else None
                 evaluation = state.evaluator.evaluate(
                     job.candidate, job.params, split=job.split, chunks=chunks,
                     keep_going=EarlyStop(reference),
@@ -250,11 +259,13 @@ class Worker:
 
 
 class _Lease:
-    """Renews a job's lease every quarter of it from a thread (with its own connection:
-    an SQLite connection stays in its thread) while the job is evaluated."""
+    """Renews a job's lease, with the worker's heartbeat, every ``every`` seconds from a
+    thread (with its own connection: an SQLite connection stays in its thread) while the
+    job is evaluated."""
 
-    def __init__(self, store: str, job: Job, lease: float, worker: str) -> None:
+    def __init__(self, store: str, job: Job, lease: float, worker: str, every: float) -> None:
         self.location, self.job, self.lease, self.worker = store, job, lease, worker
+        self.every = every
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._renew, daemon=True)
 
@@ -270,7 +281,7 @@ class _Lease:
         store = None
         try:
             store = Store(self.location)
-            while not self._done.wait(self.lease / 4):
+            while not self._done.wait(self.every):
                 with contextlib.suppress(TransientStoreError):  # try again next time
                     if not store.renew_lease(self.job, self.lease):
                         return  # taken by another worker: the commit will be refused
@@ -335,7 +346,7 @@ class Workers:
 
     def capacity(self, store: Store) -> int:
         """How many jobs may be in flight: one per worker started here or alive."""
-        alive = len(store.live_workers(within=self.lease))
+        alive = len(store.live_workers(within=DEFAULT_LEASE))
         return max(1, self.count, alive)
 
     def check(self, store: Store) -> list[str]:
@@ -361,7 +372,7 @@ class Workers:
             self.processes[i] = self._spawn(i)
         waited = time.monotonic() - self.started
         lonely = not self.count and not self._warned_none and waited > NO_WORKER_GRACE
-        if lonely and not store.live_workers(within=self.lease):
+        if lonely and not store.live_workers(within=DEFAULT_LEASE):
             self._warned_none = True
             warnings.append(
                 f"no worker has come for run {self.run_id} in {waited:.0f} s: start one "
