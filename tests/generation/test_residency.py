@@ -7,8 +7,9 @@ import re
 import weakref
 
 import pytest
+import torch
 
-from engine import Message, Tuner
+from engine import Message, SampleRecorded, Tuner
 from engine.errors import ConfigError
 from engine.generation import (
     Residency,
@@ -95,25 +96,48 @@ def test_a_model_that_cannot_fit_alone_is_refused_before_it_loads(tiny_model_dir
     assert residency.loads == 0
 
 
-def _run(store, candidates, device_memory, events=None, **options):
+def _run(store, candidates, device_memory, *subscribers, **options):
     tuner = Tuner(task="humaneval", candidates=candidates, budget=6, seed=3, store=store,
                   device="cpu", device_memory=device_memory, tune_size=2, holdout_size=1,
                   sampler="random", stage1_fraction=1.0, fidelity="off",
                   **options)  # fmt: skip
-    if events is not None:
-        tuner.subscribe(events.append)
+    for subscriber in subscribers:
+        tuner.subscribe(subscriber)
     return tuner, tuner.run()
+
+
+def _tensor_bytes() -> int:
+    """Bytes of the CPU tensors alive in this process (each storage once): what it holds,
+    whatever the residency's own accounting says."""
+    storages = {}
+    for thing in gc.get_objects():
+        if issubclass(type(thing), torch.Tensor) and thing.device.type == "cpu":
+            storage = thing.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+def _held_after_each_sample(held: list[int]):
+    """A subscriber: the tensor bytes alive beyond today's, after each sample."""
+    gc.collect()
+    before = _tensor_bytes()
+    return lambda e: isinstance(e, SampleRecorded) and held.append(_tensor_bytes() - before)
 
 
 def test_a_run_whose_models_fit_one_at_a_time_evaluates_every_candidate_as_if_all_fit(
     tiny_model_dir, wide_model_dir, tmp_path
 ):
     candidates = [f"tiny={tiny_model_dir}@raw", f"wide={wide_model_dir}@raw"]
-    one_fits = format_memory(1.5 * weights_bytes(wide_model_dir, "float32")).replace(" ", "")
-    events = []
+    budget = int(1.5 * weights_bytes(wide_model_dir, "float32"))
+    one_fits = format_memory(budget).replace(" ", "")
+    events, tight_held, roomy_held = [], [], []
     # every sample chosen afresh (no blocks), so that both runs choose alike
-    tight, _ = _run(tmp_path / "tight.db", candidates, one_fits, events, switch_block=1)
-    roomy, _ = _run(tmp_path / "roomy.db", candidates, "auto", switch_block=1)
+    tight, _ = _run(tmp_path / "tight.db", candidates, one_fits, events.append,
+                    _held_after_each_sample(tight_held), switch_block=1)  # fmt: skip
+    roomy, _ = _run(tmp_path / "roomy.db", candidates, "auto",
+                    _held_after_each_sample(roomy_held), switch_block=1)  # fmt: skip
+    # What the process holds stays within the budget (the two models together do not)
+    assert 0 < max(tight_held) <= budget < max(roomy_held), (tight_held, roomy_held)
     lines = [e.text for e in events if isinstance(e, Message) and e.level == "info"]
     assert sum(line.startswith("evicted ") for line in lines) >= 2
     assert sum(line.startswith("loaded ") for line in lines) >= 3
