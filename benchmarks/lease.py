@@ -98,12 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         args.renewals, args.busy = 10, [0, 1]
     with tempfile.TemporaryDirectory() as tmp:
         location = args.store or str(Path(tmp) / "samples.db")
-        with contextlib.closing(Store(location)) as store:
-            if not store.has_run(RUN):
-                store.create_run(RUN, budget=1, seed=0, config={})
+        prepare(location)
         kind = "PostgreSQL" if args.store else "SQLite"
         Console().print(table(location, args, kind))
     return 0
+
+
+def prepare(location: str) -> None:
+    """Create the benchmark's run in the store at ``location`` unless it is there."""
+    with contextlib.closing(Store(location)) as store:
+        if not store.has_run(RUN):
+            store.create_run(RUN, budget=1, seed=0, config={})
 
 
 if __name__ == "__main__":
