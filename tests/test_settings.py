@@ -110,12 +110,19 @@ def test_a_form_field_reads_and_checks_like_its_flag(tmp_path):
         ("sampler", "cmaes", "unknown sampler 'cmaes'"),
         ("psm", "maybe", "PSM: 'maybe' is not on or off"),
         ("seed", str(2**63), r"seed must be a whole number between 0 and 2\*\*63-1"),
+        ("switch_block", "many", "switch block: 'many' is not a whole number or auto"),
+        ("switch_block", "0", "switch block must be a whole number >= 1"),
     ],
 )
 def test_an_option_read_from_text_names_what_is_wrong(name, text, message):
     option = next(o for o in OPTIONS if o.name == name)
     with pytest.raises(ConfigError, match=message):
         option.read(text)
+
+
+def test_a_switch_block_is_auto_or_a_whole_number():
+    block = next(o for o in OPTIONS if o.name == "switch_block")
+    assert (block.default, block.read("AUTO"), block.read("4")) == ("auto", "auto", 4)
 
 
 def test_an_empty_optional_field_means_the_tasks_own_choice():
@@ -128,7 +135,7 @@ def test_settings_round_trip_and_old_runs_resume_as_they_ran():
     assert RunSettings.from_dict(settings.to_dict()) == settings
     # A run stored before elimination existed, with None for "the whole split".
     old = RunSettings.from_dict({"criterion": "mean", "tune_size": None, "unknown": 1})
-    assert (old.eliminate, old.tune_size, old.psm) == (0.0, 0, True)
+    assert (old.eliminate, old.tune_size, old.psm, old.switch_block) == (0.0, 0, True, 1)
     assert RunSettings().psm is False  # the default since the ranking carries the unexplored
     with pytest.raises(ConfigError, match="unknown run option 'budgit'"):
         RunSettings.of(budgit=3)
