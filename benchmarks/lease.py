@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
+import itertools
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,16 +36,20 @@ RUN = "lease-bench"
 OUTCOMES = [{"problem_id": f"p{i}", "status": "passed", "passed": 1} for i in range(20)]
 
 
-def commit_forever(location: str, name: str, stop: multiprocessing.Event) -> None:
-    """Commit samples of candidate ``name`` to ``location`` until ``stop`` is set."""
+def commit_forever(location: str, name: str) -> None:
+    """Commit samples of candidate ``name`` to ``location`` until the process is stopped."""
     store = Store(location)
-    trial = 0
-    while not stop.is_set():
+    for trial in itertools.count():
         sample = Sample(run_id=RUN, candidate=name, stage="sampling", trial=trial,
                         params={"temperature": 0.5}, score=0.5)  # fmt: skip
         store.add_sample(sample, OUTCOMES)
-        trial += 1
-    store.close()
+
+
+def _committing(location: str, name: str) -> subprocess.Popen:
+    """A process that runs :func:`commit_forever` (stopped with SIGTERM)."""
+    code = f"from benchmarks.lease import commit_forever; commit_forever({location!r}, {name!r})"
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.DEVNULL)
 
 
 def renewals(location: str, busy: int, count: int) -> list[float]:
@@ -52,13 +58,8 @@ def renewals(location: str, busy: int, count: int) -> list[float]:
     job = store.add_job(Job(run_id=RUN, candidate=f"renewing-{busy}", stage="sampling",
                             trial=0, params={}))  # fmt: skip
     job = store.claim_job("renewer", lease=60, run_id=RUN)
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    others = [context.Process(target=commit_forever, args=(location, f"busy-{busy}-{i}", stop))
-              for i in range(busy)]  # fmt: skip
-    for process in others:
-        process.start()
-    time.sleep(1.0 if busy else 0.0)  # the others are committing by now
+    others = [_committing(location, f"busy-{busy}-{i}") for i in range(busy)]
+    time.sleep(2.0 if busy else 0.0)  # the others are committing by now
     seconds = []
     try:
         for _ in range(count):
@@ -68,9 +69,9 @@ def renewals(location: str, busy: int, count: int) -> list[float]:
             seconds.append(time.perf_counter() - start)
             time.sleep(0.01)
     finally:
-        stop.set()
         for process in others:
-            process.join()
+            process.terminate()
+            process.wait()
         store.release_job(job)
         store.close()
     return seconds
