@@ -47,11 +47,12 @@ class Dispatch(abc.ABC):
         self.store, self.run_id, self.take_in = store, run_id, take_in
         self.pending: dict[Key, Job] = {}  # jobs in flight, by the key of their sample
 
-    def in_flight(self, name: str | None = None) -> int:
-        """Stage-1 and stage-3 jobs in flight (of candidate ``name``)."""
+    def in_flight(self, name: str | None = None, *, stage: str | None = None) -> int:
+        """Stage-1 and stage-3 jobs in flight (of candidate ``name``, of ``stage``)."""
         return sum(
-            1 for c, stage, _ in self.pending if stage in BUDGET_STAGES and name in (None, c)
-        )
+            1 for c, s, _ in self.pending
+            if s in BUDGET_STAGES and name in (None, c) and stage in (None, s)
+        )  # fmt: skip
 
     def replay(self, committed: Iterable[Key], last_id: int) -> None:  # noqa: B027
         """Pick up the jobs an earlier execution left in flight; ``committed`` are the

@@ -200,10 +200,11 @@ class Execution:
         spent its share of the budget. Every decision depends only on the committed
         samples and the seed, so a resumed run decides as the uninterrupted one did.
 
-        With workers, the choice waits for the stage-1 samples still in flight: made on
+        With workers, stage-1 samples may still be in flight when the last one is
+        proposed. Unless the leader is settled already, the choice waits for them: made on
         those committed by then, it was a coin flip where a worker had died with a
         candidate's first sample (P(best) 0.42 against 0.34, the worse one chosen in one
-        of three runs under load). The workers wait at most one evaluation, once.
+        of three runs under load). The workers then wait at most one evaluation, once.
         """
         budget = self.budget
         target = self.settings.stage1_fraction * budget.amount
@@ -224,11 +225,12 @@ class Execution:
             if name is None:
                 break
             self._sample(name, SAMPLING)  # a sample that was not recorded is taken again
-        while any(stage == SAMPLING for _, stage, _ in self.dispatch.pending):
+        ranking = self.evidence.ranking
+        while self.dispatch.in_flight(stage=SAMPLING) and ranking[0].prob_best < SETTLED:
             self.dispatch.await_sample()
+            ranking = self.evidence.ranking
         if self.settings.stage1_fraction < 1:
             self._warn_if_spent()
-        ranking = self.evidence.ranking
         winner = ranking[0].candidate
         self.store.update_run(self.run_id, winner=winner, stage=TUNING)
         crash_point("selected")
