@@ -71,6 +71,13 @@ def problem_landscape(candidate: str, params: dict, indices: list[int]) -> list[
     return outcomes
 
 
+def flat_late_b(candidate: str, params: dict) -> float:
+    """The same score for every candidate (no choice between them can be sure), after 2 s
+    for "b" and 0.1 s for the others: "b"'s samples are the last to come in."""
+    time.sleep(2.0 if candidate == "b" else 0.1)
+    return 0.5 + 0.01 * params["temperature"]
+
+
 def sleepy_landscape(candidate: str, params: dict) -> float:
     """:func:`landscape` after ``CODELLMTUNER_TEST_SLEEP`` seconds (1 by default): an
     evaluation long enough for workers to overlap, and to be killed in the middle of."""

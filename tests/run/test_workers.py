@@ -82,6 +82,18 @@ def test_a_run_starts_its_workers_and_replaces_one_that_dies(tmp_path: Path):
     assert query(db, "select pid from workers") == [(killed,)]
 
 
+def test_an_unsettled_choice_waits_for_the_stage_1_samples_in_flight(tmp_path: Path):
+    # Every candidate scores the same, so no leader is settled when stage 1 has proposed
+    # its last sample; b's samples take 20 times longer than the others': one of them is
+    # still in flight then, and the winner is chosen once it is in.
+    db = tmp_path / "samples.db"
+    Tuner(objective="tests.objectives:flat_late_b", candidates=CANDIDATES, budget=8,
+          store=db, seed=0, workers=2, run_id="flat").run()  # fmt: skip
+    last_stage1 = query(db, "select max(created_at) from samples where stage = 'sampling'")
+    first_stage3 = query(db, "select min(created_at) from jobs where stage = 'tuning'")
+    assert last_stage1[0][0] < first_stage3[0][0]
+
+
 _COORDINATOR = """
 import sys
 import time
