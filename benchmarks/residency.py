@@ -21,8 +21,8 @@ changes when a model is loaded, never what the run decides.
 Cases: 3 and 5 candidates of 15 GB on one 24 GB device (one fits), 20 s loads and 30 s
 evaluations; 4 candidates on 2 devices (each holding one of its two models; jobs split
 by candidate); and two where a switch costs more or less against an evaluation (vLLM
-engines that start in 60 s against 10 s evaluations; 5 s loads against 30 s ones). ``--quick`` is a
-seconds-long smoke test.
+engines that start in 60 s against 10 s evaluations; 5 s loads against 30 s ones).
+``--quick`` is a seconds-long smoke test.
 """
 
 from __future__ import annotations
