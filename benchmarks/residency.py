@@ -86,24 +86,24 @@ class StandIn(Backend):
 
 
 class Device:
-    """One device: its residency and its clock; ``switch_seconds`` are the seconds of
-    the loads of models it had evicted before."""
+    """One device: its residency and its clock."""
 
     def __init__(self, case: Case, all_resident: bool) -> None:
         self.clock = [0.0]
         self.case = case
         self.residency = Residency(None if all_resident else int(case.device_gb * GB))
-        self.switch_seconds = 0.0
-        self._loaded: set[str] = set()
+
+    @property
+    def switch_seconds(self) -> float:
+        """Virtual seconds spent loading models evicted before (the residency's own
+        ``switch_seconds`` are wall-clock ones)."""
+        return self.residency.reloads * self.case.load_s
 
     def evaluate(self, candidate: str) -> None:
         case, size = self.case, int(self.case.model_gb * GB)
 
         def load() -> Backend:
             self.clock[0] += case.load_s
-            if candidate in self._loaded:
-                self.switch_seconds += case.load_s
-            self._loaded.add(candidate)
             return StandIn(size, self.clock, case.eval_s)
 
         self.residency.get(candidate, candidate, size, load).generate([""], {}, seed=0)

@@ -160,6 +160,7 @@ class Residency:
         self._resident: OrderedDict[Hashable, _Resident] = OrderedDict()
         self._evicted: set[Hashable] = set()
         self.loads = 0
+        self.reloads = 0  # loads of a model evicted before
         self.evictions = 0
         self.peak = 0  # the most bytes resident at once
         #: Seconds spent loading again models evicted before (with the evictions that made
@@ -198,6 +199,7 @@ class Residency:
         seconds = time.perf_counter() - start
         again = ""
         if key in self._evicted:
+            self.reloads += 1
             self.switch_seconds += seconds
             again = " again"
         self.on_event(f"loaded {name}{again} ({format_memory(size)}) in {seconds:.1f} s"

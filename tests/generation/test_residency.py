@@ -81,6 +81,7 @@ def test_only_loading_again_what_was_evicted_counts_as_switching(tiny_model_dir)
     assert residency.switch_seconds == 0  # first loads: every run makes them
     residency.get("a", "a", size, _load(tiny_model_dir, []))
     assert residency.switch_seconds > 0 and lines[-1].startswith("loaded a again (")
+    assert (residency.loads, residency.reloads) == (3, 1)
 
 
 def test_a_model_that_cannot_fit_alone_is_refused_before_it_loads(tiny_model_dir):
