@@ -108,12 +108,16 @@ run.run()
 def test_a_run_killed_with_jobs_in_flight_resumes_them(tmp_path: Path):
     db = tmp_path / "samples.db"
     command = [sys.executable, "-c", _COORDINATOR, str(db)]
-    first = subprocess.Popen([*command, "new"], cwd=ROOT, env=env(1.0))
+    first = subprocess.Popen([*command, "new"], cwd=ROOT, env=env(2.0))
+    # A job claimed in the last half second has over a second of evaluation left: killed
+    # then, the run leaves it in flight. (Any job in flight would not do: the workers
+    # start together, so their jobs end within milliseconds of each other.)
+    fresh = ("select count(*) from jobs where status = 'pending' "
+             "or (status = 'claimed' and lease_until > ?)")  # fmt: skip
     try:
-        in_flight = "select count(*) from jobs where status != 'done'"
         wait_for(lambda: db.exists() and query(db, "select count(*) from samples")[0][0] >= 4
-                 and query(db, in_flight)[0][0] > 0,
-                 what="4 samples and a job in flight")  # fmt: skip
+                 and query(db, fresh, [time.time() + DEFAULT_LEASE - 0.5])[0][0] > 0,
+                 what="4 samples and a job just claimed")  # fmt: skip
         first.send_signal(signal.SIGKILL)
         first.wait()
     finally:
