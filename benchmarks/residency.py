@@ -162,7 +162,8 @@ def table(cases: Sequence[Case], seeds: int) -> Table:
     columns = ("case", "all resident", "loads", "naive LRU", "loads", "/ all", "blocks", "loads",
                "/ all", "right: evidence, blocks", "median score: evidence, blocks")  # fmt: skip
     for column in columns:
-        out.add_column(column, justify="left" if column == "case" else "right")
+        first = column == "case"
+        out.add_column(column, justify="left" if first else "right", no_wrap=first)
     for case in cases:
         resident = [run(case, s, True) for s in range(seeds)]
         lru = [run(case, s, False, block=1) for s in range(seeds)]
