@@ -91,13 +91,8 @@ class Device:
     def __init__(self, case: Case, all_resident: bool) -> None:
         self.clock = [0.0]
         self.case = case
-        self.residency = Residency(None if all_resident else int(case.device_gb * GB))
-
-    @property
-    def switch_seconds(self) -> float:
-        """Virtual seconds spent loading models evicted before (the residency's own
-        ``switch_seconds`` are wall-clock ones)."""
-        return self.residency.reloads * self.case.load_s
+        budget = None if all_resident else int(case.device_gb * GB)
+        self.residency = Residency(budget, clock=lambda: self.clock[0])
 
     def evaluate(self, candidate: str) -> None:
         case, size = self.case, int(self.case.model_gb * GB)
@@ -120,10 +115,10 @@ class VirtualEvaluator(ObjectiveEvaluator):
 
     def evaluate(self, candidate: str, params: dict, **kwargs) -> Evaluation:
         device = self.devices[self.candidates.index(candidate) % len(self.devices)]
-        start, switched = device.clock[0], device.switch_seconds
+        start, switched = device.clock[0], device.residency.switch_seconds
         evaluation = super().evaluate(candidate, params, **kwargs)
         return replace(evaluation, seconds=device.clock[0] - start,
-                       switch_seconds=device.switch_seconds - switched)  # fmt: skip
+                       switch_seconds=device.residency.switch_seconds - switched)  # fmt: skip
 
 
 def run(case: Case, seed: int, all_resident: bool, block: int | str = "auto") -> dict:

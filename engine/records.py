@@ -44,8 +44,9 @@ class Sample:
     :mod:`engine.selection._fidelity`), ``problem_scores`` the score of each of those
     problems in the run's problem order (empty where the evaluator has no problems).
     ``seconds`` is the evaluation's wall time, ``switch_seconds`` the part of it spent
-    loading a model that had been evicted to make room for another: what moving between
-    candidates that cannot all be resident cost (:mod:`engine.generation._residency`).
+    switching models (a load that evicted another model, or of one evicted before): what
+    moving between candidates that cannot all be resident cost
+    (:mod:`engine.generation._residency`).
     """
 
     run_id: str

@@ -26,7 +26,8 @@ class Evaluation:
 
     ``problem_scores`` are the scores of the problems evaluated, in the order they were
     (empty for an evaluator without problems); ``fidelity`` is their share of the split.
-    ``switch_seconds`` is the part of ``seconds`` spent loading a model evicted earlier.
+    ``switch_seconds`` is the part of ``seconds`` spent switching models
+    (:attr:`engine.generation.Residency.switch_seconds`).
     """
 
     score: float

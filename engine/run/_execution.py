@@ -244,15 +244,15 @@ class Execution:
                   for name, s in evidence.samples.items()}  # fmt: skip
         least = min(counts.values())
         spent = self._committed_or_promised()
-        block = self._switch_block()  # the order costs a sort: read it for blocks only
-        unfinished = block_to_finish(self._stage1_order(), block) if block > 1 else None
+        block = self._switch_block()
         if least < MIN_STAGE1_SAMPLES or (least < EXPLORE_EACH and spent < target):
-            each = EXPLORE_EACH if spent < target else MIN_STAGE1_SAMPLES
-            # The first samples of all, round-robin (the shared default point and one
-            # proposal each: what the shared model compares candidates on), then the
-            # rest of a candidate's exploration in one block: one load, not several.
-            blocked = unfinished is not None and least >= MIN_STAGE1_SAMPLES
-            if blocked and counts[unfinished] < each:
+            # Round-robin, a round at a time: first the samples every candidate gets
+            # (the shared default point and one proposal), then the rest of the
+            # exploration. With blocks, a candidate takes its part of a round in one
+            # block: one load, not several.
+            each = MIN_STAGE1_SAMPLES if least < MIN_STAGE1_SAMPLES else EXPLORE_EACH
+            unfinished = self._unfinished_block(block)
+            if unfinished is not None and counts[unfinished] < each:
                 return unfinished
             return next_stage1_candidate(self.names, counts, least + 1)
         if not evidence.on_every_candidate():
@@ -263,6 +263,10 @@ class Execution:
         active = self._active(ranking)
         if len(active) == 1:
             return None
+        # A block the evidence chose: not the one the exploration ended with. (The
+        # evidence is followed only once every candidate has had its EXPLORE_EACH: with
+        # stage 1's share spent earlier, stage 1 is over.)
+        unfinished = self._unfinished_block(block, after=EXPLORE_EACH)
         if unfinished is not None and self.names.index(unfinished) in active:
             return unfinished
         proposed = evidence.used() + self.dispatch.in_flight()
@@ -280,16 +284,19 @@ class Execution:
             block = switch_block(switches, [s.seconds - s.switch_seconds for s in samples])
             if block > 1 and self.block == 1:
                 self.session.say(
-                    f"the models do not all fit --device-memory: a model loaded again took "
+                    f"the models do not all fit --device-memory: a switch of models took "
                     f"{np.mean(switches):.1f} s, so a candidate now gets {block} stage-1 "
                     "samples in a row (--switch-block)"
                 )
         self.block = block
         return block
 
-    def _stage1_order(self) -> list[str]:
-        """The candidates of the committed stage-1 samples, in commit order."""
-        return [s.candidate for s in self.evidence.in_commit_order() if s.stage == SAMPLING]
+    def _unfinished_block(self, block: int, after: int = 0) -> str | None:
+        """:func:`block_to_finish` on the committed stage-1 samples."""
+        if block == 1:
+            return None  # the order costs a sort: read it for blocks only
+        order = [s.candidate for s in self.evidence.in_commit_order() if s.stage == SAMPLING]
+        return block_to_finish(order, block, after)
 
     def _active(self, ranking: Ranking) -> list[int]:
         """The candidates (indices) still in stage 1: all but those whose upper bound on

@@ -80,23 +80,32 @@ def next_stage1_candidate(
     return min(pending, key=lambda c: counts.get(c, 0))
 
 
-def block_to_finish(order: Sequence[str], block: int) -> str | None:
+def block_to_finish(order: Sequence[str], block: int, after: int = 0) -> str | None:
     """The candidate whose block of stage-1 samples is not finished: the last of
-    ``order`` (the stage-1 samples' candidates, in the order they were proposed) while it
-    has fewer than ``block`` in a row; ``None`` with ``block`` 1 (every sample is chosen
-    afresh) or once the block is done.
+    ``order`` (the stage-1 samples' candidates, in the order they were committed) while
+    it has fewer than ``block`` in a row, counting only the samples past each candidate's
+    first ``after`` (a phase's blocks start afresh: those of the exploration, each
+    candidate's first :data:`EXPLORE_EACH`, are not carried into those the evidence
+    chooses). ``None`` with ``block`` 1 (every sample is chosen afresh) or once the block
+    is done.
 
-    >>> block_to_finish(["a", "b", "b"], 3), block_to_finish(["a", "b", "b"], 2)
-    ('b', None)
+    >>> order = ["a", "a", "b", "b"]
+    >>> block_to_finish(order, 3), block_to_finish(order, 2), block_to_finish(order, 3, after=2)
+    ('b', None, None)
+    >>> block_to_finish(order + ["b"], 3, after=2)
+    'b'
     """
-    if block <= 1 or not order:
+    if block <= 1:
         return None
-    last, streak = order[-1], 0
+    seen: dict[str, int] = {}
+    for name in order:
+        seen[name] = seen.get(name, 0) + 1
+    last, streak = (order[-1], 0) if order else (None, 0)
     for name in reversed(order):
-        if name != last:
+        if name != last or seen[name] <= after:
             break
-        streak += 1
-    return last if streak < block else None
+        streak, seen[name] = streak + 1, seen[name] - 1
+    return last if 0 < streak < block else None
 
 
 def switch_block(switches: Sequence[float], evaluations: Sequence[float]) -> int:

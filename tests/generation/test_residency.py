@@ -66,22 +66,27 @@ def test_models_past_the_budget_are_evicted_least_recently_used_first(
     assert loaded[1]() is None, "the evicted model is still referenced"
     assert [line.split(" (")[0] for line in lines] == [
         "loaded tiny", "loaded wide", "evicted wide", "loaded copy"]  # fmt: skip
-    assert residency.switch_seconds == 0  # nothing was loaded again
+    assert residency.switch_seconds > 0  # copy's load evicted wide: a switch
     evicted = r"evicted wide \(\d+\.\d KiB\) to make room for copy in \d+\.\d s"
     assert re.fullmatch(evicted, lines[2])
     assert lines[3].endswith(f"of {format_memory(residency.budget)} in use")
 
 
-def test_only_loading_again_what_was_evicted_counts_as_switching(tiny_model_dir):
+def test_loads_that_evict_or_load_again_count_as_switching(tiny_model_dir):
     size = weights_bytes(tiny_model_dir, "float32")
-    lines = []
-    residency = Residency(int(1.5 * size), on_event=lines.append)  # one fits
+    ticks = iter(range(100))  # each reading of the clock one second later
+    residency = Residency(int(2.5 * size), clock=lambda: float(next(ticks)))  # two fit
     for key in ("a", "b"):
         residency.get(key, key, size, _load(tiny_model_dir, []))
-    assert residency.switch_seconds == 0  # first loads: every run makes them
-    residency.get("a", "a", size, _load(tiny_model_dir, []))
-    assert residency.switch_seconds > 0 and lines[-1].startswith("loaded a again (")
-    assert (residency.loads, residency.reloads) == (3, 1)
+    assert residency.switch_seconds == 0  # first loads that fit: every run makes them
+    residency.get("c", "c", size, _load(tiny_model_dir, []))  # evicts a
+    switched = residency.switch_seconds
+    assert switched > 0 and residency.reloads == 0
+    lines = []
+    residency.on_event = lines.append
+    residency.get("a", "a", size, _load(tiny_model_dir, []))  # evicts b, loads a again
+    assert residency.switch_seconds > switched and lines[-1].startswith("loaded a again (")
+    assert (residency.loads, residency.reloads) == (4, 1)
 
 
 def test_a_model_that_cannot_fit_alone_is_refused_before_it_loads(tiny_model_dir):
@@ -149,9 +154,10 @@ def test_a_run_whose_models_fit_one_at_a_time_evaluates_every_candidate_as_if_al
     tight_samples = samples(tmp_path / "tight.db", tight.run_id)
     assert {candidate for candidate, _, _ in tight_samples} == {"tiny", "wide"}
     assert tight_samples == samples(tmp_path / "roomy.db", roomy.run_id)
-    # the samples that loaded their model again carry what it cost; the roomy run's none
+    # the samples that switched models carry what it cost (the first one had nothing to
+    # evict); the roomy run's none
     switched = [s.switch_seconds for s in Store(tmp_path / "tight.db").samples(tight.run_id)]
-    assert switched[:2] == [0, 0] and all(x > 0 for x in switched[2:4])
+    assert switched[0] == 0 and all(x > 0 for x in switched[1:4])
     assert not any(s.switch_seconds for s in Store(tmp_path / "roomy.db").samples(roomy.run_id))
 
 

@@ -358,9 +358,10 @@ def test_stage_one_gives_a_dominated_candidate_less_and_can_eliminate_it(tmp_pat
 
 
 def test_switch_blocks_keep_a_candidate_for_a_block_and_resume_to_the_same_end(tmp_path):
-    # --switch-block 4: the first two samples of each round-robin, then the rest of each
-    # candidate's exploration in one block (one model load, not two), each top-two pick
-    # kept for up to four samples in a row; a stopped run resumes to the same samples.
+    # --switch-block 4: each candidate's part of each round of the exploration in one
+    # block (the shared default point and one proposal, then the rest: one model load,
+    # not two), then each top-two pick kept for up to four samples in a row; a stopped
+    # run resumes to the same samples.
     db = tmp_path / "s.db"
     kwargs = {"objective": landscape, "candidates": ["a", "b", "c"], "budget": 30, "seed": 2,
               "store": db, "switch_block": 4}  # fmt: skip
@@ -368,7 +369,7 @@ def test_switch_blocks_keep_a_candidate_for_a_block_and_resume_to_the_same_end(t
     store = Store(db)
     order = [s.candidate for s in store.samples("full", stage="sampling")]
     # (c, loaded last, goes on first)
-    assert order[:12] == ["a", "b", "c"] * 2 + ["c", "c", "a", "a", "b", "b"]
+    assert order[:12] == ["a", "a", "b", "b", "c", "c", "c", "c", "a", "a", "b", "b"]
     switches = sum(x != y for x, y in zip(order[11:], order[12:], strict=False))
     assert switches <= (len(order) - 12 + 3) // 4  # blocks after exploration too
     _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at=6)
@@ -376,18 +377,18 @@ def test_switch_blocks_keep_a_candidate_for_a_block_and_resume_to_the_same_end(t
 
 class _OneResident(ObjectiveEvaluator):
     """The objective's evaluations as if one model fitted at a time: each takes 1 s, and
-    one of a candidate whose model was evicted since its last sample loads it again in
-    ``switch`` seconds more (what a run's TaskEvaluator measures with a real residency)."""
+    one of a candidate other than the last one's loads its model in place of the last
+    one's in ``switch`` seconds more (what a run's TaskEvaluator measures with a real
+    residency)."""
 
     def __init__(self, objective, candidates, switch: float) -> None:
         super().__init__(objective, candidates)
-        self.switch, self.last, self.seen = switch, None, set()
+        self.switch, self.last = switch, None
 
     def evaluate(self, candidate, params, **kwargs):
         evaluation = super().evaluate(candidate, params, **kwargs)
-        switched = self.switch if candidate != self.last and candidate in self.seen else 0.0
+        switched = self.switch if self.last not in (None, candidate) else 0.0
         self.last = candidate
-        self.seen.add(candidate)
         return replace(evaluation, seconds=1.0 + switched, switch_seconds=switched)
 
 
@@ -402,9 +403,9 @@ def _one_resident(switch: float) -> type[Tuner]:
 
 
 def test_auto_switch_blocks_begin_once_a_model_is_loaded_again_and_resume_exactly(tmp_path):
-    # --switch-block auto (the default): the round-robin's second round loads every model
-    # again, 20 s against 1 s per evaluation, so a candidate keeps its model for the most
-    # samples in a row; where switching costs next to nothing, nothing changes.
+    # --switch-block auto (the default): b's first sample evicts a's model, 20 s against
+    # 1 s per evaluation, so from then on a candidate keeps its model for the most samples
+    # in a row; where switching costs next to nothing, nothing changes.
     db = tmp_path / "s.db"
     kwargs = {"objective": landscape, "candidates": ["a", "b", "c"], "budget": 30, "seed": 2,
               "store": db}  # fmt: skip
@@ -413,12 +414,12 @@ def test_auto_switch_blocks_begin_once_a_model_is_loaded_again_and_resume_exactl
     tuner.subscribe(events.append)
     full = tuner.run()
     order = [s.candidate for s in Store(db).samples("full", stage="sampling")]
-    assert order[:12] == ["a", "b", "c"] * 2 + ["c", "c", "a", "a", "b", "b"]
+    assert order[:12] == ["a", "b", "b", "c", "c", "a", "a", "a", "b", "b", "c", "c"]
     switches = sum(x != y for x, y in zip(order[11:], order[12:], strict=False))
     assert switches <= (len(order) - 12 + MAX_SWITCH_BLOCK - 1) // MAX_SWITCH_BLOCK
     said = [e.text for e in events if isinstance(e, Message) and "do not all fit" in e.text]
     assert said == [
-        "the models do not all fit --device-memory: a model loaded again took 20.0 s, so a "
+        "the models do not all fit --device-memory: a switch of models took 20.0 s, so a "
         f"candidate now gets {MAX_SWITCH_BLOCK} stage-1 samples in a row (--switch-block)"
     ]
     _assert_stopped_and_resumed_ends_as(full, kwargs, stop_at=8, kind=_one_resident(20.0))

@@ -6,10 +6,13 @@ import pytest
 from engine.errors import ConfigError
 from engine.records import CandidateEstimate, Sample
 from engine.selection import (
+    EXPLORE_EACH,
+    MAX_SWITCH_BLOCK,
     MIN_STAGE1_SAMPLES,
     SETTLED,
     answer_so_far,
     best_sample_index,
+    block_to_finish,
     budget_spent,
     check_elimination,
     check_split,
@@ -18,6 +21,7 @@ from engine.selection import (
     safe_eliminations,
     sampler_seed,
     selection_settled,
+    switch_block,
     top_two,
     why_leader,
 )
@@ -33,6 +37,29 @@ def test_round_robin_gives_every_candidate_evidence_early():
     assert order == ["a", "b", "c", "a", "b", "c"]
     # resuming with uneven counts catches the lagging candidate up first
     assert next_stage1_candidate(names, {"a": 2, "b": 1, "c": 2}, 3) == "b"
+
+
+def test_a_block_goes_on_until_it_has_its_samples_in_a_row():
+    assert block_to_finish(["a", "b", "b"], 3) == "b"
+    assert block_to_finish(["a", "b", "b", "b"], 3) is None
+    assert block_to_finish(["a", "b"], 1) is None and block_to_finish([], 3) is None
+
+
+def test_the_block_the_exploration_ends_with_is_not_carried_on():
+    # Each candidate's first EXPLORE_EACH are the exploration's; the evidence's blocks
+    # count from the sample after, whichever candidate the exploration ended with.
+    explored = [name for name in "abc" for _ in range(EXPLORE_EACH)]
+    assert block_to_finish(explored, 8) == "c"
+    assert block_to_finish(explored, 8, after=EXPLORE_EACH) is None
+    assert block_to_finish([*explored, "c"], 8, after=EXPLORE_EACH) == "c"
+    assert block_to_finish([*explored, "a", "a"], 3, after=EXPLORE_EACH) == "a"
+
+
+def test_a_block_is_the_fewest_samples_that_keep_a_switch_a_small_share():
+    assert switch_block([], [30.0]) == 1  # nothing switched: every model fits
+    # s / (s + b e) <= 0.15: 20 s against 30 s needs b >= 3.78
+    assert switch_block([20.0], [30.0]) == 4 and switch_block([5.0, 1.0], [30.0]) == 1
+    assert switch_block([60.0], [10.0]) == switch_block([1.0], [0.0]) == MAX_SWITCH_BLOCK
 
 
 def test_sampler_seed_is_deterministic_and_distinct():
