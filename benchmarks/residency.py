@@ -11,12 +11,12 @@ models, 20 s loads and 30 s evaluations runs in seconds, and the order of loads 
 run's own. Each case is run three ways: every model resident (the lower bound: the budget
 holds them all), the budget of the device with every sample chosen afresh (naive LRU,
 ``--switch-block 1``), and switch-aware (``--switch-block auto``, the default: the run
-reads the seconds its samples spent loading a model again, here from the virtual clock,
-and keeps a candidate for a block of samples). Reported per case, median over seeds: the
-run's time (loads plus evaluations), the number of loads, and that over the all-resident
-time, and the tuning result (right-candidate rate, median true score) all-resident and
-switch-aware. Naive LRU decides exactly as all-resident (asserted): residency alone
-changes when a model is loaded, never what the run decides.
+reads the seconds its samples spent switching models, which the Residency times here on
+the virtual clock, and keeps a candidate for a block of samples). Reported per case,
+median over seeds: the run's time (loads plus evaluations), the number of loads, and
+that over the all-resident time, and the tuning result (right-candidate rate, median
+true score) all-resident and switch-aware. Naive LRU decides exactly as all-resident
+(asserted): residency alone changes when a model is loaded, never what the run decides.
 
 Cases: 3 and 5 candidates of 15 GB on one 24 GB device (one fits), 20 s loads and 30 s
 evaluations; 4 candidates on 2 devices (each holding one of its two models; jobs split
