@@ -100,6 +100,9 @@ class Session:
         self.emit(RunFinished(self.run_id, result))
 
     def stopped(self) -> None:
+        # The mirror first: a Ctrl-C in the middle of its write leaves its transaction
+        # open, holding the write lock of a SQLite store that recording the stop needs.
+        self.close()
         # Left "running" if the store cannot take it: a resume treats both alike.
         with contextlib.suppress(TransientStoreError):
             self.store.update_run(self.run_id, status="stopped")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+import sqlalchemy
 
 from engine import (
     SAMPLING,
@@ -168,3 +169,27 @@ def test_a_run_whose_scores_are_rates_ranks_within_their_range():
     _, bounded, _ = _execute(spec, objective=problem_landscape, rates=True)
     low, high = extremes(bounded)
     assert low >= 0 and high <= 1
+
+
+def test_an_interrupt_inside_a_mirror_write_still_records_the_stop(tmp_path):
+    # Ctrl-C (or SIGTERM) lands while the Optuna mirror writes a sample into the same
+    # SQLite file: its transaction is left open, holding the write lock that recording
+    # the stop needs. The run closes the mirror first, so the stop is recorded at once.
+    spec, location = _spec(), str(tmp_path / "s.db")
+    with contextlib.closing(Store(location, timeout=2.0)) as store:
+        evaluator = build_evaluator(spec, objective=landscape)
+        evaluator.prepare(spec.space)
+        execution = Execution(RunPlan("r1", spec, location), store, evaluator, None,
+                              emit=lambda _event: None, checkpoint=lambda: None)  # fmt: skip
+
+        def interrupted_mirror_write(event):
+            if isinstance(event, SampleRecorded) and event.sample.trial == 1:
+                storage = execution.session.mirror.mirror._storage
+                session = storage.scoped_session()
+                session.execute(sqlalchemy.text("delete from trial_heartbeats"))  # writes
+                raise KeyboardInterrupt
+
+        execution.session.subscribers.append(interrupted_mirror_write)
+        with pytest.raises(KeyboardInterrupt):
+            execution.execute()
+        assert store.get_run("r1").status == "stopped"
