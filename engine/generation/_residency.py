@@ -207,10 +207,11 @@ class Residency:
             self._evict(next(iter(self._resident)), reason=name)
         self.peak = max(self.peak, self.used)
         seconds = self.clock() - start
-        again = " again" if key in self._evicted else ""
-        self.reloads += bool(again)
-        if again or self.evictions > evictions:
+        reloaded = key in self._evicted
+        self.reloads += reloaded
+        if reloaded or self.evictions > evictions:
             self.switch_seconds += seconds
+        again = " again" if reloaded else ""
         self.on_event(f"loaded {name}{again} ({format_memory(size)}) in {seconds:.1f} s"
                       f"{self._room()}")  # fmt: skip
         return backend
